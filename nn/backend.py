@@ -1,0 +1,72 @@
+"""The one place that knows about NumPy versus CuPy.
+
+Every op takes its array module from its inputs (``xp = get_array_module(x)``),
+so the same expression runs on the CPU and on the GPU. There is no global
+device switch. CuPy is optional: when it is not installed, everything here
+still works and reports that no GPU is available.
+"""
+import numpy as np
+
+try:  # CuPy is an optional extra; the NumPy path must never need it.
+    import cupy as _cupy
+except Exception:  # ImportError, or a CUDA library that fails to load
+    _cupy = None
+
+
+def get_array_module(*arrays):
+    """Return ``cupy`` if any argument is a CuPy array, else ``numpy``."""
+    if _cupy is not None:
+        return _cupy.get_array_module(*arrays)
+    return np
+
+
+def gpu_available():
+    """True when CuPy is importable and sees at least one CUDA device."""
+    if _cupy is None:
+        return False
+    try:
+        return _cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def gpu_unavailable_reason():
+    """A sentence saying why the GPU cannot be used (None when it can)."""
+    if _cupy is None:
+        return ("CuPy is not installed: install the CuPy wheel matching your CUDA "
+                "version, e.g. `pip install cupy-cuda12x`, or use --device cpu")
+    if not gpu_available():
+        return "CuPy is installed but sees no CUDA device; use --device cpu"
+    return None
+
+
+def xp_for(device):
+    """The array module for a device name: ``"cpu"`` -> numpy, ``"gpu"`` -> cupy."""
+    if device == "cpu":
+        return np
+    if device == "gpu":
+        reason = gpu_unavailable_reason()
+        if reason is not None:
+            raise RuntimeError(reason)
+        return _cupy
+    raise ValueError(f"unknown device {device!r}: use 'cpu' or 'gpu'")
+
+
+def to_device(array, device):
+    """Copy ``array`` to ``device`` ("cpu" or "gpu"); a no-op when already there."""
+    xp = xp_for(device)
+    if xp is np:
+        return to_numpy(array)
+    return xp.asarray(array)
+
+
+def to_numpy(array):
+    """A NumPy view/copy of a NumPy or CuPy array (a device-to-host copy on GPU)."""
+    if _cupy is not None and isinstance(array, _cupy.ndarray):
+        return _cupy.asnumpy(array)
+    return np.asarray(array)
+
+
+def device_of(array):
+    """``"gpu"`` for a CuPy array, ``"cpu"`` otherwise."""
+    return "gpu" if get_array_module(array) is not np else "cpu"

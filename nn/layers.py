@@ -1,0 +1,172 @@
+"""The layers: thin stateful wrappers around the pure forward/backward pairs.
+
+Parameter names and shapes follow the common framework layout, so weights can
+be compared one to one: Conv2d W (O, C, k, k), b (O,); Linear W (out, in),
+b (out,); BatchNorm gamma, beta (C,) with running_mean, running_var buffers.
+Parameters are created on the host as float32 (``dtype=`` to change); use
+``.to("gpu")`` to move a layer and ``.astype(np.float64)`` for checks.
+"""
+import numpy as np
+
+from . import activations, batchnorm, conv, linear, pooling, upsample
+from .init import default_rng, kaiming_normal
+from .module import Module
+
+
+class Conv2d(Module):
+    def __init__(self, in_ch, out_ch, kernel_size, padding=0, stride=1,
+                 rng=None, dtype=np.float32, negative_slope=0.2):
+        super().__init__()
+        k = kernel_size
+        self.padding, self.stride = padding, stride
+        self.params["W"] = kaiming_normal((out_ch, in_ch, k, k), in_ch * k * k,
+                                          default_rng(rng), negative_slope, dtype)
+        self.params["b"] = np.zeros(out_ch, dtype=dtype)
+        self._zero_grads()
+        self._cache = None
+
+    def forward(self, x):
+        y, self._cache = conv.conv2d_forward(x, self.params["W"], self.params["b"],
+                                             self.padding, self.stride)
+        return y
+
+    def backward(self, dy):
+        dx, dW, db = conv.conv2d_backward(dy, self._cache)
+        self._set_grads(W=dW, b=db)
+        return dx
+
+
+class Linear(Module):
+    def __init__(self, in_features, out_features, rng=None, dtype=np.float32,
+                 negative_slope=0.2):
+        super().__init__()
+        self.params["W"] = kaiming_normal((out_features, in_features), in_features,
+                                          default_rng(rng), negative_slope, dtype)
+        self.params["b"] = np.zeros(out_features, dtype=dtype)
+        self._zero_grads()
+        self._x = None
+
+    def forward(self, x):
+        y, self._x = linear.linear_forward(x, self.params["W"], self.params["b"])
+        return y
+
+    def backward(self, dy):
+        dx, dW, db = linear.linear_backward(dy, self._x, self.params["W"])
+        self._set_grads(W=dW, b=db)
+        return dx
+
+
+class _BatchNorm(Module):
+    expected_ndim = None
+
+    def __init__(self, num_features, momentum=0.1, eps=1e-5, dtype=np.float32):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.params["gamma"] = np.ones(num_features, dtype=dtype)
+        self.params["beta"] = np.zeros(num_features, dtype=dtype)
+        self.buffers["running_mean"] = np.zeros(num_features, dtype=dtype)
+        self.buffers["running_var"] = np.ones(num_features, dtype=dtype)
+        self._zero_grads()
+        self._cache = None
+
+    @property
+    def running_mean(self):
+        return self.buffers["running_mean"]
+
+    @property
+    def running_var(self):
+        return self.buffers["running_var"]
+
+    def forward(self, x):
+        if x.ndim != self.expected_ndim:
+            raise ValueError(f"{type(self).__name__} expects {self.expected_ndim}-D input, "
+                             f"got shape {x.shape}")
+        y, self._cache = batchnorm.batchnorm_forward(
+            x, self.params["gamma"], self.params["beta"], self.buffers["running_mean"],
+            self.buffers["running_var"], self.training, self.momentum, self.eps)
+        return y
+
+    def backward(self, dy):
+        dx, dgamma, dbeta = batchnorm.batchnorm_backward(dy, self._cache)
+        self._set_grads(gamma=dgamma, beta=dbeta)
+        return dx
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch norm of (N, C, H, W) maps, statistics per channel over N, H, W."""
+    expected_ndim = 4
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch norm of (N, C) features, statistics per feature over N."""
+    expected_ndim = 2
+
+
+class LeakyReLU(Module):
+    def __init__(self, negative_slope=0.2):
+        super().__init__()
+        self.negative_slope = negative_slope
+        self._y = None
+
+    def forward(self, x):
+        y, self._y = activations.leaky_relu_forward(x, self.negative_slope)
+        return y
+
+    def backward(self, dy):
+        return activations.leaky_relu_backward(dy, self._y, self.negative_slope)
+
+
+class MaxPool2d(Module):
+    """Max pooling, 2x2 window, stride 2 (the only size the network needs)."""
+
+    def __init__(self, kernel_size=2):
+        super().__init__()
+        if kernel_size != 2:
+            raise ValueError("MaxPool2d supports kernel_size=2 (stride 2) only")
+        self._cache = None
+
+    def forward(self, x):
+        y, self._cache = pooling.maxpool2x2_forward(x)
+        return y
+
+    def backward(self, dy):
+        return pooling.maxpool2x2_backward(dy, self._cache)
+
+
+class Upsample(Module):
+    """Integer-factor upsampling of NCHW maps, "nearest" or "bilinear" (half-pixel)."""
+
+    def __init__(self, scale_factor, mode="nearest"):
+        super().__init__()
+        if int(scale_factor) != scale_factor or scale_factor < 1:
+            raise ValueError(f"Upsample needs a positive integer scale_factor, got {scale_factor}")
+        if mode not in ("nearest", "bilinear"):
+            raise ValueError(f"Upsample mode must be 'nearest' or 'bilinear', got {mode!r}")
+        self.scale, self.mode = int(scale_factor), mode
+        self._x_shape = None
+
+    def forward(self, x):
+        self._x_shape = x.shape
+        if self.mode == "nearest":
+            return upsample.nearest_upsample_forward(x, self.scale)
+        return upsample.bilinear_upsample_forward(x, self.scale)
+
+    def backward(self, dy):
+        if self.mode == "nearest":
+            return upsample.nearest_upsample_backward(dy, self.scale)
+        return upsample.bilinear_upsample_backward(dy, self.scale, self._x_shape)
+
+
+class Flatten(Module):
+    """(N, ...) -> (N, prod(...)); backward restores the shape."""
+
+    def __init__(self):
+        super().__init__()
+        self._shape = None
+
+    def forward(self, x):
+        self._shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy):
+        return dy.reshape(self._shape)

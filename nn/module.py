@@ -1,0 +1,171 @@
+"""Modules: objects that own parameters, their gradients and buffers.
+
+A module keeps ``params`` and ``grads`` (dicts with the same keys) and, for
+batch norm, ``buffers`` (running statistics). ``forward`` caches what
+``backward`` needs; ``backward(dy)`` fills ``grads`` (overwriting, not
+accumulating) and returns dx. The math lives in the pure functions of the
+sibling modules; the classes here only hold state and call them.
+"""
+from collections.abc import MutableMapping
+
+import numpy as np
+
+from .backend import get_array_module, to_device
+
+
+class Module:
+    def __init__(self):
+        self.params = {}
+        self.grads = {}
+        self.buffers = {}
+        self.training = True
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def children(self):
+        return []
+
+    def train(self, mode=True):
+        self.training = mode
+        for child in self.children():
+            child.train(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def state_dict(self):
+        """Parameters and buffers by name, as a flat dict (the arrays themselves)."""
+        state = dict(self.params)
+        state.update(self.buffers)
+        return state
+
+    def to(self, device):
+        """Move parameters, gradients and buffers to "cpu" or "gpu" in place."""
+        for store in (self.params, self.grads, self.buffers):
+            for key in list(store):
+                store[key] = to_device(store[key], device)
+        for child in self.children():
+            child.to(device)
+        return self
+
+    def astype(self, dtype):
+        """Cast parameters, gradients and buffers (e.g. to float64 for checks)."""
+        for store in (self.params, self.grads, self.buffers):
+            for key in list(store):
+                store[key] = store[key].astype(dtype)
+        for child in self.children():
+            child.astype(dtype)
+        return self
+
+    def _zero_grads(self):
+        """Give every parameter a zero gradient (called once params exist)."""
+        self.grads = zeros_like_params(self.params)
+
+    def _set_grads(self, **grads):
+        for key, g in grads.items():
+            self.grads[key] = g
+
+
+class NamespacedDict(MutableMapping):
+    """A live, flat view of several modules' dicts: key "prefix.name".
+
+    Reading and assigning go straight to the owning module's dict, so
+    ``model.params["0.W"] = new`` takes effect on the next forward.
+    """
+
+    def __init__(self, owners, attribute):
+        self._owners = owners          # list of (prefix, module)
+        self._attribute = attribute    # "params", "grads" or "buffers"
+
+    def _locate(self, key):
+        prefix, dot, name = key.partition(".")
+        for owner_prefix, module in self._owners:
+            if owner_prefix == prefix and dot:
+                store = getattr(module, self._attribute)
+                if name in store:
+                    return store, name
+        raise KeyError(key)
+
+    def __getitem__(self, key):
+        store, name = self._locate(key)
+        return store[name]
+
+    def __setitem__(self, key, value):
+        store, name = self._locate(key)
+        store[name] = value
+
+    def __delitem__(self, key):
+        raise TypeError("parameters cannot be deleted from a module")
+
+    def __iter__(self):
+        for prefix, module in self._owners:
+            for name in getattr(module, self._attribute):
+                yield f"{prefix}.{name}"
+
+    def __len__(self):
+        return sum(len(getattr(m, self._attribute)) for _, m in self._owners)
+
+
+class Container(Module):
+    """A module made of named child modules; exposes their state as flat views."""
+
+    def __init__(self, named_children):
+        super().__init__()
+        self._named = list(named_children)
+        self.params = NamespacedDict(self._named, "params")
+        self.grads = NamespacedDict(self._named, "grads")
+        self.buffers = NamespacedDict(self._named, "buffers")
+
+    def children(self):
+        return [m for _, m in self._named]
+
+    def to(self, device):
+        for child in self.children():
+            child.to(device)
+        return self
+
+    def astype(self, dtype):
+        for child in self.children():
+            child.astype(dtype)
+        return self
+
+
+class Sequential(Container):
+    """Layers applied in order; backward runs them in reverse. Keys are "i.name"."""
+
+    def __init__(self, *layers):
+        super().__init__((str(i), layer) for i, layer in enumerate(layers))
+        self.layers = list(layers)
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dy):
+        for layer in reversed(self.layers):
+            dy = layer.backward(dy)
+        return dy
+
+    def __getitem__(self, i):
+        return self.layers[i]
+
+    def __len__(self):
+        return len(self.layers)
+
+
+def zeros_like_params(params):
+    """Fresh zero arrays keyed like ``params`` (e.g. optimizer state)."""
+    return {k: get_array_module(p).zeros_like(p) for k, p in params.items()}
+
+
+def parameter_count(module):
+    return int(sum(np.prod(p.shape) for p in module.params.values()))

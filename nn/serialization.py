@@ -1,0 +1,57 @@
+"""Saving and loading a module's parameters and buffers as .npz, without pickle.
+
+The file holds one array per entry of ``module.state_dict()`` (parameters and
+batch-norm running statistics), always as host NumPy arrays. Loading copies
+values into the module's existing arrays, on whatever device they live, and
+refuses missing, unexpected or mis-shaped entries with a message naming them.
+"""
+import os
+
+import numpy as np
+
+from .backend import get_array_module, to_numpy
+
+
+def state_to_numpy(state):
+    return {k: to_numpy(v) for k, v in state.items()}
+
+
+def save_npz_atomic(path, arrays):
+    """Write a dict of arrays to ``path`` via a temporary file and a rename."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "wb") as f:
+        np.savez(f, **state_to_numpy(arrays))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_npz(path):
+    """Read every array of an .npz (pickle refused) into a plain dict."""
+    with np.load(os.fspath(path), allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+def load_state_into(module_state, arrays, source="state"):
+    """Copy ``arrays`` into the live ``module_state`` dict entry by entry."""
+    missing = sorted(set(module_state) - set(arrays))
+    unexpected = sorted(set(arrays) - set(module_state))
+    if missing or unexpected:
+        raise ValueError(f"{source}: does not match the model: missing {missing}, "
+                         f"unexpected {unexpected}")
+    for key, target in module_state.items():
+        value = arrays[key]
+        if tuple(value.shape) != tuple(target.shape):
+            raise ValueError(f"{source}: entry {key!r} has shape {value.shape}, "
+                             f"the model expects {target.shape}")
+        target[...] = get_array_module(target).asarray(value, dtype=target.dtype)
+
+
+def save_module(module, path):
+    save_npz_atomic(path, module.state_dict())
+
+
+def load_module(module, path):
+    load_state_into(module.state_dict(), load_npz(path), source=os.fspath(path))
+    return module

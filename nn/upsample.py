@@ -1,0 +1,65 @@
+"""Upsampling of NCHW maps by an integer factor s.
+
+Nearest:  y[n, c, i, j] = x[n, c, i // s, j // s]
+          dx[n, c, i, j] = sum_{u, v < s} dy[n, c, s*i + u, s*j + v]
+Bilinear (half-pixel centres, align_corners=False): output row i samples the
+source coordinate t = (i + 0.5) / s - 0.5, clamped to [0, H - 1]; with
+i0 = floor(t), i1 = min(i0 + 1, H - 1), w = t - i0 the row weights are
+(1 - w) on i0 and w on i1. The map is separable and linear:
+          y = A_H x A_W^T   (A_H: (sH, H), A_W: (sW, W) interpolation matrices)
+          dx = A_H^T dy A_W
+"""
+from functools import lru_cache
+
+import numpy as np
+
+from .backend import get_array_module
+
+
+def nearest_upsample_forward(x, s):
+    N, C, H, W = x.shape
+    xp = get_array_module(x)
+    y = xp.broadcast_to(x[:, :, :, None, :, None], (N, C, H, s, W, s))
+    return y.reshape(N, C, H * s, W * s)
+
+
+def nearest_upsample_backward(dy, s):
+    N, C, Hs, Ws = dy.shape
+    return dy.reshape(N, C, Hs // s, s, Ws // s, s).sum(axis=(3, 5))
+
+
+def bilinear_matrix(size, s, dtype=np.float64):
+    """The (s*size, size) half-pixel interpolation matrix A, built on the host."""
+    out = np.arange(size * s)
+    t = np.clip((out + 0.5) / s - 0.5, 0, size - 1)
+    i0 = np.floor(t).astype(np.int64)
+    i1 = np.minimum(i0 + 1, size - 1)
+    w = t - i0
+    A = np.zeros((size * s, size), dtype=dtype)
+    np.add.at(A, (out, i0), 1 - w)
+    np.add.at(A, (out, i1), w)
+    return A
+
+
+@lru_cache(maxsize=64)
+def _device_matrix(size, s, xp, dtype_name):
+    """bilinear_matrix on the device, built and copied once per shape (no per-step copy)."""
+    return xp.asarray(bilinear_matrix(size, s, np.dtype(dtype_name)))
+
+
+def _matrices(shape, s, xp, dtype):
+    _, _, H, W = shape
+    name = np.dtype(dtype).name
+    return _device_matrix(H, s, xp, name), _device_matrix(W, s, xp, name)
+
+
+def bilinear_upsample_forward(x, s):
+    xp = get_array_module(x)
+    A_h, A_w = _matrices(x.shape, s, xp, x.dtype)
+    return A_h @ x @ A_w.T                               # (N, C, sH, sW)
+
+
+def bilinear_upsample_backward(dy, s, x_shape):
+    xp = get_array_module(dy)
+    A_h, A_w = _matrices(x_shape, s, xp, dy.dtype)
+    return A_h.T @ dy @ A_w
