@@ -1,0 +1,54 @@
+"""Aggregate several run folders (seeds) into one Table 3: mean ± std over runs.
+
+    python aggregate.py runs/baseline-seed0 runs/baseline-seed1 runs/ifm-seed0 ... \
+        [--md table3.md] [--json table3.json]
+
+Each folder must hold a finished run (report.json). Baseline runs fill the
+Baseline_digit / Baseline_texture rows, --ifm runs the Ours_* rows. The std is
+the sample standard deviation (ddof=1), 0 for a single run.
+"""
+import argparse
+import os
+import sys
+
+from experiment import report as table3
+from experiment.runfolder import read_json, write_json, write_text_atomic
+
+
+def load_reports(folders):
+    reports, epochs, devices = [], set(), set()
+    for folder in folders:
+        path = os.path.join(folder, "report.json")
+        if not os.path.exists(path):
+            raise SystemExit(f"aggregate.py: error: {path} does not exist: is {folder} a "
+                             "finished run folder of train.py?")
+        reports.append(read_json(path))
+        config_path = os.path.join(folder, "config.json")
+        if os.path.exists(config_path):
+            config = read_json(config_path)
+            epochs.add(config["settings"]["epochs"])
+            devices.add(config.get("device", "?"))
+    return reports, epochs, devices
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="run folders written by train.py")
+    p.add_argument("--md", help="also write the markdown table here")
+    p.add_argument("--json", help="also write the table as JSON here")
+    args = p.parse_args(argv)
+    reports, epochs, devices = load_reports(args.runs)
+    rows = table3.aggregate(reports)
+    markdown = table3.aggregate_markdown(rows)
+    print(markdown, end="")
+    if args.md:
+        write_text_atomic(args.md, markdown)
+    if args.json:
+        write_json(args.json, {"rows": rows,
+                               "epochs": epochs.pop() if len(epochs) == 1 else sorted(epochs),
+                               "device": devices.pop() if len(devices) == 1 else sorted(devices)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

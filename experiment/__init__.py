@@ -1,0 +1,1 @@
+"""The shiftedMNIST experiment: classifier, training loop, run folder, reports."""

@@ -1,0 +1,58 @@
+"""The classifier of the paper's Table 1.
+
+Four blocks Conv3x3(pad 1)-BN-LeakyReLU(0.2)-MaxPool2 with 32, 64, 128, 128
+channels, then FC(512, 10). On 32x32 inputs the block outputs before pooling
+are H_1 (N, 32, 32, 32), H_2 (N, 64, 16, 16), H_3 (N, 128, 8, 8) and
+H_4 (N, 128, 4, 4); after the last pool 128 * 2 * 2 = 512 features remain.
+
+The IFM regularizer reads H_1..H_4 (after LeakyReLU, before pooling) and hands
+back extra gradients for them, so ``backward`` takes an optional list of
+per-block gradients that are added where each H_l leaves its block.
+"""
+import numpy as np
+
+from nn import BatchNorm2d, Conv2d, Flatten, LeakyReLU, Linear, MaxPool2d, Sequential
+from nn.module import Container
+
+CHANNELS = (32, 64, 128, 128)
+NUM_CLASSES = 10
+
+
+class Classifier(Container):
+    def __init__(self, in_channels=3, channels=CHANNELS, image_size=32,
+                 num_classes=NUM_CLASSES, rng=None, dtype=np.float32):
+        blocks, c_in = [], in_channels
+        for c in channels:
+            blocks.append(Sequential(Conv2d(c_in, c, 3, padding=1, rng=rng, dtype=dtype),
+                                     BatchNorm2d(c, dtype=dtype), LeakyReLU(0.2)))
+            c_in = c
+        side = image_size // 2 ** len(channels)
+        if side < 1:
+            raise ValueError(f"image size {image_size} is too small for {len(channels)} poolings")
+        self.blocks = blocks
+        self.pools = [MaxPool2d(2) for _ in channels]
+        self.flatten = Flatten()
+        self.fc = Linear(c_in * side * side, num_classes, rng=rng, dtype=dtype)
+        named = [(f"block{i + 1}", b) for i, b in enumerate(blocks)] + [("fc", self.fc)]
+        super().__init__(named)
+        self.channels = tuple(channels)
+        self.features = []
+
+    def forward(self, x):
+        """Logits (N, 10); keeps H_1..H_4 in ``self.features``."""
+        self.features = []
+        for block, pool in zip(self.blocks, self.pools):
+            h = block.forward(x)
+            self.features.append(h)
+            x = pool.forward(h)
+        return self.fc.forward(self.flatten.forward(x))
+
+    def backward(self, dlogits, dfeatures=None):
+        """Fill every gradient; ``dfeatures[l]`` (or None) is added to dL/dH_{l+1}."""
+        d = self.flatten.backward(self.fc.backward(dlogits))
+        for i in reversed(range(len(self.blocks))):
+            d = self.pools[i].backward(d)
+            if dfeatures is not None and dfeatures[i] is not None:
+                d = d + dfeatures[i]
+            d = self.blocks[i].backward(d)
+        return d

@@ -1,0 +1,176 @@
+"""Command-line settings of train.py: parsing, validation and their defaults.
+
+Every flag is documented in ``--help`` and in README.md. The names --device,
+--ifm, --epochs, --seed, --textures, --mnist-dir, --out, --resume and
+--limit-train are fixed (scripts rely on them).
+"""
+import argparse
+import sys
+
+PAIRS_DEFAULT = "1-2,2-3,3-4"
+ESTIMATORS = ("jsd", "dv", "infonce", "paper-eq4")
+
+
+class SettingsError(ValueError):
+    """A bad flag value; the message names the flag and the fix."""
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def non_negative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def samples_arg(text):
+    """K: a positive integer or "all"."""
+    if text == "all":
+        return "all"
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'all', got {text!r}")
+
+
+def pairs_arg(text):
+    """"1-2,2-3,3-4" -> [(1, 2), (2, 3), (3, 4)]; adjacent blocks of 1..4 only."""
+    pairs = []
+    for part in text.split(","):
+        try:
+            low, high = (int(v) for v in part.strip().split("-"))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected pairs like '1-2,2-3,3-4', got {text!r}")
+        if not (1 <= low <= 3 and high == low + 1):
+            raise argparse.ArgumentTypeError(
+                f"pair {part!r}: IFM pairs adjacent conv blocks, one of 1-2, 2-3, 3-4")
+        pairs.append((low, high))
+    if len(set(pairs)) != len(pairs):
+        raise argparse.ArgumentTypeError(f"repeated pair in {text!r}")
+    return pairs
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train the Table 1 classifier on shiftedMNIST, with or without the IFM "
+                    "regularizer, keep the best-validation-digit and best-validation-texture "
+                    "checkpoints and print the paper's Table 3 for this run.")
+    g = p.add_argument_group("run")
+    g.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="cpu: NumPy; gpu: CuPy on the current CUDA device (default: cpu)")
+    g.add_argument("--out", default=None,
+                   help="run folder (default: runs/<baseline|ifm>-seed<seed>)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint; settings come from "
+                        "its config.json (only --epochs and --device may change)")
+    g.add_argument("--epochs", type=positive_int, default=10, help="training epochs (default: 10)")
+    g.add_argument("--seed", type=int, default=0,
+                   help="seed of weight init, shuffling and IFM sampling (default: 0)")
+    g.add_argument("--quiet", action="store_true", help="no progress line")
+
+    g = p.add_argument_group("data")
+    g.add_argument("--mnist-dir", default=None,
+                   help="directory with the four MNIST IDX files (default: $IFM_MNIST_DIR, "
+                        "else the download cache)")
+    g.add_argument("--textures", default=None,
+                   help="'dtd', 'procedural' or a directory of >= 10 images "
+                        "(default: $IFM_TEXTURES, else 'dtd')")
+    g.add_argument("--cache-dir", default=None,
+                   help="cache for downloads and built data (default: $IFM_CACHE_DIR or ~/.cache/ifm)")
+    g.add_argument("--data-seed", type=int, default=0,
+                   help="seed of the dataset build: split, texture choice and crops (default: 0); "
+                        "kept apart from --seed so that seeds compare models on the same data")
+    g.add_argument("--limit-train", type=positive_int, default=None,
+                   help="train on the first N training images only (quick runs)")
+    g.add_argument("--limit-eval", type=positive_int, default=None,
+                   help="validate and test on the first N images only (quick runs)")
+
+    g = p.add_argument_group("optimization")
+    g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
+                   help="sgd (with momentum) or adam (default: sgd)")
+    g.add_argument("--lr", type=positive_float, default=0.01, help="learning rate (default: 0.01)")
+    g.add_argument("--momentum", type=non_negative_float, default=0.9,
+                   help="SGD momentum (default: 0.9)")
+    g.add_argument("--weight-decay", type=non_negative_float, default=0.0,
+                   help="L2 weight decay (default: 0)")
+    g.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default: 128)")
+
+    g = p.add_argument_group("IFM regularizer (active with --ifm)")
+    g.add_argument("--ifm", action="store_true",
+                   help="add the IFM regularizer: L = L_clf - lambda * sum_l F_l")
+    g.add_argument("--lam", type=non_negative_float, default=10.0,
+                   help="IFM weight lambda (default: 10; see README 'Defaults')")
+    g.add_argument("--samples", type=samples_arg, default=64,
+                   help="K locations per image for joint pairs (and as many marginal pairs), "
+                        "an integer or 'all' (default: 64)")
+    g.add_argument("--estimator", choices=ESTIMATORS, default="jsd",
+                   help="MI estimator (default: jsd)")
+    g.add_argument("--marginal", choices=("image", "batch"), default="image",
+                   help="marginal pairs drawn within one image or across the batch (default: image)")
+    g.add_argument("--upsample", choices=("nearest", "bilinear"), default="nearest",
+                   help="how H_{l+1} is brought to H_l's size (default: nearest)")
+    g.add_argument("--pairs", type=pairs_arg, default=pairs_arg(PAIRS_DEFAULT),
+                   help=f"conv-block pairs (default: {PAIRS_DEFAULT})")
+    return p
+
+
+# Settings that define the experiment (saved in config.json; fixed on --resume).
+EXPERIMENT_KEYS = ("seed", "textures", "mnist_dir", "data_seed", "limit_train", "limit_eval",
+                   "optimizer", "lr", "momentum", "weight_decay", "batch_size", "ifm", "lam",
+                   "samples", "estimator", "marginal", "upsample", "pairs")
+# Settings a resumed run may change.
+RESUMABLE_KEYS = ("epochs", "device", "quiet", "cache_dir")
+
+
+def explicit_flags(parser, argv):
+    """The dests of the flags actually typed on the command line."""
+    quiet = argparse.ArgumentParser(add_help=False)
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        kwargs = {"dest": action.dest, "default": argparse.SUPPRESS}
+        if action.nargs == 0:
+            kwargs["action"] = "store_const"
+            kwargs["const"] = True
+        else:
+            kwargs["type"] = str
+        quiet.add_argument(*action.option_strings, **kwargs)
+    known, _ = quiet.parse_known_args(argv)
+    return set(vars(known))
+
+
+def parse(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.explicit = explicit_flags(parser, sys.argv[1:] if argv is None else argv)
+    if not args.ifm:
+        given = sorted(k for k in ("lam", "samples", "estimator", "marginal", "upsample", "pairs")
+                       if k in args.explicit)
+        if given:
+            parser.error(f"{', '.join('--' + k.replace('_', '-') for k in given)} "
+                         "only make sense with --ifm")
+    return args

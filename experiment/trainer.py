@@ -1,0 +1,210 @@
+"""The training loop of the shiftedMNIST experiment.
+
+One step (paper Eq. 5, L = L_clf - lambda * sum_l F_l):
+    logits = f(x); L_clf, dlogits = softmax_cross_entropy(logits, y)
+    with IFM: F_l = block_l(H_l, H_{l+1}) for each pair; the regularizer hands
+    back dL/dH_l = -lambda * dF/dH_l and fills D's gradients of the same loss
+    backward through the classifier; one optimizer step on classifier + D
+
+Randomness is derived from the seed and the position in training, never from
+a stream that must be carried along: weights from [seed, 0], the shuffle of
+epoch e from [seed, 1, e], the IFM sampling of step s of epoch e from
+[seed, 2, e, s]. So a run interrupted anywhere and resumed from its checkpoint
+replays exactly what an uninterrupted run does.
+
+Device discipline: data, labels and running metrics stay on the device; the
+host reads them only when a progress line is shown and at the end of an epoch.
+"""
+import numpy as np
+
+from nn import SGD, Adam, softmax_cross_entropy
+from nn.backend import to_numpy, xp_for
+from nn.module import Container
+
+from .classifier import Classifier
+
+EVAL_BATCH = 1000
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+class DeviceSplit:
+    """One split on the device: uint8 images, labels, and the normalization."""
+
+    def __init__(self, split, mean, std, xp, limit=None):
+        n = len(split.digit) if limit is None else min(limit, len(split.digit))
+        self.n = n
+        self.images = xp.asarray(split.images[:n])
+        self.digit = xp.asarray(split.digit[:n].astype(np.int64))
+        self.texture = xp.asarray(split.texture[:n].astype(np.int64))
+        self.mean = xp.asarray(np.asarray(mean, np.float32).reshape(1, 3, 1, 1))
+        self.inv_std = xp.asarray((1.0 / np.asarray(std, np.float32)).reshape(1, 3, 1, 1))
+
+    def inputs(self, index):
+        """x = (image / 255 - mean) / std as float32, for the rows in ``index``."""
+        x = self.images[index].astype(np.float32)
+        x *= np.float32(1 / 255)
+        x -= self.mean
+        x *= self.inv_std
+        return x
+
+
+def build_optimizer(cfg, params):
+    if cfg["optimizer"] == "sgd":
+        return SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
+                   weight_decay=cfg["weight_decay"])
+    return Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+
+
+def build_regularizer(cfg, channels, rng):
+    from ifm import IFMRegularizer
+    return IFMRegularizer(channels=list(channels), pairs=[tuple(p) for p in cfg["pairs"]],
+                          lam=cfg["lam"], samples=cfg["samples"], estimator=cfg["estimator"],
+                          upsample=cfg["upsample"], marginal=cfg["marginal"], rng=rng)
+
+
+class Trainer:
+    """Owns the model, D, the optimizer and the data of one run on one device."""
+
+    def __init__(self, cfg, dataset, device):
+        self.cfg, self.device = cfg, device
+        self.xp = xp_for(device)
+        init_rng = np.random.default_rng([cfg["seed"], 0])
+        self.model = Classifier(rng=init_rng)
+        self.regularizer = build_regularizer(cfg, self.model.channels, init_rng) \
+            if cfg["ifm"] else None
+        parts = [("clf", self.model)]
+        if self.regularizer is not None:
+            parts.append(("ifm", self.regularizer))
+        self.trainable = Container(parts)
+        self.trainable.to(device)
+        self.optimizer = build_optimizer(cfg, self.trainable.params)
+        self.train_data = DeviceSplit(dataset.train, dataset.mean, dataset.std, self.xp,
+                                      cfg["limit_train"])
+        self.val_data = DeviceSplit(dataset.val, dataset.mean, dataset.std, self.xp,
+                                    cfg["limit_eval"])
+        self.test_data = DeviceSplit(dataset.test, dataset.mean, dataset.std, self.xp,
+                                     cfg["limit_eval"])
+        self.pair_names = [f"F_{a}_{b}" for a, b in cfg["pairs"]] if cfg["ifm"] else []
+
+    # ------------------------------------------------------------------ steps
+    def steps_per_epoch(self):
+        return -(-self.train_data.n // self.cfg["batch_size"])
+
+    def epoch_order(self, epoch):
+        """Device index array of the shuffled training set for ``epoch``."""
+        perm = np.random.default_rng([self.cfg["seed"], 1, epoch]).permutation(self.train_data.n)
+        return self.xp.asarray(perm)
+
+    def batch_index(self, order, step):
+        B = self.cfg["batch_size"]
+        index = order[step * B:(step + 1) * B]
+        if index.shape[0] < 2:      # batch norm needs two samples: fold a lone one in
+            index = order[-2:]
+        return index
+
+    def train_step(self, index, epoch, step):
+        """One optimizer step; returns device scalars (L_clf, correct, [F_l], total loss)."""
+        x = self.train_data.inputs(index)
+        y = self.train_data.digit[index]
+        logits = self.model.forward(x)
+        loss, dlogits = softmax_cross_entropy(logits, y)
+        correct = (logits.argmax(axis=1) == y).sum()
+        F_values, dfeatures, total = [], None, loss
+        if self.regularizer is not None:
+            rng = np.random.default_rng([self.cfg["seed"], 2, epoch, step])
+            F_values = self.regularizer.forward(self.model.features, rng)
+            dfeatures = self.regularizer.backward()
+            total = loss - self.cfg["lam"] * sum(F_values)
+        self.model.backward(dlogits, dfeatures)
+        self.optimizer.step(self.trainable.grads)
+        return loss, correct, F_values, total
+
+    # ------------------------------------------------------------ evaluation
+    def evaluate(self, split):
+        """(digit accuracy, texture accuracy) of the current classifier, eval mode."""
+        self.model.eval()
+        xp = self.xp
+        digit_ok = xp.zeros((), dtype=xp.int64)
+        texture_ok = xp.zeros((), dtype=xp.int64)
+        for start in range(0, split.n, EVAL_BATCH):
+            index = xp.arange(start, min(start + EVAL_BATCH, split.n))
+            pred = self.model.forward(split.inputs(index)).argmax(axis=1)
+            digit_ok += (pred == split.digit[index]).sum()
+            texture_ok += (pred == split.texture[index]).sum()
+        self.model.train()
+        return float(digit_ok) / split.n, float(texture_ok) / split.n
+
+    # ----------------------------------------------------------- state I/O
+    def classifier_state(self):
+        return self.model.state_dict()
+
+    def checkpoint_arrays(self):
+        arrays = {f"clf/{k}": v for k, v in self.model.state_dict().items()}
+        if self.regularizer is not None:
+            arrays.update({f"ifm/{k}": v for k, v in self.regularizer.state_dict().items()})
+        arrays.update({f"opt/{k}": v for k, v in self.optimizer.state_dict().items()})
+        return arrays
+
+    def load_checkpoint_arrays(self, arrays):
+        from nn.serialization import load_state_into
+        groups = {"clf": {}, "ifm": {}, "opt": {}}
+        for key, value in arrays.items():
+            group, _, name = key.partition("/")
+            if group not in groups:
+                raise ValueError(f"checkpoint: unexpected entry {key!r}")
+            groups[group][name] = value
+        load_state_into(self.model.state_dict(), groups["clf"], "checkpoint (classifier)")
+        if self.regularizer is not None:
+            load_state_into(self.regularizer.state_dict(), groups["ifm"], "checkpoint (IFM D)")
+        elif groups["ifm"]:
+            raise ValueError("checkpoint holds IFM discriminators but the run has no --ifm")
+        self.optimizer.load_state_dict(groups["opt"])
+
+
+class EpochAccumulator:
+    """Running sums of one epoch, on the device; read to the host once."""
+
+    def __init__(self, xp, n_pairs):
+        self.xp = xp
+        self.loss = xp.zeros((), dtype=xp.float64)
+        self.correct = xp.zeros((), dtype=xp.int64)
+        self.F = xp.zeros(n_pairs, dtype=xp.float64)
+        self.seen = 0
+        self.steps = 0
+        self.first_bad_step = xp.full((), -1, dtype=xp.int64)
+
+    def add(self, step, batch, loss, correct, F_values, total):
+        xp = self.xp
+        self.loss += loss * batch
+        self.correct += correct
+        if F_values:
+            self.F += xp.stack(F_values)
+        self.seen += batch
+        self.steps += 1
+        bad = ~xp.isfinite(total)
+        self.first_bad_step = xp.where(bad & (self.first_bad_step < 0), step, self.first_bad_step)
+
+    def check_finite(self, epoch):
+        bad = int(self.first_bad_step)
+        if bad >= 0:
+            raise NonFiniteLoss(f"the loss became NaN or inf at epoch {epoch}, step {bad + 1}; "
+                                "the run stopped and the last good checkpoint is kept "
+                                "(try a smaller --lr or --lam, or another --estimator)")
+
+    def mean_loss(self):
+        return float(self.loss) / max(self.seen, 1)
+
+    def to_host(self):
+        return {"loss": float(self.loss), "correct": int(self.correct),
+                "F": [float(v) for v in to_numpy(self.F)], "seen": self.seen, "steps": self.steps}
+
+    def load_host(self, saved):
+        xp = self.xp
+        self.loss = xp.asarray(saved["loss"], dtype=xp.float64)
+        self.correct = xp.asarray(saved["correct"], dtype=xp.int64)
+        self.F = xp.asarray(np.array(saved["F"], dtype=np.float64).reshape(self.F.shape))
+        self.seen, self.steps = saved["seen"], saved["steps"]
+
