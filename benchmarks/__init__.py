@@ -1,0 +1,1 @@
+"""Benchmark helpers (the PyTorch reference lives here; torch is optional)."""

@@ -1,0 +1,200 @@
+"""End-to-end tests of train.py and aggregate.py on a small subset (CPU).
+
+They need the real MNIST files and a texture folder, found through
+IFM_MNIST_DIR and IFM_TEXTURES (CI sets both); without them they skip.
+"""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+import aggregate
+from experiment import run as run_module
+from experiment.run import main
+
+MNIST = os.environ.get("IFM_MNIST_DIR")
+TEXTURES = os.environ.get("IFM_TEXTURES")
+needs_data = pytest.mark.skipif(not (MNIST and TEXTURES),
+                                reason="set IFM_MNIST_DIR and IFM_TEXTURES to run end-to-end tests")
+
+QUICK = ["--limit-train", "256", "--limit-eval", "200", "--batch-size", "64", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+def train(out, cache_dir, *extra):
+    argv = ["--out", str(out), "--cache-dir", cache_dir, "--mnist-dir", MNIST,
+            "--textures", TEXTURES] + QUICK + list(extra)
+    return main(argv)
+
+
+def read_state(path):
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+@needs_data
+@pytest.mark.parametrize("method", ["baseline", "ifm"])
+def test_smoke_run_writes_the_run_folder(tmp_path, cache_dir, method, capsys):
+    extra = ["--epochs", "2"] + (["--ifm", "--samples", "8"] if method == "ifm" else [])
+    assert train(tmp_path / "run", cache_dir, *extra) == 0
+    run = tmp_path / "run"
+    for name in ("config.json", "history.csv", "best_digit.npz", "best_texture.npz",
+                 "checkpoint.npz", "report.json", "report.md"):
+        assert (run / name).exists(), name
+    report = json.loads((run / "report.json").read_text())
+    assert report["method"] == method
+    assert set(report["rows"]) == {"best_digit", "best_texture"}
+    for row in report["rows"].values():
+        assert set(row) == {"epoch", "val_digit_acc", "val_texture_acc", "test_digit_acc",
+                            "test_texture_acc"}
+        assert row["epoch"] in (1, 2)
+        for key in ("val_digit_acc", "val_texture_acc", "test_digit_acc", "test_texture_acc"):
+            assert 0.0 <= row[key] <= 1.0
+    with open(run / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    if method == "ifm":
+        assert {"F_1_2", "F_2_3", "F_3_4"} <= set(rows[0])
+        assert all(np.isfinite(float(r["F_1_2"])) for r in rows)
+    config = json.loads((run / "config.json").read_text())
+    assert config["settings"]["ifm"] == (method == "ifm")
+    assert config["data"]  # provenance recorded
+    best = read_state(run / "best_digit.npz")
+    assert not any(k.startswith("ifm") for k in best), "a saved classifier holds no D"
+    out = capsys.readouterr().out
+    assert "Ours_digit" in out if method == "ifm" else "Baseline_digit" in out
+
+
+@needs_data
+def test_resume_reaches_the_same_parameters(tmp_path, cache_dir, monkeypatch):
+    extra = ["--ifm", "--samples", "8", "--seed", "3"]
+    assert train(tmp_path / "straight", cache_dir, "--epochs", "2", *extra) == 0
+    # Interrupt mid-epoch 2: the flag is raised before step 2 of epoch 2.
+    calls = {"n": 0}
+    original = run_module.Trainer.train_step
+
+    def interrupting_step(self, index, epoch, step):
+        calls["n"] += 1
+        if epoch == 2 and step == 1:
+            run_module.current_interrupt.requested = True
+        return original(self, index, epoch, step)
+
+    monkeypatch.setattr(run_module.Trainer, "train_step", interrupting_step)
+    assert train(tmp_path / "cut", cache_dir, "--epochs", "2", *extra) == 130
+    monkeypatch.setattr(run_module.Trainer, "train_step", original)
+    assert main(["--out", str(tmp_path / "cut"), "--resume", "--cache-dir", cache_dir,
+                 "--quiet"]) == 0
+    a = read_state(tmp_path / "straight" / "checkpoint.npz")
+    b = read_state(tmp_path / "cut" / "checkpoint.npz")
+    a.pop("progress_json"), b.pop("progress_json")
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    ra = json.loads((tmp_path / "straight" / "report.json").read_text())
+    rb = json.loads((tmp_path / "cut" / "report.json").read_text())
+    assert ra == rb
+
+
+@needs_data
+def test_resume_can_extend_epochs_and_refuses_changed_settings(tmp_path, cache_dir, capsys):
+    assert train(tmp_path / "r", cache_dir, "--epochs", "1") == 0
+    assert main(["--out", str(tmp_path / "r"), "--resume", "--lr", "0.5",
+                 "--cache-dir", cache_dir]) == 2
+    assert "--lr" in capsys.readouterr().err
+    assert main(["--out", str(tmp_path / "r"), "--resume", "--epochs", "2", "--quiet",
+                 "--cache-dir", cache_dir]) == 0
+    with open(tmp_path / "r" / "history.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2]
+
+
+@needs_data
+def test_existing_run_folder_is_not_overwritten(tmp_path, cache_dir, capsys):
+    assert train(tmp_path / "r", cache_dir, "--epochs", "1") == 0
+    assert train(tmp_path / "r", cache_dir, "--epochs", "1") == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+@needs_data
+def test_nan_loss_stops_with_epoch_and_step(tmp_path, cache_dir, capsys):
+    code = train(tmp_path / "r", cache_dir, "--epochs", "1", "--lr", "1e30")
+    err = capsys.readouterr().err
+    assert code == 3
+    assert "epoch 1, step" in err and "NaN" in err
+
+
+def test_resume_without_a_run_is_a_clear_error(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "nothing"), "--resume"]) == 2
+    assert "holds no run to resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--epochs", "0"], "--epochs"),
+    (["--lr", "-1"], "--lr"),
+    (["--device", "tpu"], "--device"),
+    (["--ifm", "--samples", "zero"], "--samples"),
+    (["--ifm", "--pairs", "1-3"], "adjacent"),
+    (["--lam", "3"], "only make sense with --ifm"),
+    (["--ifm", "--estimator", "kl"], "--estimator"),
+])
+def test_bad_flags_are_rejected(argv, words, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert words in capsys.readouterr().err
+
+
+def test_gpu_without_cupy_says_so(tmp_path, capsys, monkeypatch):
+    from nn import backend
+    if backend.gpu_available():
+        pytest.skip("a GPU is present")
+    assert main(["--device", "gpu", "--out", str(tmp_path / "g")]) == 2
+    err = capsys.readouterr().err
+    assert "--device gpu" in err and ("CuPy" in err or "CUDA" in err)
+
+
+def test_missing_mnist_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code = main(["--out", str(tmp_path / "r"), "--mnist-dir", str(empty), "--textures",
+                 "procedural", "--cache-dir", str(tmp_path / "cache")])
+    assert code == 2
+    assert str(empty) in capsys.readouterr().err
+
+
+def _fake_run(folder, method, digit, texture):
+    folder.mkdir()
+    rows = {which: {"epoch": 1, "val_digit_acc": 0.5, "val_texture_acc": 0.5,
+                    "test_digit_acc": d, "test_texture_acc": t}
+            for which, d, t in (("best_digit", digit, texture), ("best_texture", digit / 2, texture))}
+    (folder / "report.json").write_text(json.dumps({"method": method, "rows": rows}))
+    (folder / "config.json").write_text(json.dumps({"settings": {"epochs": 4}, "device": "cpu"}))
+
+
+def test_aggregate_two_runs(tmp_path, capsys):
+    _fake_run(tmp_path / "a", "ifm", 0.40, 0.60)
+    _fake_run(tmp_path / "b", "ifm", 0.50, 0.40)
+    _fake_run(tmp_path / "c", "baseline", 0.12, 0.95)
+    out_json = tmp_path / "t.json"
+    assert aggregate.main([str(tmp_path / n) for n in "abc"] + ["--json", str(out_json)]) == 0
+    md = capsys.readouterr().out
+    assert "| Ours_digit | 2 | 45.0 ± 7.1 | 50.0 ± 14.1 |" in md
+    assert "| Baseline_digit | 1 | 12.0 ± 0.0 | 95.0 ± 0.0 |" in md
+    table = json.loads(out_json.read_text())
+    assert table["epochs"] == 4 and table["device"] == "cpu"
+    row = table["rows"]["Ours_digit"]
+    assert row["runs"] == 2
+    assert row["test_digit_acc"] == pytest.approx(0.45)
+    assert row["test_digit_std"] == pytest.approx(np.std([0.4, 0.5], ddof=1))
+    assert table["rows"]["Ours_texture"]["test_digit_acc"] == pytest.approx(0.225)
+
+
+def test_aggregate_names_a_folder_without_report(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        aggregate.main([str(tmp_path)])
+    assert "report.json" in str(exc.value)
