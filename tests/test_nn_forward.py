@@ -1,0 +1,307 @@
+"""Forward passes against loop-based references, on NumPy and (when present) CuPy.
+
+Every ``*_naive`` function below is written from the textbook definition with
+explicit Python loops over pixels, and shares no code with nn/. They are slow
+and only ever see tiny inputs.
+"""
+import math
+
+import numpy as np
+import pytest
+
+import nn
+from nn import activations, batchnorm, conv, linear, losses, pooling, upsample
+
+
+def on(xp, *arrays):
+    return [xp.asarray(a) for a in arrays]
+
+
+def host(a):
+    return nn.to_numpy(a)
+
+
+# ---- naive references -------------------------------------------------------------------
+
+def conv2d_naive(x, W, b, padding, stride):
+    N, C, H, Wd = x.shape
+    O, _, k, _ = W.shape
+    Ho = (H + 2 * padding - k) // stride + 1
+    Wo = (Wd + 2 * padding - k) // stride + 1
+    y = np.zeros((N, O, Ho, Wo))
+    for n in range(N):
+        for o in range(O):
+            for i in range(Ho):
+                for j in range(Wo):
+                    total = b[o]
+                    for c in range(C):
+                        for u in range(k):
+                            for v in range(k):
+                                r, s = i * stride + u - padding, j * stride + v - padding
+                                if 0 <= r < H and 0 <= s < Wd:   # outside: zero padding
+                                    total += W[o, c, u, v] * x[n, c, r, s]
+                    y[n, o, i, j] = total
+    return y
+
+
+def maxpool2x2_naive(x):
+    N, C, H, W = x.shape
+    y = np.zeros((N, C, H // 2, W // 2))
+    for n in range(N):
+        for c in range(C):
+            for i in range(H // 2):
+                for j in range(W // 2):
+                    y[n, c, i, j] = max(x[n, c, 2 * i + u, 2 * j + v]
+                                        for u in range(2) for v in range(2))
+    return y
+
+
+def nearest_naive(x, s):
+    N, C, H, W = x.shape
+    y = np.zeros((N, C, H * s, W * s))
+    for n in range(N):
+        for c in range(C):
+            for i in range(H * s):
+                for j in range(W * s):
+                    y[n, c, i, j] = x[n, c, i // s, j // s]
+    return y
+
+
+def bilinear_naive(x, s):
+    """The per-pixel half-pixel formula (align_corners=False), as the frameworks write it:
+    src = (dst + 0.5) / s - 0.5, negative src clamped to 0, the upper neighbour clamped
+    to the last row/column, weights 1 - lambda and lambda."""
+    N, C, H, W = x.shape
+
+    def source(dst, size):
+        src = max((dst + 0.5) / s - 0.5, 0.0)
+        lo = min(int(math.floor(src)), size - 1)
+        hi = min(lo + 1, size - 1)
+        return lo, hi, src - lo
+
+    y = np.zeros((N, C, H * s, W * s))
+    for n in range(N):
+        for c in range(C):
+            for i in range(H * s):
+                r0, r1, ly = source(i, H)
+                for j in range(W * s):
+                    c0, c1, lx = source(j, W)
+                    y[n, c, i, j] = ((1 - ly) * ((1 - lx) * x[n, c, r0, c0] + lx * x[n, c, r0, c1])
+                                     + ly * ((1 - lx) * x[n, c, r1, c0] + lx * x[n, c, r1, c1]))
+    return y
+
+
+def batchnorm_train_naive(x, gamma, beta, eps=1e-5):
+    """Per-channel loops: the mean and biased variance of all N*H*W values of channel c."""
+    y = np.zeros_like(x)
+    for c in range(x.shape[1]):
+        values = [float(v) for v in x[:, c].ravel()]
+        mean = sum(values) / len(values)
+        var = sum((v - mean) ** 2 for v in values) / len(values)
+        y[:, c] = gamma[c] * (x[:, c] - mean) / math.sqrt(var + eps) + beta[c]
+    return y
+
+
+def batchnorm_eval_naive(x, gamma, beta, running_mean, running_var, eps=1e-5):
+    y = np.zeros_like(x)
+    for c in range(x.shape[1]):
+        y[:, c] = gamma[c] * (x[:, c] - running_mean[c]) / math.sqrt(running_var[c] + eps) + beta[c]
+    return y
+
+
+def softmax_cross_entropy_naive(z, t):
+    total = 0.0
+    for n in range(z.shape[0]):
+        row = [float(v) for v in z[n]]
+        top = max(row)
+        log_sum = top + math.log(sum(math.exp(v - top) for v in row))
+        total += log_sum - row[t[n]]
+    return total / z.shape[0]
+
+
+# ---- the ops against them ----------------------------------------------------------------
+
+@pytest.mark.parametrize("k, padding, stride", [(1, 0, 1), (2, 1, 2), (3, 1, 1), (3, 2, 2),
+                                                (5, 2, 1), (3, 0, 2)])
+def test_conv2d_matches_loops(xp, rng, k, padding, stride):
+    x = rng.standard_normal((2, 3, 7, 6))
+    W = rng.standard_normal((5, 3, k, k))
+    b = rng.standard_normal(5)
+    y, _ = conv.conv2d_forward(*on(xp, x, W, b), padding, stride)
+    np.testing.assert_allclose(host(y), conv2d_naive(x, W, b, padding, stride),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_one_hand_computed_value():
+    # 1x1 input channel, 3x3 kernel of ones, padding 1: the corner output sums a 2x2 block.
+    x = np.arange(12.0).reshape(1, 1, 3, 4)
+    y, _ = conv.conv2d_forward(x, np.ones((1, 1, 3, 3)), np.array([0.5]), padding=1)
+    assert y.shape == (1, 1, 3, 4)
+    assert y[0, 0, 0, 0] == 0 + 1 + 4 + 5 + 0.5
+    assert y[0, 0, 1, 1] == sum(range(0, 3)) + sum(range(4, 7)) + sum(range(8, 11)) + 0.5
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 6), (2, 3, 5, 7), (1, 1, 2, 3)])
+def test_maxpool_matches_loops(xp, rng, shape):
+    x = rng.standard_normal(shape)
+    y, _ = pooling.maxpool2x2_forward(*on(xp, x))
+    np.testing.assert_array_equal(host(y), maxpool2x2_naive(x))
+
+
+def test_maxpool_routes_the_gradient_to_the_first_maximum_on_ties():
+    x = np.array([[[[1.0, 3.0], [3.0, 3.0]]]])
+    y, cache = pooling.maxpool2x2_forward(x)
+    dx = pooling.maxpool2x2_backward(np.array([[[[7.0]]]]), cache)
+    np.testing.assert_array_equal(dx, [[[[0.0, 7.0], [0.0, 0.0]]]])
+
+
+@pytest.mark.parametrize("factor", [1, 2, 3])
+def test_nearest_upsample_matches_loops(xp, rng, factor):
+    x = rng.standard_normal((2, 2, 3, 5))
+    y = upsample.nearest_upsample_forward(*on(xp, x), factor)
+    np.testing.assert_array_equal(host(y), nearest_naive(x, factor))
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+@pytest.mark.parametrize("factor", [1, 2])
+def test_upsample_output_is_a_fresh_writable_array(xp, mode, factor):
+    x = xp.asarray(np.arange(6.0).reshape(1, 1, 2, 3))
+    y = nn.Upsample(factor, mode).forward(x)
+    y += 1.0                    # raises if y is a read-only view; must not touch x
+    np.testing.assert_array_equal(host(x), np.arange(6.0).reshape(1, 1, 2, 3))
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 3, 5), (1, 1, 1, 4), (1, 2, 4, 4)])
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_bilinear_upsample_matches_per_pixel_formula(xp, rng, factor, shape):
+    x = rng.standard_normal(shape)
+    y = upsample.bilinear_upsample_forward(*on(xp, x), factor)
+    np.testing.assert_allclose(host(y), bilinear_naive(x, factor), rtol=1e-12, atol=1e-12)
+
+
+def test_bilinear_upsample_known_values():
+    # The align_corners=False example of the common frameworks' documentation.
+    x = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
+    expected = [[1.00, 1.25, 1.75, 2.00],
+                [1.50, 1.75, 2.25, 2.50],
+                [2.50, 2.75, 3.25, 3.50],
+                [3.00, 3.25, 3.75, 4.00]]
+    np.testing.assert_allclose(upsample.bilinear_upsample_forward(x, 2)[0, 0], expected,
+                               rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("shape", [(7, 3), (3, 3, 3, 5)], ids=["NC", "NCHW"])
+def test_batchnorm_train_matches_loops(xp, rng, shape):
+    C = shape[1]
+    x = rng.standard_normal(shape) * 3.0 + 1.0
+    x[:, 1] *= 1e-3          # a channel whose variance is near eps: eps must be 1e-5 exactly
+    gamma, beta = rng.standard_normal(C), rng.standard_normal(C)
+    y, _ = batchnorm.batchnorm_forward(*on(xp, x, gamma, beta, np.zeros(C), np.ones(C)), True)
+    np.testing.assert_allclose(host(y), batchnorm_train_naive(x, gamma, beta),
+                               rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(7, 3), (3, 3, 3, 5)], ids=["NC", "NCHW"])
+def test_batchnorm_eval_matches_loops(xp, rng, shape):
+    C = shape[1]
+    x = rng.standard_normal(shape)
+    gamma, beta, mean = rng.standard_normal(C), rng.standard_normal(C), rng.standard_normal(C)
+    var = rng.uniform(1e-5, 2.0, C)
+    y, _ = batchnorm.batchnorm_forward(*on(xp, x, gamma, beta, mean, var), False)
+    np.testing.assert_allclose(host(y), batchnorm_eval_naive(x, gamma, beta, mean, var),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_leaky_relu_matches_definition(xp, rng):
+    x = rng.standard_normal((3, 4, 5))
+    y, _ = activations.leaky_relu_forward(*on(xp, x), 0.2)
+    expected = np.array([v if v > 0 else 0.2 * v for v in x.ravel()]).reshape(x.shape)
+    np.testing.assert_array_equal(host(y), expected)
+
+
+def test_linear_matches_loops(xp, rng):
+    x, W, b = rng.standard_normal((4, 5)), rng.standard_normal((3, 5)), rng.standard_normal(3)
+    y, _ = linear.linear_forward(*on(xp, x, W, b))
+    expected = [[b[o] + sum(W[o, i] * x[n, i] for i in range(5)) for o in range(3)]
+                for n in range(4)]
+    np.testing.assert_allclose(host(y), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_softmax_cross_entropy_matches_loops(xp, rng):
+    z = rng.standard_normal((6, 4)) * 5.0
+    t = rng.integers(0, 4, size=6)
+    loss, dz = losses.softmax_cross_entropy(*on(xp, z, t))
+    assert loss.shape == ()
+    assert float(loss) == pytest.approx(softmax_cross_entropy_naive(z, t), rel=1e-12)
+    probs = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    probs[np.arange(6), t] -= 1
+    np.testing.assert_allclose(host(dz), probs / 6, rtol=1e-10, atol=1e-14)
+
+
+def test_softmax_cross_entropy_is_stable_for_huge_logits(xp):
+    z = np.array([[1000.0, 0.0, -1000.0], [-1e4, 1e4, 0.0]])
+    loss, dz = losses.softmax_cross_entropy(*on(xp, z, np.array([0, 0])))
+    assert float(loss) == pytest.approx((0.0 + 2e4) / 2)
+    assert np.all(np.isfinite(host(dz)))
+
+
+# ---- layout: non-contiguous inputs give the same answers ---------------------------------
+
+def _noncontiguous(xp, a):
+    """The same values as ``a``, as a strided view (every other element of a bigger array)."""
+    big = xp.zeros(a.shape[:-1] + (2 * a.shape[-1],), dtype=a.dtype)
+    big[..., ::2] = a
+    view = big[..., ::2]
+    assert not view.flags.c_contiguous
+    return view
+
+
+@pytest.mark.parametrize("op", ["conv2d", "batchnorm", "leaky_relu", "maxpool", "nearest",
+                                "bilinear", "linear", "flatten"])
+def test_noncontiguous_inputs_give_the_same_forward_and_backward(xp, rng, op):
+    x = rng.standard_normal((2, 3, 5, 6)) if op != "linear" else rng.standard_normal((4, 6))
+    W_conv, b_conv = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
+    W_lin, b_lin = rng.standard_normal((3, 6)), rng.standard_normal(3)
+
+    def run(x, make_dy):
+        if op == "conv2d":
+            y, cache = conv.conv2d_forward(x, xp.asarray(W_conv), xp.asarray(b_conv), 1, 2)
+            return y, conv.conv2d_backward(make_dy(y), cache)[0]
+        if op == "batchnorm":
+            C = x.shape[1]
+            y, cache = batchnorm.batchnorm_forward(x, xp.ones(C), xp.zeros(C), xp.zeros(C),
+                                                   xp.ones(C), True)
+            return y, batchnorm.batchnorm_backward(make_dy(y), cache)[0]
+        if op == "leaky_relu":
+            y, cache = activations.leaky_relu_forward(x)
+            return y, activations.leaky_relu_backward(make_dy(y), cache)
+        if op == "maxpool":
+            y, cache = pooling.maxpool2x2_forward(x)
+            return y, pooling.maxpool2x2_backward(make_dy(y), cache)
+        if op == "nearest":
+            y = upsample.nearest_upsample_forward(x, 2)
+            return y, upsample.nearest_upsample_backward(make_dy(y), 2)
+        if op == "bilinear":
+            y = upsample.bilinear_upsample_forward(x, 2)
+            return y, upsample.bilinear_upsample_backward(make_dy(y), 2, x.shape)
+        if op == "linear":
+            y, cache = linear.linear_forward(x, xp.asarray(W_lin), xp.asarray(b_lin))
+            return y, linear.linear_backward(make_dy(y), cache, xp.asarray(W_lin))[0]
+        layer = nn.Flatten()
+        y = layer.forward(x)
+        return y, layer.backward(make_dy(y))
+
+    upstream = {}
+
+    def fresh_dy(y):                      # drawn once, on the contiguous run
+        upstream["dy"] = rng.standard_normal(y.shape)
+        return xp.asarray(upstream["dy"])
+
+    def same_dy_strided(y):
+        return _noncontiguous(xp, xp.asarray(upstream["dy"]))
+
+    y_ref, dx_ref = run(xp.asarray(x), fresh_dy)
+    y, dx = run(_noncontiguous(xp, xp.asarray(x)), same_dy_strided)
+    np.testing.assert_allclose(host(y), host(y_ref), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(host(dx), host(dx_ref), rtol=1e-12, atol=1e-12)
+    assert dx.shape == x.shape
