@@ -6,46 +6,53 @@ x (N, C, H, W) -> y (N, C, H//2, W//2); an odd last row/column is dropped
 Forward:  y[n, c, i, j] = max_{u, v in {0, 1}} x[n, c, 2i + u, 2j + v]
 Backward: the whole dy[n, c, i, j] goes to the first maximum of its window in
           the order (0,0), (0,1), (1,0), (1,1): deterministic on ties.
+
+Each of the four taps (u, v) is a strided view x[:, :, u::2, v::2], so both
+directions are a few elementwise passes over quarter-size arrays: no window
+copies, no argmax. Backward recomputes which tap held the maximum from the
+cached input and output (tap == y, and no earlier tap did).
 """
 from typing import NamedTuple
 
 from .backend import get_array_module
 
+TAPS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
 
 class MaxPoolCache(NamedTuple):
-    argmax: object      # (N, C, Ho, Wo) int8 index 0..3 of the max in each window
-    x_shape: tuple
+    x: object           # (N, C, H, W) input
+    y: object           # (N, C, H//2, W//2) output
 
 
-def _windows(x):
-    """(N, C, Ho, Wo, 4) view-copy: the four values of each 2x2 window."""
-    N, C, H, W = x.shape
-    Ho, Wo = H // 2, W // 2
-    x = x[:, :, :2 * Ho, :2 * Wo].reshape(N, C, Ho, 2, Wo, 2)
-    return x.transpose(0, 1, 2, 4, 3, 5).reshape(N, C, Ho, Wo, 4)
+def _tap(x, u, v, Ho, Wo):
+    return x[:, :, u:2 * Ho:2, v:2 * Wo:2]
 
 
 def maxpool2x2_forward(x):
     """Returns (y, cache)."""
+    xp = get_array_module(x)
     N, C, H, W = x.shape
     if H < 2 or W < 2:
         raise ValueError(f"max-pool 2x2 needs an input of at least 2x2, got {H}x{W}")
-    win = _windows(x)
-    argmax = win.argmax(axis=-1)
-    xp = get_array_module(x)
-    y = xp.take_along_axis(win, argmax[..., None], axis=-1)[..., 0]
-    return y, MaxPoolCache(argmax.astype(xp.int8), x.shape)
+    Ho, Wo = H // 2, W // 2
+    a, b, c, d = (_tap(x, u, v, Ho, Wo) for u, v in TAPS)
+    y = xp.maximum(a, b)
+    xp.maximum(y, xp.maximum(c, d), out=y)
+    return y, MaxPoolCache(x, y)
 
 
 def maxpool2x2_backward(dy, cache):
     xp = get_array_module(dy)
-    N, C, H, W = cache.x_shape
-    Ho, Wo = H // 2, W // 2
-    taps = xp.arange(4, dtype=xp.int8)
-    dwin = (cache.argmax[..., None] == taps) * dy[..., None]          # (N, C, Ho, Wo, 4)
-    dwin = dwin.reshape(N, C, Ho, Wo, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(N, C, 2 * Ho, 2 * Wo)
-    if (2 * Ho, 2 * Wo) == (H, W):
-        return xp.ascontiguousarray(dwin)
-    dx = xp.zeros(cache.x_shape, dtype=dy.dtype)
-    dx[:, :, :2 * Ho, :2 * Wo] = dwin
+    x, y = cache
+    Ho, Wo = y.shape[2], y.shape[3]
+    dx = xp.zeros_like(x, dtype=dy.dtype)
+    taken = None
+    for u, v in TAPS:
+        hit = _tap(x, u, v, Ho, Wo) == y
+        if taken is None:
+            taken = hit
+        else:
+            hit &= ~taken
+            taken |= hit
+        xp.multiply(dy, hit, out=_tap(dx, u, v, Ho, Wo))
     return dx
