@@ -1,0 +1,100 @@
+"""The discriminator D (paper Table 2) and the estimator it feeds.
+
+D maps a pair vector z = [h_l, h_{l+1}] (S, C_l + C_{l+1}) to one score per row:
+    FC(C_l+C_{l+1}, 256)-BN-LReLU(0.2)-FC(256, 128)-BN-LReLU(0.2)
+    -FC(128, 64)-BN-LReLU(0.2)-FC(64, 1)
+built from nn layers (``hidden`` changes the widths; tests use small ones).
+
+``PairCritic`` runs D on the joint and marginal rows in ONE batch, joint rows
+first: V = D(z)[:, 0], V_P = V[:S_P], V_Q = V[S_P:]. The batch-norm layers of D
+therefore normalize with statistics of joint and marginal rows together, the
+same statistics for both kinds of sample; in two separate batches BN would
+normalize each kind by its own mean and variance, which both hides the
+difference D must detect and hands it a shortcut (the batch a row came in).
+
+Forward:   V = D(z)[:, 0];  F, dF/dV_P, dF/dV_Q = estimator(V_P, V_Q)
+Backward:  dV = dF * [dF/dV_P, dF/dV_Q];  dz = D.backward(dV[:, None])
+           (fills D's gradients with dF * dF/dtheta, overwriting them)
+"""
+import numpy as np
+
+from nn import BatchNorm1d, LeakyReLU, Linear, Sequential
+from nn.backend import get_array_module
+from nn.init import default_rng
+from nn.module import Container
+
+from .estimators import ESTIMATORS, DVMovingAverage
+
+HIDDEN = (256, 128, 64)
+NEGATIVE_SLOPE = 0.2
+
+
+def make_discriminator(in_features, hidden=HIDDEN, rng=None, dtype=np.float32):
+    """nn.Sequential: (Linear-BN-LeakyReLU) per hidden width, then Linear(.., 1)."""
+    rng = default_rng(rng)
+    layers, width = [], in_features
+    for out in hidden:
+        layers += [Linear(width, out, rng=rng, dtype=dtype), BatchNorm1d(out, dtype=dtype),
+                   LeakyReLU(NEGATIVE_SLOPE)]
+        width = out
+    layers.append(Linear(width, 1, rng=rng, dtype=dtype))
+    return Sequential(*layers)
+
+
+def make_estimator(estimator, dv_ema=None, dtype=np.float32):
+    """The estimate function for a registry name; a ``DVMovingAverage`` for dv + dv_ema."""
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown estimator {estimator!r}; choose one of {sorted(ESTIMATORS)}")
+    if dv_ema is None:
+        return ESTIMATORS[estimator]
+    if estimator != "dv":
+        raise ValueError(f"dv_ema is MINE's correction of the DV gradient; "
+                         f"it does not apply to estimator {estimator!r}")
+    return DVMovingAverage(dv_ema, dtype)
+
+
+class PairCritic(Container):
+    """D and an estimator on ready-made pair vectors (see the module docstring).
+
+    params/grads/buffers are D's, keyed "i.name" as in nn.Sequential (plus the
+    moving-average buffers "dv.log_ema", "dv.weight" when ``dv_ema`` is set).
+    """
+
+    def __init__(self, in_features, estimator="jsd", hidden=HIDDEN, rng=None,
+                 dtype=np.float32, dv_ema=None):
+        self.D = make_discriminator(in_features, hidden, rng, dtype)
+        self.estimate = make_estimator(estimator, dv_ema, dtype)
+        self.estimator = estimator
+        self.named_layers = [(str(i), layer) for i, layer in enumerate(self.D.layers)]
+        if isinstance(self.estimate, DVMovingAverage):
+            self.named_layers.append(("dv", self.estimate))
+        super().__init__(self.named_layers)
+        self._dV = None
+
+    def scores(self, z):
+        """V = D(z)[:, 0], shape (S,)."""
+        return self.D.forward(z)[:, 0]
+
+    def forward(self, z, n_joint, groups=None):
+        """F (0-d) for z (S, in_features) whose first n_joint rows are joint pairs.
+
+        ``groups`` = (G, B) reshapes the scores for InfoNCE: V_P (G, B), V_Q (G, B, B-1).
+        """
+        V = self.scores(z)
+        v_joint, v_marg = V[:n_joint], V[n_joint:]
+        if groups is not None:
+            G, B = groups
+            v_joint, v_marg = v_joint.reshape(G, B), v_marg.reshape(G, B, B - 1)
+        F, d_joint, d_marg = self.estimate(v_joint, v_marg)
+        xp = get_array_module(V)
+        self._dV = xp.concatenate([d_joint.reshape(-1), d_marg.reshape(-1)]).astype(V.dtype,
+                                                                                     copy=False)
+        return F
+
+    def backward(self, dF=1.0):
+        """dz = dF * dF/dz (S, in_features); D's grads become dF * dF/dtheta."""
+        if self._dV is None:
+            raise RuntimeError("backward called before forward")
+        xp = get_array_module(self._dV)
+        dV = self._dV * xp.asarray(dF, dtype=self._dV.dtype)
+        return self.D.backward(dV[:, None])

@@ -1,0 +1,201 @@
+"""Pair sampling (replay, counts, marginal options) and the gather/scatter of pair vectors."""
+import numpy as np
+import pytest
+
+from ifm import IFMBlock
+from ifm.pairs import (gather_vectors, pair_features_backward, pair_features_forward,
+                       scatter_vectors)
+from ifm.sampling import (coarse_locations, count_rows, locations_per_image, other_members,
+                          sample_infonce_pairs, sample_pairs)
+from nn.upsample import (bilinear_upsample_forward, nearest_upsample_backward,
+                         nearest_upsample_forward)
+
+
+def draw(seed, **kw):
+    args = dict(N=5, h=6, w=4, samples=7, marginal="image")
+    args.update(kw)
+    return sample_pairs(args["N"], args["h"], args["w"], args["samples"], args["marginal"],
+                        np.random.default_rng(seed))
+
+
+# ------------------------------------------------------------------ sampling
+@pytest.mark.parametrize("marginal", ["image", "batch"])
+@pytest.mark.parametrize("sampler", [sample_pairs, sample_infonce_pairs])
+def test_same_generator_state_same_pairs(sampler, marginal):
+    a = sampler(5, 6, 4, 7, marginal, np.random.default_rng(11))
+    b = sampler(5, 6, 4, 7, marginal, np.random.default_rng(11))
+    c = sampler(5, 6, 4, 7, marginal, np.random.default_rng(12))
+    assert a.low_n.size == count_rows(5, 6, 4, 7, marginal, sampler is sample_infonce_pairs)
+    for x, y, z in zip(a[:4], b[:4], c[:4]):
+        np.testing.assert_array_equal(x, y)
+    assert any(not np.array_equal(x, z) for x, z in zip(a[:4], c[:4]))
+
+
+def test_counts_and_joint_rows():
+    idx = draw(0)
+    S = 5 * 7
+    assert idx.n_joint == S and all(a.shape == (2 * S,) and a.dtype == np.int64 for a in idx[:4])
+    j = slice(0, S)
+    np.testing.assert_array_equal(idx.low_n[j], idx.high_n[j])      # same image
+    np.testing.assert_array_equal(idx.low_s[j], idx.high_s[j])      # same location
+    np.testing.assert_array_equal(idx.low_n[j], np.repeat(np.arange(5), 7))
+
+
+def test_joint_locations_are_distinct_within_each_image():
+    idx = draw(3, samples=20)                                        # 20 of 24 locations
+    s = idx.low_s[:idx.n_joint].reshape(5, 20)
+    assert all(len(set(row)) == 20 for row in s)
+    assert not all(np.array_equal(s[0], row) for row in s[1:])       # drawn per image
+
+
+def test_all_and_oversized_k_take_every_location_once():
+    for samples in ("all", 24, 100):
+        idx = draw(1, samples=samples)
+        assert idx.n_joint == 5 * 24
+        np.testing.assert_array_equal(idx.low_s[:idx.n_joint], np.tile(np.arange(24), 5))
+        assert idx.low_s.shape == (2 * 5 * 24,)
+
+
+def test_samples_validation():
+    assert locations_per_image("all", 16) == 16 and locations_per_image(3, 16) == 3
+    for bad in (0, -1, 2.5, "some", True):
+        with pytest.raises(ValueError):
+            locations_per_image(bad, 16)
+    with pytest.raises(ValueError):
+        draw(0, marginal="global")
+
+
+def test_image_marginals_stay_in_one_image_batch_marginals_do_not():
+    idx = draw(2, N=40, samples=50, h=8, w=8)
+    m = slice(idx.n_joint, None)
+    np.testing.assert_array_equal(idx.low_n[m], idx.high_n[m])
+    np.testing.assert_array_equal(idx.low_n[m], idx.low_n[:idx.n_joint])
+    # locations independent: rarely equal (1/64 by chance), and every location used
+    assert np.mean(idx.low_s[m] == idx.high_s[m]) < 0.05
+    assert set(idx.low_s[m]) == set(range(64)) and set(idx.high_s[m]) == set(range(64))
+    b = draw(2, N=8, samples=50, h=8, w=8, marginal="batch")
+    m = slice(b.n_joint, None)
+    same = np.mean(b.low_n[m] == b.high_n[m])
+    assert 0.05 < same < 0.2                                          # 1/N = 0.125 by chance
+    assert set(b.low_n[m]) == set(b.high_n[m]) == set(range(8))
+
+
+@pytest.mark.parametrize("marginal", ["image", "batch"])
+def test_infonce_negatives_pair_each_member_with_every_other(marginal):
+    N, K = 3, 4
+    idx = sample_infonce_pairs(N, 4, 4, K, marginal, np.random.default_rng(0))
+    G, B = idx.groups
+    assert (G, B) == ((N, K) if marginal == "image" else (K, N))
+    nj = idx.n_joint
+    assert nj == G * B and idx.low_n.size == nj + G * B * (B - 1)
+    pos_n, pos_s = idx.low_n[:nj].reshape(G, B), idx.low_s[:nj].reshape(G, B)
+    neg = [a[nj:].reshape(G, B, B - 1) for a in idx[:4]]
+    others = other_members(B)
+    for g in range(G):
+        for i in range(B):
+            assert np.all(neg[0][g, i] == pos_n[g, i]) and np.all(neg[1][g, i] == pos_s[g, i])
+            np.testing.assert_array_equal(neg[2][g, i], pos_n[g, others[i]])
+            np.testing.assert_array_equal(neg[3][g, i], pos_s[g, others[i]])
+    if marginal == "image":
+        assert np.all(pos_n == np.arange(N)[:, None])                 # a group is one image
+    else:
+        assert np.all(pos_n == np.arange(N)[None, :])                 # one member per image
+        np.testing.assert_array_equal(neg[2] == neg[0], False)         # negatives cross images
+
+
+def test_other_members():
+    np.testing.assert_array_equal(other_members(3), [[1, 2], [0, 2], [0, 1]])
+
+
+def test_coarse_locations():
+    h, w, s = 6, 4, 2
+    y, x = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    fine = (y * w + x).ravel()
+    np.testing.assert_array_equal(coarse_locations(fine, w, s),
+                                  ((y // s) * (w // s) + x // s).ravel())
+
+
+# ----------------------------------------------------------- gather / scatter
+def scatter_loop(dvec, n, s, shape):
+    """Loop oracle of scatter_vectors."""
+    out = np.zeros(shape)
+    w = shape[3]
+    for r in range(len(n)):
+        out[n[r], :, s[r] // w, s[r] % w] += dvec[r]
+    return out
+
+
+def test_gather_and_scatter_against_loops_with_repeats():
+    rng = np.random.default_rng(0)
+    H = rng.standard_normal((2, 3, 3, 5))
+    n = np.array([0, 1, 1, 0, 1, 1])
+    s = np.array([4, 14, 14, 0, 7, 14])                                # (1, 14) three times
+    vec = gather_vectors(H, n, s)
+    for r in range(len(n)):
+        np.testing.assert_array_equal(vec[r], H[n[r], :, s[r] // 5, s[r] % 5])
+    dvec = rng.standard_normal((6, 3))
+    np.testing.assert_allclose(scatter_vectors(dvec, n, s, H.shape),
+                               scatter_loop(dvec, n, s, H.shape), rtol=1e-14)
+    # adjoint identity: <gather(H), dvec> = <H, scatter(dvec)>
+    assert np.sum(vec * dvec) == pytest.approx(np.sum(H * scatter_vectors(dvec, n, s, H.shape)))
+
+
+def test_nearest_direct_gather_equals_explicit_upsampling():
+    rng = np.random.default_rng(1)
+    h_low, h_high = rng.standard_normal((3, 2, 6, 4)), rng.standard_normal((3, 5, 3, 2))
+    idx = sample_pairs(3, 6, 4, 9, "batch", rng)
+    coarse = coarse_locations(idx.high_s, 4, 2)
+    index = np.stack([idx.low_n, idx.low_s, idx.high_n, coarse])
+    z, cache = pair_features_forward(h_low, h_high, index)
+    up = nearest_upsample_forward(h_high, 2)
+    np.testing.assert_array_equal(z[:, 2:], gather_vectors(up, idx.high_n, idx.high_s))
+    np.testing.assert_array_equal(z[:, :2], gather_vectors(h_low, idx.low_n, idx.low_s))
+    dz = rng.standard_normal(z.shape)
+    dh_low, dh_high = pair_features_backward(dz, cache)
+    d_up = scatter_vectors(dz[:, 2:], idx.high_n, idx.high_s, up.shape)
+    explicit = nearest_upsample_backward(d_up, 2)
+    np.testing.assert_allclose(dh_high, explicit, rtol=1e-13, atol=1e-15)
+
+
+def test_bilinear_gathers_from_the_upsampled_map():
+    rng = np.random.default_rng(2)
+    h_low, h_high = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 2, 2, 2))
+    idx = sample_pairs(2, 4, 4, 5, "image", rng)
+    z, _ = pair_features_forward(h_low, h_high, np.stack(idx[:4]), "bilinear")
+    up = bilinear_upsample_forward(h_high, 2)
+    np.testing.assert_allclose(z[:, 3:], gather_vectors(up, idx.high_n, idx.high_s), rtol=1e-15)
+
+
+def test_block_joint_rows_are_the_concatenated_vectors_at_one_position():
+    rng = np.random.default_rng(3)
+    h_low, h_high = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 4, 2, 2))
+    block = IFMBlock(3, 4, samples=3, rng=rng, dtype=np.float64)
+    block.forward(h_low, h_high, np.random.default_rng(0))
+    idx = block.last_index
+    seen = []
+    block.critic.D.forward = lambda z: seen.append(z) or np.zeros((z.shape[0], 1))
+    block.forward(h_low, h_high, np.random.default_rng(0))
+    z = seen[0]
+    for r in range(idx.n_joint):
+        n, s = idx.low_n[r], idx.low_s[r]
+        y, x = divmod(s, 4)
+        expect = np.concatenate([h_low[n, :, y, x], h_high[n, :, y // 2, x // 2]])
+        np.testing.assert_array_equal(z[r], expect)
+
+
+def test_bad_shapes_are_refused():
+    block = IFMBlock(3, 4, samples=2, rng=np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError):
+        block.forward(np.zeros((2, 3, 4, 4)), np.zeros((2, 4, 3, 3)), rng)      # not h/2
+    with pytest.raises(ValueError):
+        block.forward(np.zeros((2, 3, 4, 4)), np.zeros((3, 4, 2, 2)), rng)      # batch sizes
+    with pytest.raises(ValueError):
+        block.forward(np.zeros((2, 5, 4, 4)), np.zeros((2, 4, 2, 2)), rng)      # channels
+    for kw in ({"upsample": "cubic"}, {"marginal": "none"}, {"estimator": "mine"},
+               {"samples": 0}, {"estimator": "jsd", "dv_ema": 0.1}):
+        with pytest.raises(ValueError):
+            IFMBlock(3, 4, **kw)
+    with pytest.raises(ValueError):                        # InfoNCE needs >= 2 per group
+        IFMBlock(3, 4, samples=1, estimator="infonce").forward(
+            np.zeros((2, 3, 4, 4), np.float32), np.zeros((2, 4, 2, 2), np.float32), rng)
