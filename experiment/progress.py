@@ -16,13 +16,14 @@ def format_seconds(seconds):
 
 
 class EpochProgress:
-    def __init__(self, epoch, epochs, steps, batch_size, stream=sys.stderr, enabled=True):
+    def __init__(self, epoch, epochs, steps, batch_size, start_step=0, stream=sys.stderr,
+                 enabled=True):
         self.epoch, self.epochs, self.steps, self.batch_size = epoch, epochs, steps, batch_size
+        self.start_step = start_step
         self.stream, self.enabled = stream, enabled
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.interval = 1.0 if self.tty else 30.0
         self.start = time.perf_counter()
-        self.first_step = None
         self.last_shown = self.start
 
     def due(self):
@@ -34,9 +35,7 @@ class EpochProgress:
         if not self.enabled:
             return
         now = time.perf_counter()
-        if self.first_step is None:
-            self.first_step = step - 1
-        done = step - self.first_step
+        done = step - self.start_step
         elapsed = max(now - self.start, 1e-9)
         rate = done * self.batch_size / elapsed
         eta = (self.steps - step) * elapsed / max(done, 1)

@@ -119,7 +119,7 @@ def train(trainer, folder, cfg, progress_state, quiet, interrupt, log=print):
             carried_seconds = progress_state["partial"]["seconds"]
             progress_state["partial"] = None
         order = trainer.epoch_order(epoch)
-        bar = EpochProgress(epoch, cfg["epochs"], steps, B, enabled=not quiet)
+        bar = EpochProgress(epoch, cfg["epochs"], steps, B, start_step, enabled=not quiet)
         t0 = time.perf_counter()
         for step in range(start_step, steps):
             if interrupt.requested:

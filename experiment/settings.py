@@ -122,8 +122,8 @@ def build_parser():
     g = p.add_argument_group("IFM regularizer (active with --ifm)")
     g.add_argument("--ifm", action="store_true",
                    help="add the IFM regularizer: L = L_clf - lambda * sum_l F_l")
-    g.add_argument("--lam", type=non_negative_float, default=10.0,
-                   help="IFM weight lambda (default: 10; see README 'Defaults')")
+    g.add_argument("--lam", type=non_negative_float, default=30.0,
+                   help="IFM weight lambda (default: 30; see README 'Defaults')")
     g.add_argument("--samples", type=samples_arg, default=64,
                    help="K locations per image for joint pairs (and as many marginal pairs), "
                         "an integer or 'all' (default: 64)")
