@@ -29,6 +29,7 @@ class Classifier(Container):
         side = image_size // 2 ** len(channels)
         if side < 1:
             raise ValueError(f"image size {image_size} is too small for {len(channels)} poolings")
+        blocks[0][0].input_grad = False     # nothing needs the gradient of the images
         self.blocks = blocks
         self.pools = [MaxPool2d(2) for _ in channels]
         self.flatten = Flatten()
@@ -48,7 +49,10 @@ class Classifier(Container):
         return self.fc.forward(self.flatten.forward(x))
 
     def backward(self, dlogits, dfeatures=None):
-        """Fill every gradient; ``dfeatures[l]`` (or None) is added to dL/dH_{l+1}."""
+        """Fill every gradient; ``dfeatures[l]`` (or None) is added to dL/dH_{l+1}.
+
+        Returns None: the first convolution computes no gradient for the images.
+        """
         d = self.flatten.backward(self.fc.backward(dlogits))
         for i in reversed(range(len(self.blocks))):
             d = self.pools[i].backward(d)

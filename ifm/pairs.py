@@ -42,16 +42,27 @@ def gather_vectors(H, n, s):
 def scatter_add_rows(rows, values, num_rows):
     """(num_rows, C) zeros with values[r] added at row rows[r]; repeated rows accumulate.
 
-    NumPy: ``np.add.at``. CuPy: ``cupyx.scatter_add`` (a plain ``out[rows] +=``
-    is undefined for repeated indices on the GPU).
+    NumPy: sort the rows; the k-th occurrence of each row forms a set of
+    distinct rows, so one plain indexed ``+=`` per occurrence depth adds them
+    all exactly (the loop runs over the largest multiplicity, a handful, never
+    over rows; several times faster than ``np.add.at``).
+    CuPy: ``cupyx.scatter_add`` (a plain ``out[rows] +=`` is undefined for
+    repeated indices on the GPU).
     """
     xp = get_array_module(values)
     out = xp.zeros((num_rows, values.shape[1]), dtype=values.dtype)
-    if xp is np:
-        xp.add.at(out, rows, values)
-    else:
+    if xp is not np:
         import cupyx
         cupyx.scatter_add(out, rows, values)
+        return out
+    order = np.argsort(rows, kind="stable")
+    sorted_rows, sorted_values = rows[order], values[order]
+    first = np.r_[True, sorted_rows[1:] != sorted_rows[:-1]]
+    run_start = np.flatnonzero(first)
+    depth = np.arange(len(rows)) - run_start[np.cumsum(first) - 1]
+    for d in range(int(depth.max(initial=0)) + 1):
+        at = depth == d
+        out[sorted_rows[at]] += sorted_values[at]
     return out
 
 

@@ -57,7 +57,7 @@ def col2im(dcols, x_shape, k, padding, stride):
         for v in range(k):
             dx_cnhw[:, :, u:u + stride * Ho:stride, v:v + stride * Wo:stride] += dcols[:, u, v]
     dx_cnhw = dx_cnhw[:, :, padding:padding + H, padding:padding + W]
-    return xp.ascontiguousarray(dx_cnhw.transpose(1, 0, 2, 3))
+    return dx_cnhw.transpose(1, 0, 2, 3)
 
 
 def conv2d_forward(x, W, b, padding=0, stride=1):
@@ -73,16 +73,24 @@ def conv2d_forward(x, W, b, padding=0, stride=1):
     cols = im2col(x, k, padding, stride)
     Y = W.reshape(O, -1) @ cols                       # (O, N*Ho*Wo)
     Y += b.reshape(O, 1)
-    y = xp.ascontiguousarray(Y.reshape(O, N, Ho, Wo).transpose(1, 0, 2, 3))
+    # A transposed view, no copy: its memory is channel-major (O, N, Ho, Wo), the
+    # layout the next im2col reads and the elementwise layers preserve.
+    y = Y.reshape(O, N, Ho, Wo).transpose(1, 0, 2, 3)
     return y, ConvCache(cols, x.shape, W, padding, stride)
 
 
-def conv2d_backward(dy, cache):
-    """(dx, dW, db) from dy (N, O, Ho, Wo). See the module docstring."""
+def conv2d_backward(dy, cache, input_grad=True):
+    """(dx, dW, db) from dy (N, O, Ho, Wo). See the module docstring.
+
+    With ``input_grad=False`` dx is not computed (returned as None): the first
+    layer of a network needs no gradient for its input images.
+    """
     O, C, k, _ = cache.W.shape
     dY = dy.transpose(1, 0, 2, 3).reshape(O, -1)     # (O, N*Ho*Wo)
     dW = (dY @ cache.cols.T).reshape(cache.W.shape)
     db = dY.sum(axis=1)
+    if not input_grad:
+        return None, dW, db
     dcols = cache.W.reshape(O, -1).T @ dY             # (C*k*k, N*Ho*Wo)
     dx = col2im(dcols, cache.x_shape, k, cache.padding, cache.stride)
     return dx, dW, db

@@ -19,6 +19,7 @@ class Conv2d(Module):
         super().__init__()
         k = kernel_size
         self.padding, self.stride = padding, stride
+        self.input_grad = True      # False: backward skips dx (a network's first layer)
         self.params["W"] = kaiming_normal((out_ch, in_ch, k, k), in_ch * k * k,
                                           default_rng(rng), negative_slope, dtype)
         self.params["b"] = np.zeros(out_ch, dtype=dtype)
@@ -31,7 +32,7 @@ class Conv2d(Module):
         return y
 
     def backward(self, dy):
-        dx, dW, db = conv.conv2d_backward(dy, self._cache)
+        dx, dW, db = conv.conv2d_backward(dy, self._cache, self.input_grad)
         self._set_grads(W=dW, b=db)
         return dx
 

@@ -263,3 +263,19 @@ def test_kaiming_normal_initialization(make, fan_in):
     assert abs(W.mean()) < 0.02 * expected_std * 3
     np.testing.assert_array_equal(layer.params["b"], 0.0)
     np.testing.assert_array_equal(make(np.random.default_rng(0)).params["W"], W)   # seeded
+
+
+def test_conv_without_input_grad_gives_the_same_parameter_gradients():
+    from nn import Conv2d
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 5, 6))
+    dy = rng.standard_normal((2, 4, 5, 6))
+    full = Conv2d(3, 4, 3, padding=1, rng=np.random.default_rng(1)).astype(np.float64)
+    lean = Conv2d(3, 4, 3, padding=1, rng=np.random.default_rng(1)).astype(np.float64)
+    lean.input_grad = False
+    full.forward(x)
+    lean.forward(x)
+    assert full.backward(dy) is not None
+    assert lean.backward(dy) is None
+    for k in ("W", "b"):
+        np.testing.assert_array_equal(full.grads[k], lean.grads[k])
