@@ -5,7 +5,8 @@
 
 Each folder must hold a finished run (report.json). Baseline runs fill the
 Baseline_digit / Baseline_texture rows, --ifm runs the Ours_* rows. The std is
-the sample standard deviation (ddof=1), 0 for a single run.
+the sample standard deviation (ddof=1); with a single run it is undefined
+(null in JSON, no ± in markdown).
 """
 import argparse
 import os

@@ -43,7 +43,10 @@ def run_table_markdown(report):
 
 
 def aggregate(reports):
-    """Mean and std (ddof=1; 0 for one run) of test accuracies per Table 3 row."""
+    """Mean and sample std (ddof=1) of test accuracies per Table 3 row.
+
+    With a single run the std is undefined and reported as None (null).
+    """
     cells = {}
     for report in reports:
         for which, r in report["rows"].items():
@@ -54,21 +57,26 @@ def aggregate(reports):
         if name not in cells:
             continue
         values = np.array(cells[name], dtype=np.float64)
-        std = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(2)
+        std = [float(v) for v in values.std(axis=0, ddof=1)] if len(values) > 1 else [None, None]
         rows[name] = {"runs": len(values),
                       "test_digit_acc": float(values[:, 0].mean()),
-                      "test_digit_std": float(std[0]),
+                      "test_digit_std": std[0],
                       "test_texture_acc": float(values[:, 1].mean()),
-                      "test_texture_std": float(std[1])}
+                      "test_texture_std": std[1]}
     return rows
 
 
+def _mean_std(mean, std):
+    return f"{100 * mean:.1f}" + ("" if std is None else f" ± {100 * std:.1f}")
+
+
 def aggregate_markdown(rows):
+    """Markdown Table 3: mean ± std over runs (no ± where a row has one run)."""
     lines = ["| model | runs | acc(digit) | acc(texture) | paper acc(digit) | paper acc(texture) |",
              "|---|---|---|---|---|---|"]
     for name, r in rows.items():
         lines.append(f"| {name} | {r['runs']} "
-                     f"| {100 * r['test_digit_acc']:.1f} ± {100 * r['test_digit_std']:.1f} "
-                     f"| {100 * r['test_texture_acc']:.1f} ± {100 * r['test_texture_std']:.1f} "
+                     f"| {_mean_std(r['test_digit_acc'], r['test_digit_std'])} "
+                     f"| {_mean_std(r['test_texture_acc'], r['test_texture_std'])} "
                      f"| {paper_cell(name, 'digit')} | {paper_cell(name, 'texture')} |")
     return "\n".join(lines) + "\n"

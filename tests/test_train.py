@@ -184,7 +184,7 @@ def test_aggregate_two_runs(tmp_path, capsys):
     assert aggregate.main([str(tmp_path / n) for n in "abc"] + ["--json", str(out_json)]) == 0
     md = capsys.readouterr().out
     assert "| Ours_digit | 2 | 45.0 ± 7.1 | 50.0 ± 14.1 |" in md
-    assert "| Baseline_digit | 1 | 12.0 ± 0.0 | 95.0 ± 0.0 |" in md
+    assert "| Baseline_digit | 1 | 12.0 | 95.0 |" in md
     table = json.loads(out_json.read_text())
     assert table["epochs"] == 4 and table["device"] == "cpu"
     row = table["rows"]["Ours_digit"]
@@ -192,6 +192,7 @@ def test_aggregate_two_runs(tmp_path, capsys):
     assert row["test_digit_acc"] == pytest.approx(0.45)
     assert row["test_digit_std"] == pytest.approx(np.std([0.4, 0.5], ddof=1))
     assert table["rows"]["Ours_texture"]["test_digit_acc"] == pytest.approx(0.225)
+    assert table["rows"]["Baseline_digit"]["test_digit_std"] is None   # one run: undefined
 
 
 def test_aggregate_names_a_folder_without_report(tmp_path):
