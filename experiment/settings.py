@@ -5,44 +5,32 @@ Every flag is documented in ``--help`` and in README.md. The names --device,
 --limit-train are fixed (scripts rely on them).
 """
 import argparse
+import math
 import sys
 
 PAIRS_DEFAULT = "1-2,2-3,3-4"
 ESTIMATORS = ("jsd", "dv", "infonce", "paper-eq4")
 
 
-class SettingsError(ValueError):
-    """A bad flag value; the message names the flag and the fix."""
+def number_type(convert, accept, description):
+    """An argparse type: ``convert`` the text, then require ``accept(value)``.
+
+    Also refuses nan and inf, which float() would let through.
+    """
+    def parse_number(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {description}, got {text!r}")
+        if not (accept(value) and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"expected {description}, got {value}")
+        return value
+    return parse_number
 
 
-def positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def non_negative_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
+positive_int = number_type(int, lambda v: v >= 1, "a positive integer")
+positive_float = number_type(float, lambda v: v > 0, "a positive number")
+non_negative_float = number_type(float, lambda v: v >= 0, "a number >= 0")
 
 
 def samples_arg(text):

@@ -136,6 +136,8 @@ def test_resume_without_a_run_is_a_clear_error(tmp_path, capsys):
 @pytest.mark.parametrize("argv, words", [
     (["--epochs", "0"], "--epochs"),
     (["--lr", "-1"], "--lr"),
+    (["--lr", "nan"], "--lr"),
+    (["--batch-size", "1.5"], "--batch-size"),
     (["--device", "tpu"], "--device"),
     (["--ifm", "--samples", "zero"], "--samples"),
     (["--ifm", "--pairs", "1-3"], "adjacent"),
