@@ -1,5 +1,4 @@
 """train.py's driver: set up or resume a run folder, train, select, report."""
-import json
 import os
 import platform
 import signal

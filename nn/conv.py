@@ -62,7 +62,6 @@ def col2im(dcols, x_shape, k, padding, stride):
 
 def conv2d_forward(x, W, b, padding=0, stride=1):
     """y = conv(x, W) + b; returns (y, cache). See the module docstring."""
-    xp = get_array_module(x)
     N, C, H, Wd = x.shape
     O, Cw, k, k2 = W.shape
     if Cw != C or k != k2:
