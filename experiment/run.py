@@ -67,9 +67,6 @@ def software_versions():
     return versions
 
 
-current_interrupt = None     # the InterruptFlag of the training loop in progress
-
-
 class InterruptFlag:
     """First Ctrl-C: finish the current step, save, exit. Second: stop at once."""
 
@@ -78,9 +75,7 @@ class InterruptFlag:
         self._previous = None
 
     def __enter__(self):
-        global current_interrupt
         self._previous = signal.signal(signal.SIGINT, self._handle)
-        current_interrupt = self
         return self
 
     def _handle(self, signum, frame):
@@ -91,9 +86,7 @@ class InterruptFlag:
               "(Ctrl-C again to stop at once)", file=sys.stderr)
 
     def __exit__(self, *exc):
-        global current_interrupt
         signal.signal(signal.SIGINT, self._previous)
-        current_interrupt = None
         return False
 
 
