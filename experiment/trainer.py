@@ -24,6 +24,7 @@ from nn.module import Container
 from .classifier import Classifier
 
 EVAL_BATCH = 1000
+NO_STEP = 2 ** 62       # "no non-finite loss yet" in EpochAccumulator.first_bad_step
 
 
 class NonFiniteLoss(RuntimeError):
@@ -174,7 +175,7 @@ class EpochAccumulator:
         self.F = xp.zeros(n_pairs, dtype=xp.float64)
         self.seen = 0
         self.steps = 0
-        self.first_bad_step = xp.full((), -1, dtype=xp.int64)
+        self.first_bad_step = xp.full((), NO_STEP, dtype=xp.int64)
 
     def add(self, step, batch, loss, correct, F_values, total):
         xp = self.xp
@@ -184,12 +185,15 @@ class EpochAccumulator:
             self.F += xp.stack(F_values)
         self.seen += batch
         self.steps += 1
+        # step where the total loss is not finite, NO_STEP elsewhere: arithmetic on
+        # 0-d device arrays, so nothing waits for the device here
         bad = ~xp.isfinite(total)
-        self.first_bad_step = xp.where(bad & (self.first_bad_step < 0), step, self.first_bad_step)
+        candidate = NO_STEP - bad * (NO_STEP - step)
+        self.first_bad_step = xp.minimum(self.first_bad_step, candidate)
 
     def check_finite(self, epoch):
         bad = int(self.first_bad_step)
-        if bad >= 0:
+        if bad != NO_STEP:
             raise NonFiniteLoss(f"the loss became NaN or inf at epoch {epoch}, step {bad + 1}; "
                                 "the run stopped and the last good checkpoint is kept "
                                 "(try a smaller --lr or --lam, or another --estimator)")
