@@ -148,7 +148,7 @@ def train(trainer, folder, cfg, progress_state, quiet, interrupt, log=print):
             if best is None or acc > best[key]:
                 progress_state["best"][which] = {"epoch": epoch, "val_digit_acc": val_digit,
                                                  "val_texture_acc": val_texture}
-                folder.save_best(which, trainer.classifier_state())
+                folder.save_best(which, trainer.model.state_dict())
         folder.write_history(history, columns)
         progress_state["epoch_done"] = epoch
         progress_state["wall_seconds"] = progress_state.get("wall_seconds", 0.0) + seconds

@@ -139,9 +139,6 @@ class Trainer:
         return float(digit_ok) / split.n, float(texture_ok) / split.n
 
     # ----------------------------------------------------------- state I/O
-    def classifier_state(self):
-        return self.model.state_dict()
-
     def checkpoint_arrays(self):
         arrays = {f"clf/{k}": v for k, v in self.model.state_dict().items()}
         if self.regularizer is not None:

@@ -66,7 +66,3 @@ def to_numpy(array):
         return _cupy.asnumpy(array)
     return np.asarray(array)
 
-
-def device_of(array):
-    """``"gpu"`` for a CuPy array, ``"cpu"`` otherwise."""
-    return "gpu" if get_array_module(array) is not np else "cpu"

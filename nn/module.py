@@ -8,7 +8,6 @@ sibling modules; the classes here only hold state and call them.
 """
 from collections.abc import MutableMapping
 
-import numpy as np
 
 from .backend import get_array_module, to_device
 
@@ -165,7 +164,3 @@ class Sequential(Container):
 def zeros_like_params(params):
     """Fresh zero arrays keyed like ``params`` (e.g. optimizer state)."""
     return {k: get_array_module(p).zeros_like(p) for k, p in params.items()}
-
-
-def parameter_count(module):
-    return int(sum(np.prod(p.shape) for p in module.params.values()))
