@@ -68,14 +68,20 @@ def software_versions():
 
 
 class InterruptFlag:
-    """First Ctrl-C: finish the current step, save, exit. Second: stop at once."""
+    """First Ctrl-C (SIGINT) or SIGTERM: finish the current step, save, exit.
+
+    A second signal stops at once. SIGTERM is what a batch system or a closing
+    session sends, so a run killed that way also resumes mid-epoch.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self._previous = {}
 
     def __enter__(self):
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
@@ -86,7 +92,8 @@ class InterruptFlag:
               "(Ctrl-C again to stop at once)", file=sys.stderr)
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._previous)
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
         return False
 
 

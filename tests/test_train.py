@@ -73,16 +73,17 @@ def test_smoke_run_writes_the_run_folder(tmp_path, cache_dir, method, capsys):
 
 
 @needs_data
-def test_resume_reaches_the_same_parameters(tmp_path, cache_dir, monkeypatch):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_resume_reaches_the_same_parameters(tmp_path, cache_dir, monkeypatch, signum):
     extra = ["--ifm", "--samples", "8", "--seed", "3"]
     assert train(tmp_path / "straight", cache_dir, "--epochs", "2", *extra) == 0
-    # A real Ctrl-C (SIGINT) during step 1 of epoch 2: the step finishes, the
-    # run saves a checkpoint before step 2 and exits with 130.
+    # A real Ctrl-C (SIGINT) or SIGTERM during step 1 of epoch 2: the step
+    # finishes, the run saves a checkpoint before step 2 and exits with 130.
     original = run_module.Trainer.train_step
 
     def interrupting_step(self, index, epoch, step):
         if epoch == 2 and step == 1:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
         return original(self, index, epoch, step)
 
     monkeypatch.setattr(run_module.Trainer, "train_step", interrupting_step)
