@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 import nn
+from nn.allocator import retain_freed_memory
 from nn.backend import xp_for
 from nn.module import Container
 from experiment.classifier import Classifier
@@ -117,7 +118,12 @@ def main(argv=None):
     p.add_argument("--rows", default=",".join(r[0] for r in ROWS),
                    help="comma-separated subset of rows to run")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
+    p.add_argument("--malloc", choices=("retain", "default"), default="retain",
+                   help="'retain' (as train.py does): keep freed memory in the heap, see "
+                        "nn/allocator.py; 'default': glibc's own policy")
     args = p.parse_args(argv)
+    if args.malloc == "retain":
+        retain_freed_memory()
     repeats = args.repeats or (50 if args.device == "gpu" else 10)
     wanted = set(args.rows.split(","))
     sync = sync_for(args.device)

@@ -33,10 +33,18 @@ class PairCache(NamedTuple):
     scale: int
 
 
+def channel_matrix(H):
+    """H (N, C, h, w) as the matrix (C, h*w*N): column s*N + n holds H[n, :, s].
+
+    A view when H's memory is (C, h, w, N), the layout the conv layers hand
+    over (nn.conv); a copy otherwise.
+    """
+    return H.transpose(1, 2, 3, 0).reshape(H.shape[1], -1)
+
+
 def gather_vectors(H, n, s):
     """(S, C) channel vectors H[n_r, :, s_r] of H (N, C, h, w), s = y*w + x."""
-    N, C = H.shape[:2]
-    return H.reshape(N, C, -1).transpose(0, 2, 1)[n, s]     # (N, hw, C) view, two index arrays
+    return channel_matrix(H)[:, s * H.shape[0] + n].T
 
 
 def scatter_add_rows(rows, values, num_rows):
@@ -67,12 +75,15 @@ def scatter_add_rows(rows, values, num_rows):
 
 
 def scatter_vectors(dvectors, n, s, shape):
-    """Adjoint of ``gather_vectors``: dH (shape) from dvectors (S, C)."""
+    """Adjoint of ``gather_vectors``: dH (shape) from dvectors (S, C).
+
+    dH comes back with memory (C, h, w, N), the conv layers' layout, so the
+    classifier adds it to its own gradient without a layout change.
+    """
     xp = get_array_module(dvectors)
     N, C, h, w = shape
-    rows = n * (h * w) + s
-    dH = scatter_add_rows(rows, dvectors, N * h * w)                 # (N*h*w, C)
-    return xp.ascontiguousarray(dH.reshape(N, h * w, C).transpose(0, 2, 1)).reshape(shape)
+    dR = scatter_add_rows(s * N + n, dvectors, h * w * N)                # (h*w*N, C)
+    return xp.ascontiguousarray(dR.T).reshape(C, h, w, N).transpose(3, 0, 1, 2)
 
 
 def upsample_scale(low_shape, high_shape):
