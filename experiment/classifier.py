@@ -5,9 +5,11 @@ channels, then FC(512, 10). On 32x32 inputs the block outputs before pooling
 are H_1 (N, 32, 32, 32), H_2 (N, 64, 16, 16), H_3 (N, 128, 8, 8) and
 H_4 (N, 128, 4, 4); after the last pool 128 * 2 * 2 = 512 features remain.
 
-The IFM regularizer reads H_1..H_4 (after LeakyReLU, before pooling) and hands
-back extra gradients for them, so ``backward`` takes an optional list of
-per-block gradients that are added where each H_l leaves its block.
+The IFM regularizer reads H_1..H_4 and hands back extra gradients for them, so
+``backward`` takes an optional list of per-block gradients that are added where
+each H_l leaves its block. ``features_at`` says where that is: "pre-pool"
+(default: after LeakyReLU, before pooling, the maps above) or "post-pool"
+(after pooling: (N, 32, 16, 16) ... (N, 128, 2, 2), still a factor 2 apart).
 """
 import numpy as np
 
@@ -20,7 +22,9 @@ NUM_CLASSES = 10
 
 class Classifier(Container):
     def __init__(self, in_channels=3, channels=CHANNELS, image_size=32,
-                 num_classes=NUM_CLASSES, rng=None, dtype=np.float32):
+                 num_classes=NUM_CLASSES, rng=None, dtype=np.float32, features_at="pre-pool"):
+        if features_at not in ("pre-pool", "post-pool"):
+            raise ValueError(f"features_at must be 'pre-pool' or 'post-pool', got {features_at!r}")
         blocks, c_in = [], in_channels
         for c in channels:
             blocks.append(Sequential(Conv2d(c_in, c, 3, padding=1, rng=rng, dtype=dtype),
@@ -37,6 +41,7 @@ class Classifier(Container):
         named = [(f"block{i + 1}", b) for i, b in enumerate(blocks)] + [("fc", self.fc)]
         super().__init__(named)
         self.channels = tuple(channels)
+        self.features_at = features_at
         self.features = []
 
     def forward(self, x):
@@ -44,8 +49,8 @@ class Classifier(Container):
         self.features = []
         for block, pool in zip(self.blocks, self.pools):
             h = block.forward(x)
-            self.features.append(h)
             x = pool.forward(h)
+            self.features.append(h if self.features_at == "pre-pool" else x)
         return self.fc.forward(self.flatten.forward(x))
 
     def backward(self, dlogits, dfeatures=None):
@@ -54,9 +59,13 @@ class Classifier(Container):
         Returns None: the first convolution computes no gradient for the images.
         """
         d = self.flatten.backward(self.fc.backward(dlogits))
+        extra = dfeatures if dfeatures is not None else [None] * len(self.blocks)
+        post = self.features_at == "post-pool"
         for i in reversed(range(len(self.blocks))):
+            if post and extra[i] is not None:
+                d = d + extra[i]
             d = self.pools[i].backward(d)
-            if dfeatures is not None and dfeatures[i] is not None:
-                d = d + dfeatures[i]
+            if not post and extra[i] is not None:
+                d = d + extra[i]
             d = self.blocks[i].backward(d)
         return d

@@ -12,7 +12,7 @@ from nn.allocator import retain_freed_memory
 from . import report as table3
 from .progress import EpochProgress, format_seconds
 from .runfolder import RunFolder
-from .settings import EXPERIMENT_KEYS, parse
+from .settings import EXPERIMENT_KEYS, OLD_RUN_DEFAULTS, parse
 from .trainer import EpochAccumulator, NonFiniteLoss, Trainer
 
 
@@ -37,7 +37,7 @@ def resume_settings(folder, args):
         raise UsageError(f"--resume: {folder.path} holds no run to resume (config.json and "
                          "checkpoint.npz are needed); drop --resume to start a new run there")
     saved = folder.load_config()
-    cfg = dict(saved["settings"])
+    cfg = {**OLD_RUN_DEFAULTS, **saved["settings"]}
     given = settings_from_args(args)
     clashes = [k for k in EXPERIMENT_KEYS if k in args.explicit and given[k] != cfg[k]]
     if clashes:

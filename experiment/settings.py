@@ -10,6 +10,7 @@ import sys
 
 PAIRS_DEFAULT = "1-2,2-3,3-4"
 ESTIMATORS = ("jsd", "dv", "infonce", "paper-eq4")
+FEATURE_POINTS = ("pre-pool", "post-pool")
 
 
 def number_type(convert, accept, description):
@@ -123,13 +124,18 @@ def build_parser():
                    help="how H_{l+1} is brought to H_l's size (default: nearest)")
     g.add_argument("--pairs", type=pairs_arg, default=pairs_arg(PAIRS_DEFAULT),
                    help=f"conv-block pairs (default: {PAIRS_DEFAULT})")
+    g.add_argument("--pair-features", choices=FEATURE_POINTS, default="pre-pool",
+                   help="which H_l are paired: each block's output after LeakyReLU and before "
+                        "pooling, or after pooling (default: pre-pool)")
     return p
 
 
 # Settings that define the experiment (saved in config.json; fixed on --resume).
 EXPERIMENT_KEYS = ("seed", "textures", "mnist_dir", "data_seed", "limit_train", "limit_eval",
                    "optimizer", "lr", "momentum", "weight_decay", "batch_size", "ifm", "lam",
-                   "samples", "estimator", "marginal", "upsample", "pairs")
+                   "samples", "estimator", "marginal", "upsample", "pairs", "pair_features")
+# Values for settings that runs made before the setting existed did not save.
+OLD_RUN_DEFAULTS = {"pair_features": "pre-pool"}
 # Settings a resumed run may change.
 RESUMABLE_KEYS = ("epochs", "device", "quiet", "cache_dir")
 

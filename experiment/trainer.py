@@ -73,7 +73,7 @@ class Trainer:
         self.cfg, self.device = cfg, device
         self.xp = xp_for(device)
         init_rng = np.random.default_rng([cfg["seed"], 0])
-        self.model = Classifier(rng=init_rng)
+        self.model = Classifier(rng=init_rng, features_at=cfg["pair_features"])
         self.regularizer = build_regularizer(cfg, self.model.channels, init_rng) \
             if cfg["ifm"] else None
         parts = [("clf", self.model)]

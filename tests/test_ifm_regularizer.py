@@ -90,13 +90,14 @@ def test_regularizer_keys_and_validation():
             IFMRegularizer([32, 64, 128, 128], pairs=pairs)
 
 
-def test_training_step_with_the_classifier():
+@pytest.mark.parametrize("features_at", ["pre-pool", "post-pool"])
+def test_training_step_with_the_classifier(features_at):
     """One step as the trainer does it: the classifier holds no IFM parameter, the
     optimizer updates both, and the regularizer's dH enters the classifier's backward
     with the sign of L = L_clf - lam * sum F (checked by a directional derivative of L
-    over every parameter of both, in float64)."""
+    over every parameter of both, in float64), with H_l taken before or after pooling."""
     rng = np.random.default_rng(0)
-    model = Classifier(rng=rng, dtype=np.float64)
+    model = Classifier(rng=rng, dtype=np.float64, features_at=features_at)
     reg = IFMRegularizer(list(model.channels), lam=2.0, samples=4, rng=rng, hidden=SMALL,
                          dtype=np.float64)
     assert not any("ifm" in k for k in model.state_dict())

@@ -115,6 +115,23 @@ def test_resume_can_extend_epochs_and_refuses_changed_settings(tmp_path, cache_d
 
 
 @needs_data
+def test_post_pool_pairing_runs_and_old_runs_resume_as_pre_pool(tmp_path, cache_dir):
+    assert train(tmp_path / "post", cache_dir, "--epochs", "1", "--ifm", "--samples", "4",
+                 "--pair-features", "post-pool") == 0
+    config = json.loads((tmp_path / "post" / "config.json").read_text())
+    assert config["settings"]["pair_features"] == "post-pool"
+    # A run saved before the setting existed resumes with the pre-pool pairing it used.
+    assert train(tmp_path / "old", cache_dir, "--epochs", "1", "--ifm", "--samples", "4") == 0
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    del config["settings"]["pair_features"]
+    (tmp_path / "old" / "config.json").write_text(json.dumps(config))
+    assert main(["--out", str(tmp_path / "old"), "--resume", "--epochs", "2", "--quiet",
+                 "--cache-dir", cache_dir]) == 0
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    assert config["settings"]["pair_features"] == "pre-pool"
+
+
+@needs_data
 def test_existing_run_folder_is_not_overwritten(tmp_path, cache_dir, capsys):
     assert train(tmp_path / "r", cache_dir, "--epochs", "1") == 0
     assert train(tmp_path / "r", cache_dir, "--epochs", "1") == 2
