@@ -2,14 +2,17 @@
 
     python scripts/plot_curves.py RUN_DIR... --out results/
 
-Writes curves_accuracy.png (validation digit and texture accuracy per epoch,
-one line per run) and, when any run used --ifm, curves_information_flow.png
-(the JSD estimate F of each layer pair per epoch, mean over the epoch's
-steps). Needs matplotlib (an optional extra: pip install matplotlib).
+Writes curves_accuracy.png (validation digit and texture accuracy per epoch)
+and, when any run used --ifm, curves_information_flow.png (the JSD estimate F
+of each layer pair per epoch, mean over the epoch's steps). Runs whose folder
+names differ only in a trailing -seed<N> form one group: its mean is drawn as
+a line and its range over seeds as a band. Needs matplotlib (an optional
+extra: pip install matplotlib).
 """
 import argparse
 import csv
 import os
+import re
 import sys
 
 
@@ -34,15 +37,28 @@ def main(argv=None):
     except ImportError:
         raise SystemExit("plot_curves.py: error: matplotlib is not installed "
                          "(pip install matplotlib); it is only needed for plots")
-    histories = {os.path.basename(os.path.normpath(r)): read_history(r) for r in args.runs}
+    groups = {}
+    for r in args.runs:
+        name = re.sub(r"-seed\d+$", "", os.path.basename(os.path.normpath(r)))
+        groups.setdefault(name, []).append(read_history(r))
     os.makedirs(args.out, exist_ok=True)
 
+    def draw(ax, name, histories, column, scale=1.0, style="-"):
+        """Mean over the group's runs per epoch, and a min-max band when there are several."""
+        epochs = min(len(h) for h in histories)
+        x = list(range(1, epochs + 1))
+        values = [[scale * float(h[e][column]) for h in histories] for e in range(epochs)]
+        label = name if len(histories) == 1 else f"{name} ({len(histories)} seeds)"
+        line, = ax.plot(x, [sum(v) / len(v) for v in values], style, label=label)
+        if len(histories) > 1:
+            ax.fill_between(x, [min(v) for v in values], [max(v) for v in values],
+                            color=line.get_color(), alpha=0.2)
+
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for name, rows in histories.items():
-        epochs = [int(r["epoch"]) for r in rows]
+    for name, histories in groups.items():
         style = "-" if name.startswith("ifm") else "--"
-        axes[0].plot(epochs, [100 * float(r["val_digit_acc"]) for r in rows], style, label=name)
-        axes[1].plot(epochs, [100 * float(r["val_texture_acc"]) for r in rows], style, label=name)
+        draw(axes[0], name, histories, "val_digit_acc", 100, style)
+        draw(axes[1], name, histories, "val_texture_acc", 100, style)
     for ax, title in zip(axes, ("validation digit accuracy (%)", "validation texture accuracy (%)")):
         ax.set_title(title)
         ax.set_xlabel("epoch")
@@ -52,14 +68,13 @@ def main(argv=None):
     fig.savefig(os.path.join(args.out, "curves_accuracy.png"), dpi=120)
     written = ["curves_accuracy.png"]
 
-    flows = {n: rows for n, rows in histories.items() if rows and "F_1_2" in rows[0]}
+    flows = {n: hs for n, hs in groups.items() if hs[0] and "F_1_2" in hs[0][0]}
     if flows:
-        pairs = [k for k in next(iter(flows.values()))[0] if k.startswith("F_")]
+        pairs = [k for k in next(iter(flows.values()))[0][0] if k.startswith("F_")]
         fig, axes = plt.subplots(1, len(pairs), figsize=(4 * len(pairs), 3.5), squeeze=False)
         for ax, pair in zip(axes[0], pairs):
-            for name, rows in flows.items():
-                ax.plot([int(r["epoch"]) for r in rows], [float(r[pair]) for r in rows],
-                        label=name)
+            for name, histories in flows.items():
+                draw(ax, name, histories, pair)
             ax.set_title(f"F (JSD bound) for pair {pair[2:].replace('_', '-')}")
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)

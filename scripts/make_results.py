@@ -1,0 +1,133 @@
+"""Regenerate the tables under results/ from the run folders of scripts/reproduce.sh.
+
+    python scripts/make_results.py [--runs runs] [--out results]
+
+Writes, into --out:
+- table3.md, table3.json: the main rows (runs named baseline-seed<N> and
+  ifm-seed<N>), mean ± std over seeds, as aggregate.py computes them;
+- runs.md, runs.json: every finished run, one row each: the settings it
+  changes from the main IFM run, epochs, training time, the test accuracy of
+  its best-validation-digit and best-validation-texture checkpoints, and the
+  last epoch's information-flow estimates F;
+- runs/<name>/: the text files of every finished run (config.json,
+  history.csv, report.json, report.md, train.log).
+Folders without report.json (runs still in progress) are named and skipped.
+"""
+import argparse
+import csv
+import json
+import os
+import re
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import aggregate  # noqa: E402
+from experiment.runfolder import read_json, write_json, write_text_atomic  # noqa: E402
+
+MAIN_RUN = re.compile(r"^(baseline|ifm)-seed\d+$")
+TEXT_FILES = ("config.json", "history.csv", "report.json", "report.md", "train.log")
+# The main IFM run's settings; a run's "changes" column lists where it differs.
+REFERENCE = {"ifm": True, "lam": 30.0, "samples": 64, "estimator": "jsd", "marginal": "image",
+             "upsample": "nearest", "pair_features": "pre-pool", "textures": None,
+             "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 128}
+IFM_ONLY = ("lam", "samples", "estimator", "marginal", "upsample", "pair_features")
+
+
+def changes(settings):
+    """Flags that set this run apart from the main IFM run, e.g. '--lam 10'."""
+    if not settings["ifm"]:
+        out = ["baseline"]
+        keys = [k for k in REFERENCE if k not in IFM_ONLY and k != "ifm"]
+    else:
+        out, keys = [], [k for k in REFERENCE if k != "ifm"]
+    for k in keys:
+        value = settings.get(k, "pre-pool" if k == "pair_features" else None)
+        if value != REFERENCE[k]:
+            out.append(f"--{k.replace('_', '-')} {value}")
+    return " ".join(out) or "(main IFM settings)"
+
+
+def summarize(folder):
+    config, report = read_json(os.path.join(folder, "config.json")), \
+        read_json(os.path.join(folder, "report.json"))
+    with open(os.path.join(folder, "history.csv"), newline="") as f:
+        history = list(csv.DictReader(f))
+    settings = config["settings"]
+    last = history[-1]
+    return {
+        "run": os.path.basename(os.path.normpath(folder)),
+        "method": report["method"],
+        "seed": settings["seed"],
+        "changes": changes(settings),
+        "epochs": len(history),
+        "device": config.get("device"),
+        "train_minutes": round(sum(float(r["seconds"]) for r in history) / 60, 1),
+        "best_digit": report["rows"]["best_digit"],
+        "best_texture": report["rows"]["best_texture"],
+        "last_epoch_F": {k: float(v) for k, v in last.items() if k.startswith("F_")},
+    }
+
+
+def pct(x):
+    return f"{100 * x:.1f}"
+
+
+def runs_markdown(rows):
+    lines = ["| run | changes | epochs | minutes | digit ckpt: epoch, test digit / texture "
+             "| texture ckpt: epoch, test digit / texture | F at the last epoch |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        d, t = r["best_digit"], r["best_texture"]
+        flows = ", ".join(f"{v:.3g}" for v in r["last_epoch_F"].values()) or "-"
+        lines.append(f"| {r['run']} | {r['changes']} | {r['epochs']} | {r['train_minutes']} "
+                     f"| {d['epoch']}: {pct(d['test_digit_acc'])} / {pct(d['test_texture_acc'])} "
+                     f"| {t['epoch']}: {pct(t['test_digit_acc'])} / {pct(t['test_texture_acc'])} "
+                     f"| {flows} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", default="runs", help="folder holding the run folders (default: runs)")
+    p.add_argument("--out", default="results", help="where the tables go (default: results)")
+    args = p.parse_args(argv)
+    if not os.path.isdir(args.runs):
+        raise SystemExit(f"make_results.py: error: --runs {args.runs} is not a folder; run "
+                         "scripts/reproduce.sh first or point --runs at its RUNS_DIR")
+    finished, pending = [], []
+    for name in sorted(os.listdir(args.runs)):
+        folder = os.path.join(args.runs, name)
+        if not os.path.isdir(folder):
+            continue
+        (finished if os.path.exists(os.path.join(folder, "report.json")) else pending).append(
+            folder)
+    for folder in pending:
+        print(f"skipped (not finished): {folder}", file=sys.stderr)
+    if not finished:
+        raise SystemExit(f"make_results.py: error: no finished run in {args.runs}")
+
+    os.makedirs(args.out, exist_ok=True)
+    main_runs = [f for f in finished if MAIN_RUN.match(os.path.basename(f))]
+    if main_runs:
+        aggregate.main(main_runs + ["--md", os.path.join(args.out, "table3.md"),
+                                    "--json", os.path.join(args.out, "table3.json")])
+    rows = [summarize(f) for f in finished]
+    rows.sort(key=lambda r: (not MAIN_RUN.match(r["run"]), r["method"], r["run"]))
+    write_text_atomic(os.path.join(args.out, "runs.md"), runs_markdown(rows))
+    write_json(os.path.join(args.out, "runs.json"), {"runs": rows})
+    for folder in finished:
+        target = os.path.join(args.out, "runs", os.path.basename(folder))
+        os.makedirs(target, exist_ok=True)
+        for name in TEXT_FILES:
+            if os.path.exists(os.path.join(folder, name)):
+                shutil.copyfile(os.path.join(folder, name), os.path.join(target, name))
+    print(f"wrote {args.out}/runs.md and runs.json ({len(rows)} runs)"
+          + (f", table3.md and table3.json ({len(main_runs)} runs)" if main_runs else ""),
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""scripts/make_results.py on hand-made run folders."""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
+import make_results  # noqa: E402
+
+MAIN_IFM = {"seed": 0, "ifm": True, "lam": 30.0, "samples": 64, "estimator": "jsd",
+            "marginal": "image", "upsample": "nearest", "pair_features": "pre-pool",
+            "textures": None, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9,
+            "batch_size": 128, "epochs": 2}
+
+
+def fake_run(folder, settings, method, digit):
+    folder.mkdir(parents=True)
+    rows = {which: {"epoch": 1, "val_digit_acc": 0.5, "val_texture_acc": 0.5,
+                    "test_digit_acc": digit, "test_texture_acc": 1 - digit}
+            for which in ("best_digit", "best_texture")}
+    (folder / "report.json").write_text(json.dumps({"method": method, "rows": rows}))
+    (folder / "config.json").write_text(json.dumps({"settings": settings, "device": "cpu"}))
+    F = ",F_1_2" if settings["ifm"] else ""
+    lines = [f"epoch,val_digit_acc{F},seconds"] + [
+        f"{e},0.5{',-0.3' if F else ''},30" for e in (1, 2)]
+    (folder / "history.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_tables_from_run_folders(tmp_path):
+    runs = tmp_path / "runs"
+    fake_run(runs / "ifm-seed0", MAIN_IFM, "ifm", 0.40)
+    fake_run(runs / "ifm-seed1", dict(MAIN_IFM, seed=1), "ifm", 0.50)
+    fake_run(runs / "baseline-seed0", dict(MAIN_IFM, ifm=False), "baseline", 0.15)
+    fake_run(runs / "ifm-lam10-seed0", dict(MAIN_IFM, lam=10.0), "ifm", 0.30)
+    old = dict(MAIN_IFM, marginal="batch")
+    del old["pair_features"]                    # a run saved before the setting existed
+    fake_run(runs / "ifm-batchmarg-seed0", old, "ifm", 0.12)
+    (runs / "ifm-unfinished").mkdir()
+    out = tmp_path / "results"
+    assert make_results.main(["--runs", str(runs), "--out", str(out)]) == 0
+    table = json.loads((out / "table3.json").read_text())
+    assert table["rows"]["Ours_digit"]["runs"] == 2
+    assert abs(table["rows"]["Ours_digit"]["test_digit_acc"] - 0.45) < 1e-12
+    assert table["rows"]["Baseline_digit"]["runs"] == 1
+    listed = {r["run"]: r for r in json.loads((out / "runs.json").read_text())["runs"]}
+    assert set(listed) == {"ifm-seed0", "ifm-seed1", "baseline-seed0", "ifm-lam10-seed0",
+                           "ifm-batchmarg-seed0"}
+    assert listed["ifm-lam10-seed0"]["changes"] == "--lam 10.0"
+    assert listed["ifm-batchmarg-seed0"]["changes"] == "--marginal batch"
+    assert listed["ifm-seed1"]["changes"] == "(main IFM settings)"
+    assert listed["baseline-seed0"]["changes"] == "baseline"
+    assert listed["ifm-seed0"]["train_minutes"] == 1.0
+    assert listed["ifm-seed0"]["last_epoch_F"] == {"F_1_2": -0.3}
+    assert (out / "runs" / "ifm-lam10-seed0" / "history.csv").exists()
+    assert "| ifm-lam10-seed0 | --lam 10.0 | 2 | 1.0 | 1: 30.0 / 70.0 |" in (out / "runs.md").read_text()
