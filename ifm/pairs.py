@@ -44,7 +44,10 @@ def channel_matrix(H):
 
 def gather_vectors(H, n, s):
     """(S, C) channel vectors H[n_r, :, s_r] of H (N, C, h, w), s = y*w + x."""
-    return channel_matrix(H)[:, s * H.shape[0] + n].T
+    xp = get_array_module(H)
+    # take along axis 1 copies one channel row at a time (several times faster
+    # than M[:, cols] on NumPy for 64-128 channels).
+    return xp.take(channel_matrix(H), s * H.shape[0] + n, axis=1).T
 
 
 def scatter_add_rows(rows, values, num_rows):
