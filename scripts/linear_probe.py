@@ -105,10 +105,31 @@ def main(argv=None):
             print(f"| {os.path.basename(os.path.normpath(r['run']))} | {r['method']} "
                   f"| H_{row['layer']} | {row['features']} | {100 * row['digit']:.1f} "
                   f"| {100 * row['texture']:.1f} |")
+    print()
+    print(summary_markdown(results), end="")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)
     return 0
+
+
+def summary_markdown(results):
+    """Per method and layer: mean ± sample std over the runs (no ± for one run)."""
+    def cell(values):
+        mean = 100 * float(np.mean(values))
+        return f"{mean:.1f}" if len(values) == 1 else \
+            f"{mean:.1f} ± {100 * float(np.std(values, ddof=1)):.1f}"
+    methods = sorted({r["method"] for r in results})
+    lines = ["| method | runs | layer | probe acc(digit) | probe acc(texture) |",
+             "|---|---|---|---|---|"]
+    for method in methods:
+        runs = [r for r in results if r["method"] == method]
+        for i, row in enumerate(runs[0]["layers"]):
+            digit = [r["layers"][i]["digit"] for r in runs]
+            texture = [r["layers"][i]["texture"] for r in runs]
+            lines.append(f"| {method} | {len(runs)} | H_{row['layer']} | {cell(digit)} "
+                         f"| {cell(texture)} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
