@@ -33,12 +33,12 @@ ablation_runs=(
   "ifm-batchmarg-seed0       --epochs 4 --ifm --marginal batch"
   "ifm-dv-lam1-seed0         --epochs 4 --ifm --estimator dv --lam 1"
   "ifm-bilinear-seed0        --epochs 4 --ifm --upsample bilinear"
-  "ifm-postpool-seed0        --epochs 4 --ifm --pair-features post-pool"
   "baseline-procedural-seed0 --epochs 4 --textures procedural"
   "ifm-procedural-seed0      --epochs 4 --ifm --textures procedural"
   "ifm-k16-seed0             --epochs 4 --ifm --samples 16"
   "ifm-lam0.1-seed0          --epochs 4 --ifm --lam 0.1"
   "ifm-lam100-seed0          --epochs 4 --ifm --lam 100"
+  "ifm-postpool-seed0        --epochs 4 --ifm --pair-features post-pool"
   "ifm-eq4-lam1-seed0        --epochs 1 --ifm --estimator paper-eq4 --lam 1"
 )
 
