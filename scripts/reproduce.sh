@@ -39,6 +39,7 @@ ablation_runs=(
   "ifm-lam0.1-seed0          --epochs 4 --ifm --lam 0.1"
   "ifm-lam100-seed0          --epochs 4 --ifm --lam 100"
   "ifm-postpool-seed0        --epochs 4 --ifm --pair-features post-pool"
+  "ifm-adam-seed0            --epochs 4 --ifm --optimizer adam"
   "ifm-eq4-lam1-seed0        --epochs 1 --ifm --estimator paper-eq4 --lam 1"
 )
 
