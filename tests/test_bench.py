@@ -1,0 +1,22 @@
+"""bench.py's output format (not its timings: speed is measured by running it)."""
+import json
+
+import bench
+
+
+def test_json_output_has_every_row(capsys):
+    assert bench.main(["--device", "cpu", "--json", "--no-torch", "--batch", "2",
+                       "--repeats", "1", "--warmup", "0"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert isinstance(out["device"], str) and out["device"]
+    assert [r["name"] for r in out["rows"]] == ["train_step_baseline", "train_step_ifm_k64",
+                                                "train_step_ifm_kall", "inference"]
+    for row in out["rows"]:
+        assert row["batch"] == 2 and row["ours_ms"] > 0 and row["torch_ms"] is None
+
+
+def test_table_output(capsys):
+    assert bench.main(["--device", "cpu", "--no-torch", "--batch", "2", "--repeats", "1",
+                       "--warmup", "0", "--rows", "inference"]) == 0
+    out = capsys.readouterr().out
+    assert "| inference" in out and "ours/torch" in out
