@@ -162,8 +162,8 @@ def parse(argv=None):
     args = parser.parse_args(argv)
     args.explicit = explicit_flags(parser, sys.argv[1:] if argv is None else argv)
     if not args.ifm:
-        given = sorted(k for k in ("lam", "samples", "estimator", "marginal", "upsample", "pairs")
-                       if k in args.explicit)
+        given = sorted(k for k in ("lam", "samples", "estimator", "marginal", "upsample", "pairs",
+                                   "pair_features") if k in args.explicit)
         if given:
             parser.error(f"{', '.join('--' + k.replace('_', '-') for k in given)} "
                          "only make sense with --ifm")

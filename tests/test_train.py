@@ -160,6 +160,8 @@ def test_resume_without_a_run_is_a_clear_error(tmp_path, capsys):
     (["--ifm", "--samples", "zero"], "--samples"),
     (["--ifm", "--pairs", "1-3"], "adjacent"),
     (["--lam", "3"], "only make sense with --ifm"),
+    (["--pair-features", "post-pool"], "only make sense with --ifm"),
+    (["--ifm", "--pair-features", "mid"], "--pair-features"),
     (["--ifm", "--estimator", "kl"], "--estimator"),
 ])
 def test_bad_flags_are_rejected(argv, words, capsys):
