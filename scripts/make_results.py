@@ -25,27 +25,26 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import aggregate  # noqa: E402
 from experiment.runfolder import read_json, write_json, write_text_atomic  # noqa: E402
+from experiment.settings import OLD_RUN_DEFAULTS, build_parser  # noqa: E402
 
 MAIN_RUN = re.compile(r"^(baseline|ifm)-seed\d+$")
 TEXT_FILES = ("config.json", "history.csv", "report.json", "report.md", "train.log")
-# The main IFM run's settings; a run's "changes" column lists where it differs.
-REFERENCE = {"ifm": True, "lam": 30.0, "samples": 64, "estimator": "jsd", "marginal": "image",
-             "upsample": "nearest", "pair_features": "pre-pool", "textures": None,
-             "optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 128}
+# The main IFM run's settings (train.py's defaults with --ifm); a run's
+# "changes" column lists the flags where it differs.
+COMPARED = ("lam", "samples", "estimator", "marginal", "upsample", "pair_features", "textures",
+            "optimizer", "lr", "momentum", "batch_size")
 IFM_ONLY = ("lam", "samples", "estimator", "marginal", "upsample", "pair_features")
+REFERENCE = {k: v for k, v in vars(build_parser().parse_args(["--ifm"])).items() if k in COMPARED}
 
 
 def changes(settings):
     """Flags that set this run apart from the main IFM run, e.g. '--lam 10'."""
-    if not settings["ifm"]:
-        out = ["baseline"]
-        keys = [k for k in REFERENCE if k not in IFM_ONLY and k != "ifm"]
-    else:
-        out, keys = [], [k for k in REFERENCE if k != "ifm"]
+    settings = {**OLD_RUN_DEFAULTS, **settings}
+    out = [] if settings["ifm"] else ["baseline"]
+    keys = COMPARED if settings["ifm"] else [k for k in COMPARED if k not in IFM_ONLY]
     for k in keys:
-        value = settings.get(k, "pre-pool" if k == "pair_features" else None)
-        if value != REFERENCE[k]:
-            out.append(f"--{k.replace('_', '-')} {value}")
+        if settings.get(k) != REFERENCE[k]:
+            out.append(f"--{k.replace('_', '-')} {settings.get(k)}")
     return " ".join(out) or "(main IFM settings)"
 
 
