@@ -12,6 +12,7 @@ is timed in the same run and the ratio ours/torch is printed.
 """
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -22,6 +23,7 @@ import numpy as np
 import nn
 from nn.allocator import retain_freed_memory
 from nn.backend import xp_for
+from nn.openblas import core_name
 from nn.module import Container
 from experiment.classifier import Classifier
 
@@ -104,7 +106,9 @@ def device_name(device):
     if device == "gpu":
         import cupy
         return cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
-    return f"{platform.processor() or platform.machine()} CPU"
+    blas = core_name()
+    return (f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, "
+            f"OpenBLAS kernels {blas or 'unknown'}")
 
 
 def main(argv=None):
