@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 
 from nn.backend import get_array_module
+from nn.parallel import run_in_blocks
 from nn.upsample import bilinear_upsample_backward, bilinear_upsample_forward
 
 
@@ -42,38 +43,46 @@ def channel_matrix(H):
     return H.transpose(1, 2, 3, 0).reshape(H.shape[1], -1)
 
 
-def gather_vectors(H, n, s):
-    """(S, C) channel vectors H[n_r, :, s_r] of H (N, C, h, w), s = y*w + x."""
+def gather_vectors(H, n, s, out=None):
+    """(S, C) channel vectors H[n_r, :, s_r] of H (N, C, h, w), s = y*w + x.
+
+    Returned as the transposed view of a (C, S) array, ``out`` if given: the
+    feature-major layout nn.linear works in.
+    """
     xp = get_array_module(H)
+    M = channel_matrix(H)
+    cols = s * H.shape[0] + n
+    if out is None:
+        out = xp.empty((M.shape[0], len(cols)), dtype=H.dtype)
+
     # take along axis 1 copies one channel row at a time (several times faster
     # than M[:, cols] on NumPy for 64-128 channels).
-    return xp.take(channel_matrix(H), s * H.shape[0] + n, axis=1).T
+    def channels(lo, hi):
+        xp.take(M[lo:hi], cols, axis=1, out=out[lo:hi])
+
+    run_in_blocks(channels, M.shape[0], out.nbytes, xp)
+    return out.T
 
 
-def scatter_add_rows(rows, values, num_rows):
-    """(num_rows, C) zeros with values[r] added at row rows[r]; repeated rows accumulate.
+def scatter_add_columns(cols, values, num_cols):
+    """(C, num_cols) zeros with column values[:, r] added at column cols[r].
 
-    NumPy: sort the rows; the k-th occurrence of each row forms a set of
-    distinct rows, so one plain indexed ``+=`` per occurrence depth adds them
-    all exactly (the loop runs over the largest multiplicity, a handful, never
-    over rows; several times faster than ``np.add.at``).
-    CuPy: ``cupyx.scatter_add`` (a plain ``out[rows] +=`` is undefined for
-    repeated indices on the GPU).
+    Repeated columns accumulate. NumPy: one ``bincount`` per channel row (it
+    sums the weights of equal indices in float64; measured several times
+    faster than a sorted indexed add, and it runs over channels, never over
+    positions). CuPy: ``cupyx.scatter_add`` (a plain ``out[:, cols] +=`` is
+    undefined for repeated indices on the GPU).
     """
     xp = get_array_module(values)
-    out = xp.zeros((num_rows, values.shape[1]), dtype=values.dtype)
+    C = values.shape[0]
     if xp is not np:
         import cupyx
-        cupyx.scatter_add(out, rows, values)
+        out = xp.zeros((C, num_cols), dtype=values.dtype)
+        cupyx.scatter_add(out, (slice(None), cols), values)
         return out
-    order = np.argsort(rows, kind="stable")
-    sorted_rows, sorted_values = rows[order], values[order]
-    first = np.r_[True, sorted_rows[1:] != sorted_rows[:-1]]
-    run_start = np.flatnonzero(first)
-    depth = np.arange(len(rows)) - run_start[np.cumsum(first) - 1]
-    for d in range(int(depth.max(initial=0)) + 1):
-        at = depth == d
-        out[sorted_rows[at]] += sorted_values[at]
+    out = np.empty((C, num_cols), dtype=values.dtype)
+    for c in range(C):
+        out[c] = np.bincount(cols, weights=values[c], minlength=num_cols)
     return out
 
 
@@ -83,10 +92,9 @@ def scatter_vectors(dvectors, n, s, shape):
     dH comes back with memory (C, h, w, N), the conv layers' layout, so the
     classifier adds it to its own gradient without a layout change.
     """
-    xp = get_array_module(dvectors)
     N, C, h, w = shape
-    dR = scatter_add_rows(s * N + n, dvectors, h * w * N)                # (h*w*N, C)
-    return xp.ascontiguousarray(dR.T).reshape(C, h, w, N).transpose(3, 0, 1, 2)
+    dM = scatter_add_columns(s * N + n, dvectors.T, h * w * N)      # (C, h*w*N)
+    return dM.reshape(C, h, w, N).transpose(3, 0, 1, 2)
 
 
 def upsample_scale(low_shape, high_shape):
@@ -108,16 +116,15 @@ def pair_features_forward(h_low, h_high, index, upsample="nearest"):
     """
     xp = get_array_module(h_low)
     scale = upsample_scale(h_low.shape, h_high.shape)
-    low_n, low_s, high_n, high_s = index
-    low = gather_vectors(h_low, low_n, low_s)
-    if upsample == "nearest":
-        high = gather_vectors(h_high, high_n, high_s)
-    elif upsample == "bilinear":
-        high = gather_vectors(bilinear_upsample_forward(h_high, scale), high_n, high_s)
-    else:
+    if upsample not in ("nearest", "bilinear"):
         raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
-    z = xp.concatenate([low, high], axis=1)
-    return z, PairCache(index, h_low.shape, h_high.shape, upsample, scale)
+    low_n, low_s, high_n, high_s = index
+    C_l = h_low.shape[1]
+    zT = xp.empty((C_l + h_high.shape[1], len(low_n)), dtype=h_low.dtype)
+    gather_vectors(h_low, low_n, low_s, out=zT[:C_l])
+    U = h_high if upsample == "nearest" else bilinear_upsample_forward(h_high, scale)
+    gather_vectors(U, high_n, high_s, out=zT[C_l:])
+    return zT.T, PairCache(index, h_low.shape, h_high.shape, upsample, scale)
 
 
 def pair_features_backward(dz, cache):

@@ -17,10 +17,13 @@ xc * s, and every per-channel sum of a product (sigma^2 = mean xc^2,
 sum dy * xc) is one einsum with no temporary. Then, with g = gamma * s,
 forward is y = xc * g + beta and backward is
 dgamma = s * sum dy * xc  and  dx = g * (dy - dbeta / M) - xc * (g * s * dgamma / M).
+Channels are independent, so each pass runs over channel blocks
+(``nn.parallel.run_in_blocks``: in parallel on a multi-core CPU).
 """
 from typing import NamedTuple
 
 from .backend import get_array_module
+from .parallel import run_in_blocks
 
 
 class BatchNormCache(NamedTuple):
@@ -49,38 +52,61 @@ def _channel_dot(a, b):
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, train,
                       momentum=0.1, eps=1e-5):
     """Returns (y, cache); in training mode updates running_mean/var in place."""
-    nd = x.ndim
+    xp = get_array_module(x)
+    nd, C = x.ndim, x.shape[1]
+    M = x.size // C
+    if train and M < 2:
+        raise ValueError("batch norm in training mode needs more than one value per channel")
+    centered, y = xp.empty_like(x), xp.empty_like(x)     # *_like keeps x's memory layout
     if train:
-        M = x.size // x.shape[1]
-        if M < 2:
-            raise ValueError("batch norm in training mode needs more than one value per channel")
-        mean = x.mean(axis=_axes(x))
-        centered = x - _per_channel(mean, nd)
-        var = _channel_dot(centered, centered) / M
-        inv_std = 1.0 / (var + eps) ** 0.5
+        mean, var = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
+    else:
+        mean = running_mean.astype(x.dtype, copy=False)
+        var = running_var.astype(x.dtype, copy=False)
+
+    def channels(lo, hi):
+        c = slice(lo, hi)
+        xc, yc = centered[:, c], y[:, c]
+        if train:
+            mean[c] = x[:, c].mean(axis=_axes(x))
+        xp.subtract(x[:, c], _per_channel(mean[c], nd), out=xc)
+        if train:
+            var[c] = _channel_dot(xc, xc) / M
+        xp.multiply(xc, _per_channel(gamma[c] / (var[c] + eps) ** 0.5, nd), out=yc)
+        yc += _per_channel(beta[c], nd)
+
+    run_in_blocks(channels, C, x.nbytes, xp)
+    inv_std = 1.0 / (var + eps) ** 0.5
+    if train:
         running_mean *= 1 - momentum
         running_mean += momentum * mean.astype(running_mean.dtype, copy=False)
         running_var *= 1 - momentum
         running_var += (momentum * M / (M - 1)) * var.astype(running_var.dtype, copy=False)
-    else:
-        inv_std = (1.0 / (running_var + eps) ** 0.5).astype(x.dtype, copy=False)
-        centered = x - _per_channel(running_mean.astype(x.dtype, copy=False), nd)
-    y = centered * _per_channel(gamma * inv_std, nd)
-    y += _per_channel(beta, nd)
     return y, BatchNormCache(centered, inv_std, gamma, train)
 
 
 def batchnorm_backward(dy, cache):
     """Returns (dx, dgamma, dbeta). See the module docstring."""
-    nd = dy.ndim
+    xp = get_array_module(dy)
+    nd, C = dy.ndim, dy.shape[1]
+    M = dy.size // C
     s = cache.inv_std
     g = cache.gamma * s
-    dbeta = dy.sum(axis=_axes(dy))
-    dgamma = _channel_dot(dy, cache.centered) * s
-    if not cache.train:
-        return dy * _per_channel(g, nd), dgamma, dbeta
-    M = dy.size // dy.shape[1]
-    dx = dy - _per_channel(dbeta / M, nd)
-    dx *= _per_channel(g, nd)
-    dx -= cache.centered * _per_channel(g * s * dgamma / M, nd)
+    k = g * s / M           # dx = g * (dy - dbeta / M) - xc * (k * dgamma)
+    dx = xp.empty_like(cache.centered)
+    dgamma, dbeta = xp.empty(C, dtype=dy.dtype), xp.empty(C, dtype=dy.dtype)
+
+    def channels(lo, hi):
+        c = slice(lo, hi)
+        dyc, xc, dxc = dy[:, c], cache.centered[:, c], dx[:, c]
+        dbeta[c] = dyc.sum(axis=_axes(dy))
+        dgamma[c] = _channel_dot(dyc, xc) * s[c]
+        if not cache.train:
+            xp.multiply(dyc, _per_channel(g[c], nd), out=dxc)
+            return
+        xp.subtract(dyc, _per_channel(dbeta[c] / M, nd), out=dxc)
+        dxc *= _per_channel(g[c], nd)
+        dxc -= xc * _per_channel(k[c] * dgamma[c], nd)
+
+    run_in_blocks(channels, C, dy.nbytes, xp)
     return dx, dgamma, dbeta

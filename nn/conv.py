@@ -13,6 +13,7 @@ Backward:  dW2 = dY @ cols^T,  db = sum_{n,i,j} dy,  dcols = W2^T @ dY,
 from typing import NamedTuple
 
 from .backend import get_array_module
+from .parallel import add_to_rows, matmul, run_in_blocks, sum_rows
 
 
 class ConvCache(NamedTuple):
@@ -34,18 +35,23 @@ def im2col(x, k, padding, stride):
     fastest. Only the k*k kernel taps are looped over; each tap copies a whole
     (C, Ho, Wo, N) slab whose innermost runs are Wo*N values long (with stride
     1), so there is no loop over images or pixels and NumPy's inner loops are
-    long.
+    long. Channel blocks are independent (nn.parallel runs them in parallel).
     """
     xp = get_array_module(x)
     N, C, H, W = x.shape
     Ho, Wo = output_size(H, k, padding, stride), output_size(W, k, padding, stride)
     x_chwn = x.transpose(1, 2, 3, 0)
-    if padding:
-        x_chwn = xp.pad(x_chwn, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     cols = xp.empty((C, k, k, Ho, Wo, N), dtype=x.dtype)
-    for u in range(k):
-        for v in range(k):
-            cols[:, u, v] = x_chwn[:, u:u + stride * Ho:stride, v:v + stride * Wo:stride]
+
+    def channels(lo, hi):
+        xc = x_chwn[lo:hi]
+        if padding:
+            xc = xp.pad(xc, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+        for u in range(k):
+            for v in range(k):
+                cols[lo:hi, u, v] = xc[:, u:u + stride * Ho:stride, v:v + stride * Wo:stride]
+
+    run_in_blocks(channels, C, cols.nbytes, xp)
     return cols.reshape(C * k * k, Ho * Wo * N)
 
 
@@ -59,10 +65,16 @@ def col2im(dcols, x_shape, k, padding, stride):
     N, C, H, W = x_shape
     Ho, Wo = output_size(H, k, padding, stride), output_size(W, k, padding, stride)
     dcols = dcols.reshape(C, k, k, Ho, Wo, N)
-    dx_chwn = xp.zeros((C, H + 2 * padding, W + 2 * padding, N), dtype=dcols.dtype)
-    for u in range(k):
-        for v in range(k):
-            dx_chwn[:, u:u + stride * Ho:stride, v:v + stride * Wo:stride] += dcols[:, u, v]
+    dx_chwn = xp.empty((C, H + 2 * padding, W + 2 * padding, N), dtype=dcols.dtype)
+
+    def channels(lo, hi):
+        dxc = dx_chwn[lo:hi]
+        dxc.fill(0)
+        for u in range(k):
+            for v in range(k):
+                dxc[:, u:u + stride * Ho:stride, v:v + stride * Wo:stride] += dcols[lo:hi, u, v]
+
+    run_in_blocks(channels, C, dcols.nbytes, xp)
     dx_chwn = dx_chwn[:, padding:padding + H, padding:padding + W]
     return dx_chwn.transpose(3, 0, 1, 2)
 
@@ -77,8 +89,8 @@ def conv2d_forward(x, W, b, padding=0, stride=1):
     if Ho < 1 or Wo < 1:
         raise ValueError(f"conv2d: input {H}x{Wd} is smaller than kernel {k} with padding {padding}")
     cols = im2col(x, k, padding, stride)
-    Y = W.reshape(O, -1) @ cols                       # (O, Ho*Wo*N)
-    Y += b.reshape(O, 1)
+    Y = matmul(W.reshape(O, -1), cols)                # (O, Ho*Wo*N)
+    add_to_rows(Y, b)
     # A transposed view, no copy: its memory is (O, Ho, Wo, N), batch fastest.
     # The elementwise layers keep that layout and the next im2col reads it
     # with long contiguous runs.
@@ -94,10 +106,10 @@ def conv2d_backward(dy, cache, input_grad=True):
     """
     O, C, k, _ = cache.W.shape
     dY = dy.transpose(1, 2, 3, 0).reshape(O, -1)     # (O, Ho*Wo*N): a view in that layout
-    dW = (dY @ cache.cols.T).reshape(cache.W.shape)
-    db = dY.sum(axis=1)
+    dW = matmul(dY, cache.cols.T).reshape(cache.W.shape)
+    db = sum_rows(dY)
     if not input_grad:
         return None, dW, db
-    dcols = cache.W.reshape(O, -1).T @ dY             # (C*k*k, Ho*Wo*N)
+    dcols = matmul(cache.W.reshape(O, -1).T, dY)      # (C*k*k, Ho*Wo*N)
     dx = col2im(dcols, cache.x_shape, k, cache.padding, cache.stride)
     return dx, dW, db

@@ -10,11 +10,13 @@ Backward: the whole dy[n, c, i, j] goes to the first maximum of its window in
 Each of the four taps (u, v) is a strided view x[:, :, u::2, v::2], so both
 directions are a few elementwise passes over quarter-size arrays: no window
 copies, no argmax. Backward recomputes which tap held the maximum from the
-cached input and output (tap == y, and no earlier tap did).
+cached input and output (tap == y, and no earlier tap did). Channels are
+independent: both directions run over channel blocks (nn.parallel).
 """
 from typing import NamedTuple
 
 from .backend import get_array_module
+from .parallel import run_in_blocks
 
 TAPS = ((0, 0), (0, 1), (1, 0), (1, 1))
 
@@ -35,9 +37,15 @@ def maxpool2x2_forward(x):
     if H < 2 or W < 2:
         raise ValueError(f"max-pool 2x2 needs an input of at least 2x2, got {H}x{W}")
     Ho, Wo = H // 2, W // 2
-    a, b, c, d = (_tap(x, u, v, Ho, Wo) for u, v in TAPS)
-    y = xp.maximum(a, b)
-    xp.maximum(y, xp.maximum(c, d), out=y)
+    y = xp.empty_like(_tap(x, 0, 0, Ho, Wo))     # x's memory layout, quarter size
+
+    def channels(lo, hi):
+        xc, yc = x[:, lo:hi], y[:, lo:hi]
+        a, b, c, d = (_tap(xc, u, v, Ho, Wo) for u, v in TAPS)
+        xp.maximum(a, b, out=yc)
+        xp.maximum(yc, xp.maximum(c, d), out=yc)
+
+    run_in_blocks(channels, C, x.nbytes, xp)
     return y, MaxPoolCache(x, y)
 
 
@@ -49,13 +57,18 @@ def maxpool2x2_backward(dy, cache):
     # *_like keeps x's memory layout (the conv layers hand over channel-major views).
     even = x.shape[2:] == (2 * Ho, 2 * Wo)
     dx = xp.empty_like(x, dtype=dy.dtype) if even else xp.zeros_like(x, dtype=dy.dtype)
-    taken = None
-    for u, v in TAPS:
-        hit = _tap(x, u, v, Ho, Wo) == y
-        if taken is None:
-            taken = hit
-        else:
-            hit &= ~taken
-            taken |= hit
-        xp.multiply(dy, hit, out=_tap(dx, u, v, Ho, Wo))
+
+    def channels(lo, hi):
+        xc, yc, dyc, dxc = x[:, lo:hi], y[:, lo:hi], dy[:, lo:hi], dx[:, lo:hi]
+        taken = None
+        for u, v in TAPS:
+            hit = _tap(xc, u, v, Ho, Wo) == yc
+            if taken is None:
+                taken = hit
+            else:
+                hit &= ~taken
+                taken |= hit
+            xp.multiply(dyc, hit, out=_tap(dxc, u, v, Ho, Wo))
+
+    run_in_blocks(channels, x.shape[1], x.nbytes, xp)
     return dx

@@ -5,6 +5,7 @@
 Any test marked ``gpu`` skips the same way, whatever fixtures it uses.
 """
 import sys
+from concurrent.futures import Future
 
 import numpy as np
 import pytest
@@ -54,3 +55,44 @@ def pytest_terminal_summary(terminalreporter):
     width = max(len(name) for name in errors)
     for name in sorted(errors):
         terminalreporter.write_line(f"{name:<{width}}  {errors[name]:.2e}")
+
+
+@pytest.fixture(autouse=True)
+def restore_cores():
+    """Undo a test's ``nn.parallel.use_cores`` (train.py's main calls it)."""
+    from nn import parallel
+    before = parallel.cores()
+    yield
+    if parallel.cores() != before:
+        parallel.use_cores(before)
+
+
+class InlineExecutor:
+    """Stands in for nn.parallel's thread pool: runs each task at once, in this thread."""
+
+    def submit(self, fn):
+        future = Future()
+        try:
+            future.set_result(fn())
+        except BaseException as err:  # handed to the caller, as a pool would
+            future.set_exception(err)
+        return future
+
+
+@pytest.fixture(params=["serial", "split"])
+def cores_mode(request, monkeypatch):
+    """Run a test as is, then again with every op split into the most blocks.
+
+    The second run makes nn.parallel cut even tiny arrays and products into
+    blocks and bands as for 3 cores (uneven sizes), so the numeric checks of a
+    module also cover the blocked code paths. The blocks run one after the
+    other in this thread (thread handoffs would make the gradient checks 10x
+    slower); tests/test_parallel.py runs the ops on real threads.
+    """
+    from nn import parallel
+    if request.param == "split":
+        monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)
+        monkeypatch.setattr(parallel, "MIN_PARALLEL_FLOPS", 0)
+        monkeypatch.setattr(parallel, "BLOCK_BYTES", 1)
+        monkeypatch.setattr(parallel, "_pool", InlineExecutor())
+        monkeypatch.setattr(parallel, "_cores", 3)

@@ -11,6 +11,9 @@ import pytest
 
 from ifm import IFMBlock, IFMRegularizer
 
+# Every test runs twice: serial, and with every op split into blocks (conftest.py).
+pytestmark = pytest.mark.usefixtures("cores_mode")
+
 EPS = 1e-6
 TOL = 1e-6
 DF = 0.7

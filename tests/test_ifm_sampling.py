@@ -10,6 +10,9 @@ from ifm.sampling import (coarse_locations, count_rows, locations_per_image, oth
 from nn.upsample import (bilinear_upsample_forward, nearest_upsample_backward,
                          nearest_upsample_forward)
 
+# Every test runs twice: serial, and with every op split into blocks (conftest.py).
+pytestmark = pytest.mark.usefixtures("cores_mode")
+
 
 def draw(seed, **kw):
     args = dict(N=5, h=6, w=4, samples=7, marginal="image")

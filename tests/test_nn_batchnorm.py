@@ -10,6 +10,9 @@ import pytest
 
 import nn
 
+# Every test runs twice: serial, and with every op split into blocks (conftest.py).
+pytestmark = pytest.mark.usefixtures("cores_mode")
+
 
 def per_channel(x):
     """(C, M) matrix: row c holds all N*H*W values of channel c."""

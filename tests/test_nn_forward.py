@@ -12,6 +12,9 @@ import pytest
 import nn
 from nn import activations, batchnorm, conv, linear, losses, pooling, upsample
 
+# Every test runs twice: serial, and with every op split into blocks (conftest.py).
+pytestmark = pytest.mark.usefixtures("cores_mode")
+
 
 def on(xp, *arrays):
     return [xp.asarray(a) for a in arrays]

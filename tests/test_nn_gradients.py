@@ -13,6 +13,9 @@ from gradcheck import check_directional, check_gradients, numeric_gradient
 import nn
 from nn import activations, batchnorm, conv, linear, losses, pooling, upsample
 
+# Every test runs twice: serial, and with every op split into blocks (conftest.py).
+pytestmark = pytest.mark.usefixtures("cores_mode")
+
 
 def away_from_zero(rng, shape, low=0.1):
     """Random values with |x| in [low, 1.5]: leaky ReLU's kink at 0 is never crossed."""

@@ -1,0 +1,197 @@
+"""Spread a step's NumPy work over the CPU's cores.
+
+NumPy runs each elementwise pass, reduction and copy on one core; only matrix
+products run on several, in OpenBLAS's threads. Those threads keep spinning
+for a while after each product, so a Python thread of ours beside them gains
+nothing (docs/performance.md has the measurement). ``use_cores(n)`` divides
+the labour differently: OpenBLAS runs single-threaded, and this module keeps
+n - 1 worker threads that, with the calling thread, run
+
+- ``matmul(a, b)``: one product split into n bands, one per thread: bands of
+  rows of a, of columns of b, or of the shared dimension (then the partial
+  products are summed), whichever dimension is largest;
+- ``run_in_blocks(fn, n, nbytes, xp)``: fn(lo, hi) for every block of a
+  partition of range(n), e.g. channel blocks of an op whose channels are
+  independent (batch norm, leaky ReLU, max-pool, im2col, col2im).
+
+NumPy releases the GIL inside its loops, so the threads run at the same time.
+Without ``use_cores`` (the default on import) both run in the calling thread
+and OpenBLAS keeps its own threads. CuPy arrays always take the one-call path:
+a GPU kernel is parallel already.
+
+The split changes which thread computes what, never the formula: blocked ops
+give the same numbers, and a product split along its shared dimension differs
+from the unsplit one only by float rounding of the final sum.
+"""
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+
+from . import openblas
+from .backend import get_array_module
+
+# Below these sizes a thread handoff (tens of microseconds) costs more than it saves.
+MIN_PARALLEL_BYTES = 1 << 18
+MIN_PARALLEL_FLOPS = 1 << 22
+# Blocks of about this size stay in a core's L2 cache while an op makes its
+# several passes over them (2 MB per core on the development machine).
+BLOCK_BYTES = 1 << 21
+
+_pool = None            # ThreadPoolExecutor with cores - 1 workers, or None
+_cores = 1
+_blas_threads = None    # OpenBLAS's own thread count before use_cores took over
+
+
+def available_cores():
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:      # not Linux
+        return os.cpu_count() or 1
+
+
+def cores():
+    """How many threads the NumPy work is split over (1: not split)."""
+    return _cores
+
+
+def use_cores(n=None):
+    """Split NumPy work over n threads; returns the n in use.
+
+    n = None: all available cores, but only where NumPy's BLAS is an OpenBLAS
+    whose thread count can be set (to 1); elsewhere its own threads would
+    compete with ours, so it stays at 1. An explicit n is always honoured
+    (OpenBLAS is set to one thread where possible). n = 1 undoes it and gives
+    OpenBLAS its own threads back.
+    """
+    global _pool, _cores, _blas_threads
+    automatic = n is None
+    n = available_cores() if automatic else int(n)
+    if n < 1:
+        raise ValueError(f"use_cores needs n >= 1, got {n}")
+    if _pool is not None:
+        _pool.shutdown(wait=True)
+        _pool = None
+    if n > 1:
+        previous = openblas.get_num_threads()
+        if previous is not None and openblas.set_num_threads(1):
+            if _blas_threads is None:
+                _blas_threads = previous
+        elif automatic:
+            n = 1
+    if n == 1 and _blas_threads is not None:
+        openblas.set_num_threads(_blas_threads)
+        _blas_threads = None
+    if n > 1:
+        _pool = ThreadPoolExecutor(n - 1, thread_name_prefix="nn-core")
+    _cores = n
+    return n
+
+
+@contextmanager
+def using_cores(n):
+    """``use_cores(n)`` for the duration of a with-block (tests, benchmarks)."""
+    before = cores()
+    try:
+        yield use_cores(n)
+    finally:
+        use_cores(before)
+
+
+def _run(tasks):
+    """Run the callables, the first in this thread and the rest in the pool."""
+    futures = [_pool.submit(task) for task in tasks[1:]]
+    try:
+        tasks[0]()
+    finally:
+        for f in futures:
+            f.result()
+
+
+def _bands(n, parts):
+    """Edges of ``parts`` nearly equal consecutive ranges covering range(n)."""
+    return [n * i // parts for i in range(parts + 1)]
+
+
+def run_in_blocks(fn, n, nbytes, xp=np):
+    """Call fn(lo, hi) for consecutive blocks covering range(n), in parallel.
+
+    ``nbytes`` is the size of the data the whole range touches; it sets the
+    number of blocks (about BLOCK_BYTES each, at least one per core). Each
+    core gets a run of consecutive blocks. One call fn(0, n) on CuPy, without
+    ``use_cores``, or for small work.
+    """
+    if _pool is None or xp is not np or n < 2 or nbytes < MIN_PARALLEL_BYTES:
+        fn(0, n)
+        return
+    blocks = min(n, max(_cores, -(-nbytes // BLOCK_BYTES)))
+    edges = _bands(n, blocks)
+    per_core = _bands(blocks, min(_cores, blocks))
+
+    def core_task(first, last):
+        def task():
+            for b in range(first, last):
+                fn(edges[b], edges[b + 1])
+        return task
+
+    _run([core_task(per_core[i], per_core[i + 1]) for i in range(len(per_core) - 1)])
+
+
+def matmul(a, b):
+    """a @ b for 2-D a (M, K) and b (K, N), split over the cores (see the module docstring)."""
+    M, K = a.shape
+    N = b.shape[1]
+    if _pool is None or get_array_module(a, b) is not np or 2 * M * K * N < MIN_PARALLEL_FLOPS:
+        return a @ b
+    parts = _cores
+    out_dtype = np.result_type(a, b)
+    if K > max(M, N):
+        edges = _bands(K, parts)
+        partial = [None] * parts
+
+        def shared_band(i):
+            def task():
+                partial[i] = a[:, edges[i]:edges[i + 1]] @ b[edges[i]:edges[i + 1]]
+            return task
+
+        _run([shared_band(i) for i in range(parts)])
+        out = partial[0]
+        for p in partial[1:]:
+            out += p
+        return out
+    out = np.empty((M, N), dtype=out_dtype)
+    if N >= M:
+        edges = _bands(N, parts)
+
+        def band(i):
+            cut = slice(edges[i], edges[i + 1])
+            return lambda: np.matmul(a, b[:, cut], out=out[:, cut])
+    else:
+        edges = _bands(M, parts)
+
+        def band(i):
+            cut = slice(edges[i], edges[i + 1])
+            return lambda: np.matmul(a[cut], b, out=out[cut])
+    _run([band(i) for i in range(parts)])
+    return out
+
+
+def add_to_rows(Y, b):
+    """Y (R, L) += b[:, None] in place, over row blocks (a bias added per output row)."""
+    def rows(lo, hi):
+        Yb = Y[lo:hi]
+        Yb += b[lo:hi, None]
+    run_in_blocks(rows, Y.shape[0], Y.nbytes, get_array_module(Y))
+
+
+def sum_rows(A):
+    """A (R, L).sum(axis=1), over row blocks."""
+    xp = get_array_module(A)
+    out = xp.empty(A.shape[0], dtype=A.dtype)
+
+    def rows(lo, hi):
+        out[lo:hi] = A[lo:hi].sum(axis=1)
+    run_in_blocks(rows, A.shape[0], A.nbytes, xp)
+    return out
