@@ -24,6 +24,7 @@ import nn
 from nn.allocator import retain_freed_memory
 from nn.backend import xp_for
 from nn.openblas import core_name
+from nn.parallel import cores, use_cores
 from nn.module import Container
 from experiment.classifier import Classifier
 
@@ -108,7 +109,7 @@ def device_name(device):
         return cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
     blas = core_name()
     return (f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, "
-            f"OpenBLAS kernels {blas or 'unknown'}")
+            f"OpenBLAS kernels {blas or 'unknown'}, ours split over {cores()} threads")
 
 
 def main(argv=None):
@@ -122,10 +123,15 @@ def main(argv=None):
     p.add_argument("--rows", default=",".join(r[0] for r in ROWS),
                    help="comma-separated subset of rows to run")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
+    p.add_argument("--cores", type=int, default=None,
+                   help="cpu: threads our NumPy work is split over (default: all cores, as "
+                        "train.py; 1: one thread plus OpenBLAS's own). See nn/parallel.py")
     p.add_argument("--malloc", choices=("retain", "default"), default="retain",
                    help="'retain' (as train.py does): keep freed memory in the heap, see "
                         "nn/allocator.py; 'default': glibc's own policy")
     args = p.parse_args(argv)
+    if args.device == "cpu":
+        use_cores(args.cores)
     if args.malloc == "retain":
         retain_freed_memory()
     repeats = args.repeats or (50 if args.device == "gpu" else 10)

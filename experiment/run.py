@@ -8,6 +8,7 @@ import time
 import numpy as np
 
 from nn.allocator import retain_freed_memory
+from nn.parallel import cores, use_cores
 
 from . import report as table3
 from .progress import EpochProgress, format_seconds
@@ -194,8 +195,9 @@ def final_report(trainer, folder, cfg, progress_state):
 
 def main(argv=None):
     args = parse(argv)
-    if args.device == "cpu":
-        retain_freed_memory()        # speed only: see nn/allocator.py
+    if args.device == "cpu":       # speed only: see nn/allocator.py and nn/parallel.py
+        retain_freed_memory()
+        use_cores(args.cpu_cores)
     try:
         return run(args)
     except UsageError as err:
@@ -220,8 +222,10 @@ def run(args):
         cfg, saved = settings_from_args(args), None
     dataset = load_dataset(cfg, args.cache_dir)
     folder.create()
+    cpu_cores = cores() if args.device == "cpu" else None
     if saved is None:
         config = {"settings": cfg, "method": method_of(cfg), "device": args.device,
+                  "cpu_cores": cpu_cores,
                   "data": dataset.provenance, "software": software_versions(),
                   "command": "python train.py " + " ".join(sys.argv[1:]),
                   "started": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -229,7 +233,8 @@ def run(args):
         config = saved
         config["settings"] = cfg
         config.setdefault("resumed", []).append({"at": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                                 "device": args.device})
+                                                 "device": args.device,
+                                                 "cpu_cores": cpu_cores})
     folder.save_config(config)
 
     trainer = Trainer(cfg, dataset, args.device)
@@ -238,8 +243,9 @@ def run(args):
         trainer.load_checkpoint_arrays(arrays)
     else:
         progress_state = {"epoch_done": 0, "partial": None, "best": {}, "wall_seconds": 0.0}
+    on = f" ({cpu_cores} cores)" if cpu_cores else ""
     print(f"run folder {folder.path}: {method_of(cfg)}, seed {cfg['seed']}, device "
-          f"{args.device}, {trainer.train_data.n} training images, "
+          f"{args.device}{on}, {trainer.train_data.n} training images, "
           f"{trainer.steps_per_epoch()} steps per epoch", file=sys.stderr)
     try:
         with InterruptFlag() as interrupt:

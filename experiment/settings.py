@@ -80,6 +80,10 @@ def build_parser():
     g.add_argument("--seed", type=int, default=0,
                    help="seed of weight init, shuffling and IFM sampling (default: 0)")
     g.add_argument("--quiet", action="store_true", help="no progress line")
+    g.add_argument("--cpu-cores", type=positive_int, default=None,
+                   help="with --device cpu: threads the NumPy work is split over (default: all "
+                        "cores this process may use; 1: one thread plus OpenBLAS's own, as "
+                        "plain NumPy). Speed only, see nn/parallel.py")
 
     g = p.add_argument_group("data")
     g.add_argument("--mnist-dir", default=None,
