@@ -35,23 +35,24 @@ def im2col(x, k, padding, stride):
     fastest. Only the k*k kernel taps are looped over; each tap copies a whole
     (C, Ho, Wo, N) slab whose innermost runs are Wo*N values long (with stride
     1), so there is no loop over images or pixels and NumPy's inner loops are
-    long. Channel blocks are independent (nn.parallel runs them in parallel).
+    long. Bands of output rows i are independent (nn.parallel runs them in
+    parallel; bands, not channel blocks, so the 3-channel input splits evenly).
     """
     xp = get_array_module(x)
     N, C, H, W = x.shape
     Ho, Wo = output_size(H, k, padding, stride), output_size(W, k, padding, stride)
     x_chwn = x.transpose(1, 2, 3, 0)
+    if padding:
+        x_chwn = xp.pad(x_chwn, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     cols = xp.empty((C, k, k, Ho, Wo, N), dtype=x.dtype)
 
-    def channels(lo, hi):
-        xc = x_chwn[lo:hi]
-        if padding:
-            xc = xp.pad(xc, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    def output_rows(lo, hi):
         for u in range(k):
             for v in range(k):
-                cols[lo:hi, u, v] = xc[:, u:u + stride * Ho:stride, v:v + stride * Wo:stride]
+                cols[:, u, v, lo:hi] = x_chwn[:, u + stride * lo:u + stride * hi:stride,
+                                              v:v + stride * Wo:stride]
 
-    run_in_blocks(channels, C, cols.nbytes, xp)
+    run_in_blocks(output_rows, Ho, cols.nbytes, xp)
     return cols.reshape(C * k * k, Ho * Wo * N)
 
 
