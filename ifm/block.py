@@ -7,12 +7,17 @@
 Forward, for H_l (N, C_l, h, w) and H_{l+1} (N, C_{l+1}, h/2, w/2):
     1. positions of S_P joint and S_Q marginal pairs (``sampling``), drawn on
        the host from ``rng`` and moved to the device in one ``xp.asarray``;
-    2. z = [H_l vector, up(H_{l+1}) vector] per row (``pairs``), (S, C_l+C_{l+1});
-    3. V = D(z) on all rows in one batch, F = estimator(V_P, V_Q) (``critic``).
+    2. z = [H_l vector, up(H_{l+1}) vector] per row, (S, C_l+C_{l+1}), and D's
+       first layer a = z W^T + b, computed together (``pairs.pair_linear_forward``:
+       where a map has fewer positions than there are rows, it is projected
+       first and the projections are gathered, so z is never built for it);
+    3. V = D's remaining layers on a, all rows in one batch,
+       F = estimator(V_P, V_Q) (``critic``).
 Backward, the same steps in reverse:
-    dF -> dV = dF * dF/dV -> D.backward: D's grads and dz -> scatter-add of
-    dz into dH_l and into dU = d up(H_{l+1}) -> dH_{l+1} (directly at coarse
-    locations for nearest, A_h^T dU A_w for bilinear).
+    dF -> dV = dF * dF/dV -> D's layers: their grads and da -> first layer:
+    dW, db, and the scatter-add into dH_l and into dU = d up(H_{l+1}) ->
+    dH_{l+1} (directly at coarse locations for nearest, A_h^T dU A_w for
+    bilinear).
 D is not part of the classifier: its parameters live here only.
 """
 import numpy as np
@@ -21,7 +26,7 @@ from nn.backend import get_array_module
 from nn.module import Container
 
 from .critic import HIDDEN, PairCritic
-from .pairs import pair_features_backward, pair_features_forward, upsample_scale
+from .pairs import pair_linear_backward, pair_linear_forward, upsample_scale
 from .sampling import coarse_locations, locations_per_image, sample_infonce_pairs, sample_pairs
 
 
@@ -79,8 +84,10 @@ class IFMBlock(Container):
             high_s = coarse_locations(high_s, h_low.shape[3], scale)
         xp = get_array_module(h_low)
         device_index = xp.asarray(np.stack([index.low_n, index.low_s, index.high_n, high_s]))
-        z, pair_cache = pair_features_forward(h_low, h_high, device_index, self.upsample)
-        F = self.critic.forward(z, index.n_joint, index.groups)
+        first = self.critic.first_layer
+        a, pair_cache = pair_linear_forward(h_low, h_high, device_index, first.params["W"],
+                                            first.params["b"], self.upsample)
+        F = self.critic.forward_after_first(a, index.n_joint, index.groups)
         self._cache = pair_cache
         self.last_index = index
         return F
@@ -89,5 +96,7 @@ class IFMBlock(Container):
         """(dH_l, dH_{l+1}) = dF * dF/dH; D's grads become dF * dF/dtheta (overwritten)."""
         if self._cache is None:
             raise RuntimeError("backward called before forward")
-        dz = self.critic.backward(dF)
-        return pair_features_backward(dz, self._cache)
+        da = self.critic.backward_to_first(dF)
+        dh_low, dh_high, dW, db = pair_linear_backward(da, self._cache)
+        self.critic.first_layer._set_grads(W=dW, b=db)
+        return dh_low, dh_high

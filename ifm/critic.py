@@ -15,6 +15,9 @@ difference D must detect and hands it a shortcut (the batch a row came in).
 Forward:   V = D(z)[:, 0];  F, dF/dV_P, dF/dV_Q = estimator(V_P, V_Q)
 Backward:  dV = dF * [dF/dV_P, dF/dV_Q];  dz = D.backward(dV[:, None])
            (fills D's gradients with dF * dF/dtheta, overwriting them)
+``forward_after_first``/``backward_to_first`` start and stop after D's first
+linear layer: IFMBlock computes that layer fused with the pair gather
+(ifm/pairs.py) and fills its gradients itself.
 """
 import numpy as np
 
@@ -71,6 +74,11 @@ class PairCritic(Container):
         super().__init__(self.named_layers)
         self._dV = None
 
+    @property
+    def first_layer(self):
+        """D's first Linear (C_l + C_h -> 256); IFMBlock applies it fused with the gather."""
+        return self.D.layers[0]
+
     def scores(self, z):
         """V = D(z)[:, 0], shape (S,)."""
         return self.D.forward(z)[:, 0]
@@ -80,7 +88,14 @@ class PairCritic(Container):
 
         ``groups`` = (G, B) reshapes the scores for InfoNCE: V_P (G, B), V_Q (G, B, B-1).
         """
-        V = self.scores(z)
+        return self.forward_after_first(self.first_layer.forward(z), n_joint, groups)
+
+    def forward_after_first(self, a, n_joint, groups=None):
+        """F from a = first_layer(z) (S, 256): D's remaining layers, then the estimator."""
+        V = a
+        for layer in self.D.layers[1:]:
+            V = layer.forward(V)
+        V = V[:, 0]
         v_joint, v_marg = V[:n_joint], V[n_joint:]
         if groups is not None:
             G, B = groups
@@ -93,8 +108,14 @@ class PairCritic(Container):
 
     def backward(self, dF=1.0):
         """dz = dF * dF/dz (S, in_features); D's grads become dF * dF/dtheta."""
+        return self.first_layer.backward(self.backward_to_first(dF))
+
+    def backward_to_first(self, dF=1.0):
+        """da = dF * dF/da for a = first_layer(z); fills the grads of every layer but the first."""
         if self._dV is None:
             raise RuntimeError("backward called before forward")
         xp = get_array_module(self._dV)
-        dV = self._dV * xp.asarray(dF, dtype=self._dV.dtype)
-        return self.D.backward(dV[:, None])
+        d = (self._dV * xp.asarray(dF, dtype=self._dV.dtype))[:, None]
+        for layer in reversed(self.D.layers[1:]):
+            d = layer.backward(d)
+        return d

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from ifm import IFMBlock
-from ifm.pairs import (gather_vectors, pair_features_backward, pair_features_forward,
-                       scatter_vectors)
+from ifm.pairs import (channel_matrix, gather_columns, map_from_channel_matrix,
+                       pair_linear_backward, pair_linear_forward, scatter_add_columns)
 from ifm.sampling import (coarse_locations, count_rows, locations_per_image, other_members,
                           sample_infonce_pairs, sample_pairs)
 from nn.upsample import (bilinear_upsample_forward, nearest_upsample_backward,
@@ -119,8 +119,19 @@ def test_coarse_locations():
 
 
 # ----------------------------------------------------------- gather / scatter
+def gather_vectors(H, n, s):
+    """(S, C) vectors H[n_r, :, s_r] through the library's column gather."""
+    return gather_columns(channel_matrix(H), s * H.shape[0] + n).T
+
+
+def scatter_vectors(dvec, n, s, shape):
+    """The adjoint of gather_vectors through the library's column scatter."""
+    N, _, h, w = shape
+    return map_from_channel_matrix(scatter_add_columns(s * N + n, dvec.T, h * w * N), shape)
+
+
 def scatter_loop(dvec, n, s, shape):
-    """Loop oracle of scatter_vectors."""
+    """Loop oracle of the scatter."""
     out = np.zeros(shape)
     w = shape[3]
     for r in range(len(n)):
@@ -143,30 +154,63 @@ def test_gather_and_scatter_against_loops_with_repeats():
     assert np.sum(vec * dvec) == pytest.approx(np.sum(H * scatter_vectors(dvec, n, s, H.shape)))
 
 
-def test_nearest_direct_gather_equals_explicit_upsampling():
+def pair_features(h_low, h_high, index, upsample="nearest", project=None):
+    """z (S, C_l + C_h) and its cache: the fused first layer with W = I, b = 0."""
+    C = h_low.shape[1] + h_high.shape[1]
+    return pair_linear_forward(h_low, h_high, index, np.eye(C), np.zeros(C), upsample, project)
+
+
+@pytest.mark.parametrize("project", [False, True])
+def test_nearest_direct_gather_equals_explicit_upsampling(project):
     rng = np.random.default_rng(1)
     h_low, h_high = rng.standard_normal((3, 2, 6, 4)), rng.standard_normal((3, 5, 3, 2))
     idx = sample_pairs(3, 6, 4, 9, "batch", rng)
     coarse = coarse_locations(idx.high_s, 4, 2)
     index = np.stack([idx.low_n, idx.low_s, idx.high_n, coarse])
-    z, cache = pair_features_forward(h_low, h_high, index)
+    z, cache = pair_features(h_low, h_high, index, project=project)
     up = nearest_upsample_forward(h_high, 2)
     np.testing.assert_array_equal(z[:, 2:], gather_vectors(up, idx.high_n, idx.high_s))
     np.testing.assert_array_equal(z[:, :2], gather_vectors(h_low, idx.low_n, idx.low_s))
     dz = rng.standard_normal(z.shape)
-    dh_low, dh_high = pair_features_backward(dz, cache)
+    dh_low, dh_high, _, _ = pair_linear_backward(dz, cache)
     d_up = scatter_vectors(dz[:, 2:], idx.high_n, idx.high_s, up.shape)
     explicit = nearest_upsample_backward(d_up, 2)
     np.testing.assert_allclose(dh_high, explicit, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(dh_low, scatter_vectors(dz[:, :2], idx.low_n, idx.low_s,
+                                                       h_low.shape), rtol=1e-13, atol=1e-15)
 
 
-def test_bilinear_gathers_from_the_upsampled_map():
+@pytest.mark.parametrize("project", [False, True])
+def test_bilinear_gathers_from_the_upsampled_map(project):
     rng = np.random.default_rng(2)
     h_low, h_high = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 2, 2, 2))
     idx = sample_pairs(2, 4, 4, 5, "image", rng)
-    z, _ = pair_features_forward(h_low, h_high, np.stack(idx[:4]), "bilinear")
+    z, _ = pair_features(h_low, h_high, np.stack(idx[:4]), "bilinear", project)
     up = bilinear_upsample_forward(h_high, 2)
     np.testing.assert_allclose(z[:, 3:], gather_vectors(up, idx.high_n, idx.high_s), rtol=1e-15)
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
+@pytest.mark.parametrize("project", [False, True, None])
+def test_fused_first_layer_is_the_linear_layer_on_the_pair_vectors(upsample, project):
+    """a = z W^T + b, and its backward (dz = da W scattered, dW = da^T z, db = sum da),
+    whichever order (gather then project, or project then gather) each half takes."""
+    rng = np.random.default_rng(4)
+    h_low, h_high = rng.standard_normal((3, 4, 6, 4)), rng.standard_normal((3, 5, 3, 2))
+    idx = sample_pairs(3, 6, 4, 7, "image", rng)
+    high_s = coarse_locations(idx.high_s, 4, 2) if upsample == "nearest" else idx.high_s
+    index = np.stack([idx.low_n, idx.low_s, idx.high_n, high_s])
+    W, b = rng.standard_normal((6, 9)), rng.standard_normal(6)
+    a, cache = pair_linear_forward(h_low, h_high, index, W, b, upsample, project)
+    z, z_cache = pair_features(h_low, h_high, index, upsample, project=False)
+    np.testing.assert_allclose(a, z @ W.T + b, rtol=1e-12, atol=1e-12)
+    da = rng.standard_normal(a.shape)
+    dh_low, dh_high, dW, db = pair_linear_backward(da, cache)
+    dz_low, dz_high, _, _ = pair_linear_backward(da @ W, z_cache)
+    np.testing.assert_allclose(dW, da.T @ z, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db, da.sum(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dh_low, dz_low, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dh_high, dz_high, rtol=1e-12, atol=1e-12)
 
 
 def test_block_joint_rows_are_the_concatenated_vectors_at_one_position():
@@ -176,14 +220,14 @@ def test_block_joint_rows_are_the_concatenated_vectors_at_one_position():
     block.forward(h_low, h_high, np.random.default_rng(0))
     idx = block.last_index
     seen = []
-    block.critic.D.forward = lambda z: seen.append(z) or np.zeros((z.shape[0], 1))
+    block.critic.forward_after_first = lambda a, *rest: seen.append(a) or np.zeros(())
     block.forward(h_low, h_high, np.random.default_rng(0))
-    z = seen[0]
+    first = block.critic.first_layer.params
     for r in range(idx.n_joint):
         n, s = idx.low_n[r], idx.low_s[r]
         y, x = divmod(s, 4)
-        expect = np.concatenate([h_low[n, :, y, x], h_high[n, :, y // 2, x // 2]])
-        np.testing.assert_array_equal(z[r], expect)
+        z = np.concatenate([h_low[n, :, y, x], h_high[n, :, y // 2, x // 2]])
+        np.testing.assert_allclose(seen[0][r], first["W"] @ z + first["b"], rtol=1e-12, atol=1e-14)
 
 
 def test_bad_shapes_are_refused():

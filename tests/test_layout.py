@@ -10,7 +10,7 @@ import numpy as np
 
 import nn
 from experiment.classifier import Classifier
-from ifm.pairs import scatter_vectors
+from ifm.pairs import pair_linear_backward, pair_linear_forward
 
 
 def chwn(a):
@@ -45,6 +45,32 @@ def test_the_classifier_keeps_the_layout_forward_and_backward():
 
 def test_pair_gradients_come_back_in_the_layout_of_the_features():
     rng = np.random.default_rng(1)
-    n, s = rng.integers(0, 4, 50), rng.integers(0, 36, 50)
-    dH = scatter_vectors(rng.standard_normal((50, 5)), n, s, (4, 5, 6, 6))
-    assert dH.shape == (4, 5, 6, 6) and chwn(dH)
+    as_conv_output = lambda shape: np.ascontiguousarray(        # noqa: E731
+        rng.standard_normal(shape).transpose(1, 2, 3, 0)).transpose(3, 0, 1, 2)
+    h_low, h_high = as_conv_output((4, 5, 6, 6)), as_conv_output((4, 3, 3, 3))
+    S = 50
+    index = np.stack([rng.integers(0, 4, S), rng.integers(0, 36, S),
+                      rng.integers(0, 4, S), rng.integers(0, 9, S)])
+    for project in (False, True):
+        a, cache = pair_linear_forward(h_low, h_high, index, rng.standard_normal((7, 8)),
+                                       np.zeros(7), project=project)
+        dh_low, dh_high, _, _ = pair_linear_backward(rng.standard_normal(a.shape), cache)
+        assert dh_low.shape == h_low.shape and chwn(dh_low)
+        assert dh_high.shape == h_high.shape and chwn(dh_high)
+
+
+def test_linear_layers_and_what_follows_them_are_feature_major():
+    """D's activations (S, features) keep memory (features, S): rows of S values."""
+    rng = np.random.default_rng(2)
+    net = nn.Sequential(nn.Linear(8, 16, rng=rng), nn.BatchNorm1d(16), nn.LeakyReLU(0.2),
+                        nn.Linear(16, 4, rng=rng))
+    x = rng.standard_normal((300, 8)).astype(np.float32)
+    seen = []
+    for layer in net.layers:
+        x = layer.forward(x)
+        seen.append(x)
+    d = rng.standard_normal(x.shape).astype(np.float32).T.copy().T
+    for layer in reversed(net.layers[1:]):
+        d = layer.backward(d)
+        seen.append(d)
+    assert all(a.T.flags.c_contiguous for a in seen), [a.strides for a in seen]

@@ -11,7 +11,7 @@ import pytest
 
 import nn
 from nn import openblas, parallel
-from test_train_gpu_parity import TOL, config, normwise_error, tiny_dataset
+from test_train_gpu_parity import config, normwise_error, tiny_dataset
 
 from experiment.trainer import Trainer
 
@@ -86,12 +86,14 @@ def test_use_cores_rejects_zero():
 @pytest.mark.parametrize("changes", [{}, {"ifm": False}, {"upsample": "bilinear"},
                                      {"pair_features": "post-pool", "samples": "all"}],
                          ids=["ifm", "baseline", "bilinear", "postpool-all"])
-def test_training_steps_on_two_threads_match_one(changes):
-    """Three Trainer steps (float32, arrays large enough to split) with 1 and 2 cores.
+def test_a_training_step_on_two_threads_matches_one(changes):
+    """One Trainer step (float32, arrays large enough to split) with 1 and 2 cores.
 
     Blocked ops give the same numbers; products split along their shared
-    dimension round differently, so the tolerance is the float32 one of the
-    NumPy/CuPy parity test.
+    dimension round differently (~1e-7). One step, not several: after a step
+    those differences move some of D's pre-activations across leaky ReLU's
+    kink, which changes the next gradients by much more than the rounding
+    (measured: 0.3% in one of D's weights at step 2 of the bilinear case).
     """
     cfg = config(**changes)
     dataset = tiny_dataset(np.random.default_rng(0))
@@ -99,12 +101,12 @@ def test_training_steps_on_two_threads_match_one(changes):
     for n in (1, 2):
         with parallel.using_cores(n):
             trainer = Trainer(cfg, dataset, "cpu")
-            order = trainer.epoch_order(1)
-            losses = [float(trainer.train_step(trainer.batch_index(order, step), 1, step)[0])
-                      for step in range(3)]
+            loss, _, F, _ = trainer.train_step(trainer.batch_index(trainer.epoch_order(1), 0),
+                                               1, 0)
             params = {k: nn.to_numpy(v).astype(np.float64)
                       for k, v in trainer.trainable.params.items()}
-        results.append((losses, params))
-    (loss_1, params_1), (loss_2, params_2) = results
-    np.testing.assert_allclose(loss_2, loss_1, rtol=TOL)
-    assert normwise_error(params_2, params_1) < TOL
+        results.append((float(loss), [float(f) for f in F], params))
+    (loss_1, F_1, params_1), (loss_2, F_2, params_2) = results
+    assert loss_2 == pytest.approx(loss_1, rel=1e-6)
+    np.testing.assert_allclose(F_2, F_1, rtol=1e-6)
+    assert normwise_error(params_2, params_1) < 1e-6
