@@ -59,7 +59,9 @@ def ours(device, ifm, samples, batch):
         parts.append(("ifm", reg))
     trainable = Container(parts).to(device)
     opt = nn.SGD(trainable.params, lr=0.01, momentum=0.9)
-    x = xp.asarray(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))
+    # The batch in the layout the trainer hands over (experiment.trainer.DeviceSplit:
+    # memory (3, H, W, N)); PyTorch gets its own NCHW.
+    x = xp.asarray(rng.standard_normal((3, 32, 32, batch)).astype(np.float32)).transpose(3, 0, 1, 2)
     y = xp.asarray(rng.integers(0, 10, batch))
     step_rng = np.random.default_rng(1)
 

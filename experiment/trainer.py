@@ -18,7 +18,7 @@ host reads them only when a progress line is shown and at the end of an epoch.
 import numpy as np
 
 from nn import SGD, Adam, softmax_cross_entropy
-from nn.backend import to_numpy, xp_for
+from nn.backend import get_array_module, to_numpy, xp_for
 from nn.module import Container
 
 from .classifier import Classifier
@@ -44,8 +44,15 @@ class DeviceSplit:
         self.inv_std = xp.asarray((1.0 / np.asarray(std, np.float32)).reshape(1, 3, 1, 1))
 
     def inputs(self, index):
-        """x = (image / 255 - mean) / std as float32, for the rows in ``index``."""
-        x = self.images[index].astype(np.float32)
+        """x = (image / 255 - mean) / std as float32, for the rows in ``index``.
+
+        x is (B, 3, H, W) with memory (3, H, W, B), the layout the conv layers
+        work in (nn/conv.py): the first im2col then reads contiguous rows.
+        """
+        xp = get_array_module(self.images)
+        images = self.images[index]
+        x = xp.empty(images.shape[1:] + images.shape[:1], dtype=np.float32).transpose(3, 0, 1, 2)
+        x[...] = images
         x *= np.float32(1 / 255)
         x -= self.mean
         x *= self.inv_std

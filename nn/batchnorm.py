@@ -17,7 +17,9 @@ xc * s, and every per-channel sum of a product (sigma^2 = mean xc^2,
 sum dy * xc) is one einsum with no temporary. Then, with g = gamma * s,
 forward is y = xc * g + beta and backward is
 dgamma = s * sum dy * xc  and  dx = g * (dy - dbeta / M) - xc * (g * s * dgamma / M).
-Channels are independent, so each pass runs over channel blocks
+In eval mode the map is affine with constants, y = x * g + (beta - r_mu * g):
+two passes, and the cache keeps x itself (backward, rarely needed in eval,
+forms xc = x - r_mu block by block). Channels are independent, so each pass runs over channel blocks
 (``nn.parallel.run_in_blocks``: in parallel on a multi-core CPU).
 """
 from typing import NamedTuple
@@ -27,7 +29,8 @@ from .parallel import run_in_blocks
 
 
 class BatchNormCache(NamedTuple):
-    centered: object    # x - mu (train) or x - r_mu (eval), same shape as x
+    data: object        # x - mu (train) or x itself (eval), same shape as x
+    mean: object        # mu (train) or r_mu (eval), per channel (C,)
     inv_std: object     # s = 1 / sqrt(var + eps), per channel (C,)
     gamma: object       # (C,)
     train: bool         # batch statistics (True) or running statistics (False)
@@ -57,32 +60,40 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train,
     M = x.size // C
     if train and M < 2:
         raise ValueError("batch norm in training mode needs more than one value per channel")
-    centered, y = xp.empty_like(x), xp.empty_like(x)     # *_like keeps x's memory layout
-    if train:
-        mean, var = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
-    else:
+    y = xp.empty_like(x)                    # *_like keeps x's memory layout
+    if not train:
         mean = running_mean.astype(x.dtype, copy=False)
-        var = running_var.astype(x.dtype, copy=False)
+        inv_std = 1.0 / (running_var.astype(x.dtype, copy=False) + eps) ** 0.5
+        g = gamma * inv_std
+        shift = beta - mean * g
+
+        def channels(lo, hi):
+            c = slice(lo, hi)
+            yc = y[:, c]
+            xp.multiply(x[:, c], _per_channel(g[c], nd), out=yc)
+            yc += _per_channel(shift[c], nd)
+
+        run_in_blocks(channels, C, x.nbytes, xp)
+        return y, BatchNormCache(x, mean, inv_std, gamma, train)
+
+    centered = xp.empty_like(x)
+    mean, var = xp.empty(C, dtype=x.dtype), xp.empty(C, dtype=x.dtype)
 
     def channels(lo, hi):
         c = slice(lo, hi)
         xc, yc = centered[:, c], y[:, c]
-        if train:
-            mean[c] = x[:, c].mean(axis=_axes(x))
+        mean[c] = x[:, c].mean(axis=_axes(x))
         xp.subtract(x[:, c], _per_channel(mean[c], nd), out=xc)
-        if train:
-            var[c] = _channel_dot(xc, xc) / M
+        var[c] = _channel_dot(xc, xc) / M
         xp.multiply(xc, _per_channel(gamma[c] / (var[c] + eps) ** 0.5, nd), out=yc)
         yc += _per_channel(beta[c], nd)
 
     run_in_blocks(channels, C, x.nbytes, xp)
-    inv_std = 1.0 / (var + eps) ** 0.5
-    if train:
-        running_mean *= 1 - momentum
-        running_mean += momentum * mean.astype(running_mean.dtype, copy=False)
-        running_var *= 1 - momentum
-        running_var += (momentum * M / (M - 1)) * var.astype(running_var.dtype, copy=False)
-    return y, BatchNormCache(centered, inv_std, gamma, train)
+    running_mean *= 1 - momentum
+    running_mean += momentum * mean.astype(running_mean.dtype, copy=False)
+    running_var *= 1 - momentum
+    running_var += (momentum * M / (M - 1)) * var.astype(running_var.dtype, copy=False)
+    return y, BatchNormCache(centered, mean, 1.0 / (var + eps) ** 0.5, gamma, train)
 
 
 def batchnorm_backward(dy, cache):
@@ -93,12 +104,15 @@ def batchnorm_backward(dy, cache):
     s = cache.inv_std
     g = cache.gamma * s
     k = g * s / M           # dx = g * (dy - dbeta / M) - xc * (k * dgamma)
-    dx = xp.empty_like(cache.centered)
+    dx = xp.empty_like(cache.data)
     dgamma, dbeta = xp.empty(C, dtype=dy.dtype), xp.empty(C, dtype=dy.dtype)
 
     def channels(lo, hi):
         c = slice(lo, hi)
-        dyc, xc, dxc = dy[:, c], cache.centered[:, c], dx[:, c]
+        dyc, dxc = dy[:, c], dx[:, c]
+        xc = cache.data[:, c]
+        if not cache.train:
+            xc = xc - _per_channel(cache.mean[c], nd)
         dbeta[c] = dyc.sum(axis=_axes(dy))
         dgamma[c] = _channel_dot(dyc, xc) * s[c]
         if not cache.train:
