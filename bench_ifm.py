@@ -19,7 +19,9 @@ import numpy as np
 
 from ifm import IFMBlock
 from ifm.sampling import count_rows
+from nn.allocator import retain_freed_memory
 from nn.backend import xp_for
+from nn.parallel import use_cores
 
 SHAPES = {1: (32, 32), 2: (64, 16), 3: (128, 8), 4: (128, 4)}     # layer: (channels, side)
 PAIRS = ((1, 2), (2, 3), (3, 4))
@@ -37,13 +39,16 @@ def parse(argv=None):
     p.add_argument("--upsample", default="nearest", choices=("nearest", "bilinear"))
     p.add_argument("--marginal", default="image", choices=("image", "batch"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cores", type=int, default=None,
+                   help="cpu: threads the NumPy work is split over (default: all; nn/parallel.py)")
     return p.parse_args(argv)
 
 
 def feature_map(rng, xp, N, layer):
     C, side = SHAPES[layer]
-    h = rng.standard_normal((N, C, side, side)).astype(np.float32)
-    return xp.asarray(np.where(h > 0, h, np.float32(0.2) * h))     # post-LeakyReLU-like
+    h = rng.standard_normal((C, side, side, N)).astype(np.float32)
+    h = np.where(h > 0, h, np.float32(0.2) * h)                      # post-LeakyReLU-like
+    return xp.asarray(h).transpose(3, 0, 1, 2)      # memory (C, h, w, N), as the conv layers give
 
 
 def time_cpu(fn, repeats, warmup):
@@ -66,6 +71,9 @@ def time_gpu(fn, repeats, warmup):
 def main(argv=None):
     args = parse(argv)
     xp = xp_for(args.device)
+    if args.device == "cpu":
+        retain_freed_memory()
+        use_cores(args.cores)
     timer = time_cpu if args.device == "cpu" else time_gpu
     rng = np.random.default_rng(args.seed)
     features = {layer: feature_map(rng, xp, args.batch, layer) for layer in SHAPES}
