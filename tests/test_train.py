@@ -42,7 +42,8 @@ def read_state(path):
 @needs_data
 @pytest.mark.parametrize("method", ["baseline", "ifm"])
 def test_smoke_run_writes_the_run_folder(tmp_path, cache_dir, method, capsys):
-    extra = ["--epochs", "2"] + (["--ifm", "--samples", "8"] if method == "ifm" else [])
+    extra = ["--epochs", "2"] + (["--ifm", "--samples", "8", "--cpu-cores", "2"]
+                                 if method == "ifm" else [])
     assert train(tmp_path / "run", cache_dir, *extra) == 0
     run = tmp_path / "run"
     for name in ("config.json", "history.csv", "best_digit.npz", "best_texture.npz",
@@ -66,6 +67,9 @@ def test_smoke_run_writes_the_run_folder(tmp_path, cache_dir, method, capsys):
     config = json.loads((run / "config.json").read_text())
     assert config["settings"]["ifm"] == (method == "ifm")
     assert config["data"]  # provenance recorded
+    if method == "ifm":
+        assert config["cpu_cores"] == 2     # speed only, recorded beside the settings
+        assert "cpu_cores" not in config["settings"]
     best = read_state(run / "best_digit.npz")
     assert not any(k.startswith("ifm") for k in best), "a saved classifier holds no D"
     out = capsys.readouterr().out
@@ -157,6 +161,7 @@ def test_resume_without_a_run_is_a_clear_error(tmp_path, capsys):
     (["--lr", "nan"], "--lr"),
     (["--batch-size", "1.5"], "--batch-size"),
     (["--device", "tpu"], "--device"),
+    (["--cpu-cores", "0"], "--cpu-cores"),
     (["--ifm", "--samples", "zero"], "--samples"),
     (["--ifm", "--pairs", "1-3"], "adjacent"),
     (["--lam", "3"], "only make sense with --ifm"),
