@@ -27,6 +27,7 @@ from nn.openblas import core_name
 from nn.parallel import cores, use_cores
 from nn.module import Container
 from experiment.classifier import Classifier
+from experiment.settings import positive_int
 
 ROWS = (("train_step_baseline", False, None), ("train_step_ifm_k64", True, 64),
         ("train_step_ifm_kall", True, "all"), ("inference", False, None))
@@ -125,7 +126,7 @@ def main(argv=None):
     p.add_argument("--rows", default=",".join(r[0] for r in ROWS),
                    help="comma-separated subset of rows to run")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
-    p.add_argument("--cores", type=int, default=None,
+    p.add_argument("--cores", type=positive_int, default=None,
                    help="cpu: threads our NumPy work is split over (default: all cores, as "
                         "train.py; 1: one thread plus OpenBLAS's own). See nn/parallel.py")
     p.add_argument("--malloc", choices=("retain", "default"), default="retain",

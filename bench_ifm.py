@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from experiment.settings import positive_int
 from ifm import IFMBlock
 from ifm.sampling import count_rows
 from nn.allocator import retain_freed_memory
@@ -39,7 +40,7 @@ def parse(argv=None):
     p.add_argument("--upsample", default="nearest", choices=("nearest", "bilinear"))
     p.add_argument("--marginal", default="image", choices=("image", "batch"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cores", type=int, default=None,
+    p.add_argument("--cores", type=positive_int, default=None,
                    help="cpu: threads the NumPy work is split over (default: all; nn/parallel.py)")
     return p.parse_args(argv)
 

@@ -1,6 +1,8 @@
 """bench.py's output format (not its timings: speed is measured by running it)."""
 import json
 
+import pytest
+
 import bench
 
 
@@ -20,3 +22,10 @@ def test_table_output(capsys):
                        "--warmup", "0", "--rows", "inference"]) == 0
     out = capsys.readouterr().out
     assert "| inference" in out and "ours/torch" in out
+
+
+def test_bad_core_count_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--cores", "0"])
+    assert exc.value.code == 2
+    assert "--cores" in capsys.readouterr().err
