@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every training run behind results/, in priority order, one at a time.
 #
-#   scripts/reproduce.sh [main|ablations|all] [--device cpu|gpu]
+#   scripts/reproduce.sh [main|ablations|ablation-seeds|all] [--device cpu|gpu]
 #
 # Each run goes to $RUNS_DIR/<name> (default runs/). The script is safe to
 # stop and start again: a finished run (report.json present) is skipped, a run
@@ -43,11 +43,24 @@ ablation_runs=(
   "ifm-eq4-lam1-seed0        --epochs 1 --ifm --estimator paper-eq4 --lam 1"
 )
 
+# Seeds 1 and 2 of the ablations whose reading rests on a difference from the
+# main run: batch-wide marginals, pairs after pooling, lambda 10.
+ablation_seed_runs=(
+  "ifm-batchmarg-seed1       --epochs 4 --seed 1 --ifm --marginal batch"
+  "ifm-batchmarg-seed2       --epochs 4 --seed 2 --ifm --marginal batch"
+  "ifm-postpool-seed1        --epochs 4 --seed 1 --ifm --pair-features post-pool"
+  "ifm-postpool-seed2        --epochs 4 --seed 2 --ifm --pair-features post-pool"
+  "ifm-lam10-seed1           --epochs 4 --seed 1 --ifm --lam 10"
+  "ifm-lam10-seed2           --epochs 4 --seed 2 --ifm --lam 10"
+)
+
 case "$group" in
   main) selected=("${main_runs[@]}") ;;
   ablations) selected=("${ablation_runs[@]}") ;;
-  all) selected=("${main_runs[@]}" "${ablation_runs[@]}") ;;
-  *) echo "usage: scripts/reproduce.sh [main|ablations|all] [train.py flags...]" >&2; exit 2 ;;
+  ablation-seeds) selected=("${ablation_seed_runs[@]}") ;;
+  all) selected=("${main_runs[@]}" "${ablation_runs[@]}" "${ablation_seed_runs[@]}") ;;
+  *) echo "usage: scripts/reproduce.sh [main|ablations|ablation-seeds|all] [train.py flags...]" >&2
+     exit 2 ;;
 esac
 
 for entry in "${selected[@]}"; do
