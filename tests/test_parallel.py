@@ -89,8 +89,8 @@ def test_use_cores_rejects_zero():
 def test_a_training_step_on_two_threads_matches_one(changes):
     """One Trainer step (float32, arrays large enough to split) with 1 and 2 cores.
 
-    Blocked ops give the same numbers; products split along their shared
-    dimension round differently (~1e-7). One step, not several: after a step
+    Blocked ops and split products round differently (~1e-7 relative: sums
+    taken in another order). One step, not several: after a step
     those differences move some of D's pre-activations across leaky ReLU's
     kink, which changes the next gradients by much more than the rounding
     (measured: 0.3% in one of D's weights at step 2 of the bilinear case).
