@@ -79,10 +79,6 @@ class PairCritic(Container):
         """D's first Linear (C_l + C_h -> 256); IFMBlock applies it fused with the gather."""
         return self.D.layers[0]
 
-    def scores(self, z):
-        """V = D(z)[:, 0], shape (S,)."""
-        return self.D.forward(z)[:, 0]
-
     def forward(self, z, n_joint, groups=None):
         """F (0-d) for z (S, in_features) whose first n_joint rows are joint pairs.
 

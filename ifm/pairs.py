@@ -56,15 +56,14 @@ def map_from_channel_matrix(M, shape):
     return M.reshape(C, h, w, N).transpose(3, 0, 1, 2)
 
 
-def gather_columns(M, cols, out=None):
-    """M[:, cols] (C, S) for M (C, L); into ``out`` if given.
+def gather_columns(M, cols):
+    """M[:, cols] (C, S) for M (C, L).
 
     take along axis 1 copies one row at a time (several times faster than
     M[:, cols] on NumPy for 64-256 rows); rows are split over the CPU cores.
     """
     xp = get_array_module(M)
-    if out is None:
-        out = xp.empty((M.shape[0], len(cols)), dtype=M.dtype)
+    out = xp.empty((M.shape[0], len(cols)), dtype=M.dtype)
 
     def rows(lo, hi):
         xp.take(M[lo:hi], cols, axis=1, out=out[lo:hi])
@@ -105,14 +104,20 @@ def upsample_scale(low_shape, high_shape):
     return h // h2
 
 
+class PairHalf(NamedTuple):
+    """One half of the fused layer, as backward needs it."""
+    projected: bool     # project, then gather (True) or gather, then project
+    data: object        # M (C, L) if projected, else G (C, S)
+    cols: object        # (S,) column of each row in M
+    W: object           # W_half (out, C), a view of the layer's W
+    shape: tuple        # the map M belongs to: H_l, H_{l+1} (nearest) or U (bilinear)
+
+
 class PairLinearCache(NamedTuple):
-    index: object       # (4, S) device array: low_n, low_s, high_n, high_s
-    low_shape: tuple    # H_l shape
+    halves: tuple       # (low, high) PairHalf
     high_shape: tuple   # H_{l+1} shape
     upsample: str
     scale: int
-    W: object           # (out, C_l + C_h)
-    sides: tuple        # per half: (projected, M or G) as in the docstring
 
 
 def project_first(positions, rows):
@@ -142,53 +147,41 @@ def pair_linear_forward(h_low, h_high, index, W, b, upsample="nearest", project=
     N, C_l = h_low.shape[:2]
     U = _high_map(h_high, upsample, scale)
     S = len(low_n)
-    A, sides = None, []
-    for M, cols, W_half in ((channel_matrix(h_low), low_s * N + low_n, W[:, :C_l]),
-                            (channel_matrix(U), high_s * N + high_n, W[:, C_l:])):
+    A, halves = None, []
+    for H, cols, W_half in ((h_low, low_s * N + low_n, W[:, :C_l]),
+                            (U, high_s * N + high_n, W[:, C_l:])):
+        M = channel_matrix(H)
         projected = project_first(M.shape[1], S) if project is None else project
         if projected:
             A_half = gather_columns(matmul(W_half, M), cols)        # (out, S)
-            sides.append((True, M))
         else:
             G = gather_columns(M, cols)                             # (C, S)
             A_half = matmul(W_half, G)
-            sides.append((False, G))
-        A = A_half if A is None else _add(A, A_half)
+        halves.append(PairHalf(projected, M if projected else G, cols, W_half, H.shape))
+        if A is None:
+            A = A_half
+        else:
+            add_to_rows(A, A_half)
     add_to_rows(A, b)
-    return A.T, PairLinearCache(index, h_low.shape, h_high.shape, upsample, scale, W,
-                                tuple(sides))
-
-
-def _add(A, B):
-    """A += B over row blocks; returns A."""
-    def rows(lo, hi):
-        block = A[lo:hi]
-        block += B[lo:hi]
-    run_in_blocks(rows, A.shape[0], A.nbytes, get_array_module(A))
-    return A
+    return A.T, PairLinearCache(tuple(halves), h_high.shape, upsample, scale)
 
 
 def pair_linear_backward(da, cache):
     """(dH_l, dH_{l+1}, dW, db) from da (S, out). See the module docstring."""
     xp = get_array_module(da)
     dA = da.T                                       # (out, S)
-    low_n, low_s, high_n, high_s = cache.index
-    (N, C_l, h, w), high_shape = cache.low_shape, cache.high_shape
-    up_shape = high_shape if cache.upsample == "nearest" else (N, high_shape[1], h, w)
     dW_halves, dH = [], []
-    for (projected, M_or_G), cols, W_half, shape in (
-            (cache.sides[0], low_s * N + low_n, cache.W[:, :C_l], cache.low_shape),
-            (cache.sides[1], high_s * N + high_n, cache.W[:, C_l:], up_shape)):
-        L = shape[0] * shape[2] * shape[3]
-        if projected:
-            dP = scatter_add_columns(cols, dA, L)                   # (out, L)
-            dW_halves.append(matmul(dP, M_or_G.T))
-            dM = matmul(W_half.T, dP)                                # (C, L)
+    for half in cache.halves:
+        L = half.shape[0] * half.shape[2] * half.shape[3]
+        if half.projected:
+            dP = scatter_add_columns(half.cols, dA, L)              # (out, L)
+            dW_halves.append(matmul(dP, half.data.T))
+            dM = matmul(half.W.T, dP)                               # (C, L)
         else:
-            dW_halves.append(matmul(dA, M_or_G.T))
-            dM = scatter_add_columns(cols, matmul(W_half.T, dA), L)
-        dH.append(map_from_channel_matrix(dM, shape))
+            dW_halves.append(matmul(dA, half.data.T))
+            dM = scatter_add_columns(half.cols, matmul(half.W.T, dA), L)
+        dH.append(map_from_channel_matrix(dM, half.shape))
     dh_low, dh_high = dH
     if cache.upsample == "bilinear":
-        dh_high = bilinear_upsample_backward(dh_high, cache.scale, high_shape)
+        dh_high = bilinear_upsample_backward(dh_high, cache.scale, cache.high_shape)
     return dh_low, dh_high, xp.concatenate(dW_halves, axis=1), sum_rows(dA)

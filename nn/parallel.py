@@ -148,7 +148,6 @@ def matmul(a, b):
     if _pool is None or get_array_module(a, b) is not np or 2 * M * K * N < MIN_PARALLEL_FLOPS:
         return a @ b
     parts = _cores
-    out_dtype = np.result_type(a, b)
     if K > max(M, N):
         edges = _bands(K, parts)
         partial = [None] * parts
@@ -163,7 +162,7 @@ def matmul(a, b):
         for p in partial[1:]:
             out += p
         return out
-    out = np.empty((M, N), dtype=out_dtype)
+    out = np.empty((M, N), dtype=np.result_type(a, b))
     if N >= M:
         edges = _bands(N, parts)
 
@@ -180,11 +179,14 @@ def matmul(a, b):
     return out
 
 
-def add_to_rows(Y, b):
-    """Y (R, L) += b[:, None] in place, over row blocks (a bias added per output row)."""
+def add_to_rows(Y, B):
+    """Y (R, L) += B in place, over row blocks; B is (R,), one value per row (a bias), or (R, L)."""
+    if B.ndim == 1:
+        B = B[:, None]
+
     def rows(lo, hi):
         Yb = Y[lo:hi]
-        Yb += b[lo:hi, None]
+        Yb += B[lo:hi]
     run_in_blocks(rows, Y.shape[0], Y.nbytes, get_array_module(Y))
 
 
