@@ -6,7 +6,9 @@
 Each folder must hold a finished run (report.json). Baseline runs fill the
 Baseline_digit / Baseline_texture rows, --ifm runs the Ours_* rows. The std is
 the sample standard deviation (ddof=1); with a single run it is undefined
-(null in JSON, no ± in markdown).
+(null in JSON, no ± in markdown). The markdown table shows all five rows of
+the paper's Table 3 beside ours ("-" where no run fills a row); the JSON has
+them under "paper_percent".
 """
 import argparse
 import os
@@ -45,7 +47,7 @@ def main(argv=None):
     if args.md:
         write_text_atomic(args.md, markdown)
     if args.json:
-        write_json(args.json, {"rows": rows,
+        write_json(args.json, {"rows": rows, "paper_percent": table3.paper_json(),
                                "epochs": epochs.pop() if len(epochs) == 1 else sorted(epochs),
                                "device": devices.pop() if len(devices) == 1 else sorted(devices)})
     return 0

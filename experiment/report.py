@@ -1,20 +1,34 @@
 """Table 3: the paper's numbers, one run's rows, and several runs aggregated.
 
 The paper (Shen, Li, Liu 2019, Table 3) reports test accuracy of two
-checkpoints per method: the one with the best validation digit accuracy and
-the one with the best validation texture accuracy. Ours_digit and Ours_texture
-are the paper's printed numbers; for the baseline the paper's text gives only
-"about 12% digit, about 95% texture", shown as approximate.
+checkpoints per method: the one with the best validation digit accuracy
+(`_digit`) and the one with the best validation texture accuracy
+(`_texture`), plus one row from other work (iCE fi-RevNet, digit only).
+PAPER_TABLE3 holds its numbers as printed, in %, two decimals; None where
+the paper gives no number. Every table here prints all five paper rows in the
+paper's order; where we have no run for a row, our cells are "-".
 """
 import numpy as np
 
+# Test accuracy in %, exactly as printed in the paper's Table 3.
 PAPER_TABLE3 = {
-    "Baseline_digit": {"digit": 0.12, "texture": 0.95, "approx": True},
-    "Baseline_texture": {"digit": 0.12, "texture": 0.95, "approx": True},
-    "Ours_digit": {"digit": 0.545, "texture": 0.404, "approx": False},
-    "Ours_texture": {"digit": 0.318, "texture": 0.690, "approx": False},
+    "Baseline_digit": {"digit": 12.44, "texture": 95.07},
+    "Baseline_texture": {"digit": 12.05, "texture": 96.44},
+    "iCE fi-RevNet": {"digit": 40.01, "texture": None},
+    "Ours_digit": {"digit": 54.54, "texture": 40.41},
+    "Ours_texture": {"digit": 31.78, "texture": 69.00},
 }
-ROW_ORDER = ("Baseline_digit", "Baseline_texture", "Ours_digit", "Ours_texture")
+PAPER_ROW_ORDER = ("Baseline_digit", "Baseline_texture", "iCE fi-RevNet", "Ours_digit",
+                   "Ours_texture")
+ROW_ORDER = ("Baseline_digit", "Baseline_texture", "Ours_digit", "Ours_texture")  # ours
+NOT_RUN = "-"
+
+
+def paper_note():
+    """One sentence on the paper columns, for the text above a table."""
+    return ("The paper columns are the test accuracies of the paper's Table 3 as printed "
+            "(iCE fi-RevNet is a method the paper compares with; it has no texture number "
+            "there); \"-\" in our columns means no run for that row.")
 
 
 def row_name(method, which):
@@ -24,26 +38,35 @@ def row_name(method, which):
 
 
 def paper_cell(row, key):
-    entry = PAPER_TABLE3[row]
-    return ("~" if entry["approx"] else "") + f"{100 * entry[key]:.1f}"
+    """The paper's number for one cell, two decimals as printed; "-" where it gives none."""
+    value = PAPER_TABLE3[row][key]
+    return NOT_RUN if value is None else f"{value:.2f}"
+
+
+def _paper_cells(name):
+    return f"| {paper_cell(name, 'digit')} | {paper_cell(name, 'texture')} |"
 
 
 def run_table_markdown(report):
-    """Markdown Table 3 block for a single run's report.json dict."""
+    """Markdown Table 3 block for a single run's report.json dict: all five paper rows."""
     lines = ["| model | epoch | val digit | val texture | test acc(digit) | test acc(texture) "
              "| paper acc(digit) | paper acc(texture) |",
              "|---|---|---|---|---|---|---|---|"]
-    for which, r in report["rows"].items():
-        name = row_name(report["method"], which)
-        lines.append(f"| {name} | {r['epoch']} | {100 * r['val_digit_acc']:.1f} "
+    ours = {row_name(report["method"], which): r for which, r in report["rows"].items()}
+    for name in PAPER_ROW_ORDER:
+        r = ours.get(name)
+        if r is None:
+            cells = " | ".join([NOT_RUN] * 5)
+        else:
+            cells = (f"{r['epoch']} | {100 * r['val_digit_acc']:.1f} "
                      f"| {100 * r['val_texture_acc']:.1f} | {100 * r['test_digit_acc']:.1f} "
-                     f"| {100 * r['test_texture_acc']:.1f} | {paper_cell(name, 'digit')} "
-                     f"| {paper_cell(name, 'texture')} |")
+                     f"| {100 * r['test_texture_acc']:.1f}")
+        lines.append(f"| {name} | {cells} " + _paper_cells(name))
     return "\n".join(lines) + "\n"
 
 
 def aggregate(reports):
-    """Mean and sample std (ddof=1) of test accuracies per Table 3 row.
+    """Mean and sample std (ddof=1) of test accuracies per Table 3 row we ran.
 
     With a single run the std is undefined and reported as None (null).
     """
@@ -71,12 +94,23 @@ def _mean_std(mean, std):
 
 
 def aggregate_markdown(rows):
-    """Markdown Table 3: mean ± std over runs (no ± where a row has one run)."""
+    """Markdown Table 3: mean ± std over runs (no ± where a row has one run).
+
+    All five paper rows in the paper's order; a row with no runs shows "-".
+    """
     lines = ["| model | runs | acc(digit) | acc(texture) | paper acc(digit) | paper acc(texture) |",
              "|---|---|---|---|---|---|"]
-    for name, r in rows.items():
-        lines.append(f"| {name} | {r['runs']} "
-                     f"| {_mean_std(r['test_digit_acc'], r['test_digit_std'])} "
-                     f"| {_mean_std(r['test_texture_acc'], r['test_texture_std'])} "
-                     f"| {paper_cell(name, 'digit')} | {paper_cell(name, 'texture')} |")
+    for name in PAPER_ROW_ORDER:
+        r = rows.get(name)
+        if r is None:
+            cells = " | ".join([NOT_RUN] * 3)
+        else:
+            cells = (f"{r['runs']} | {_mean_std(r['test_digit_acc'], r['test_digit_std'])} "
+                     f"| {_mean_std(r['test_texture_acc'], r['test_texture_std'])}")
+        lines.append(f"| {name} | {cells} " + _paper_cells(name))
     return "\n".join(lines) + "\n"
+
+
+def paper_json():
+    """The paper's rows for a JSON table, in the paper's order (%, None: not given)."""
+    return {name: dict(PAPER_TABLE3[name]) for name in PAPER_ROW_ORDER}

@@ -41,6 +41,15 @@ def test_tables_from_run_folders(tmp_path):
     assert table["rows"]["Ours_digit"]["runs"] == 2
     assert abs(table["rows"]["Ours_digit"]["test_digit_acc"] - 0.45) < 1e-12
     assert table["rows"]["Baseline_digit"]["runs"] == 1
+    assert table["paper_percent"]["Ours_digit"] == {"digit": 54.54, "texture": 40.41}
+    body = [line for line in (out / "table3.md").read_text().splitlines()][2:]
+    assert body == [                    # all five paper rows, the paper's order, two decimals
+        "| Baseline_digit | 1 | 15.0 | 85.0 | 12.44 | 95.07 |",
+        "| Baseline_texture | 1 | 15.0 | 85.0 | 12.05 | 96.44 |",
+        "| iCE fi-RevNet | - | - | - | 40.01 | - |",
+        "| Ours_digit | 2 | 45.0 ± 7.1 | 55.0 ± 7.1 | 54.54 | 40.41 |",
+        "| Ours_texture | 2 | 45.0 ± 7.1 | 55.0 ± 7.1 | 31.78 | 69.00 |",
+    ]
     listed = {r["run"]: r for r in json.loads((out / "runs.json").read_text())["runs"]}
     assert set(listed) == {"ifm-seed0", "ifm-seed1", "baseline-seed0", "ifm-lam10-seed0",
                            "ifm-batchmarg-seed0"}
