@@ -4,7 +4,8 @@
 
 Writes, into --out:
 - table3.md, table3.json: the main rows (runs named baseline-seed<N> and
-  ifm-seed<N>), mean ± std over seeds, as aggregate.py computes them;
+  ifm-seed<N>), mean ± std over seeds, as aggregate.py computes them, beside
+  the five rows of the paper's Table 3 as printed;
 - runs.md, runs.json: every finished run, one row each: the settings it
   changes from the main IFM run, epochs, training time, the test accuracy of
   its best-validation-digit and best-validation-texture checkpoints, and the
