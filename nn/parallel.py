@@ -25,6 +25,7 @@ block in another order than the whole array (measured: ~1e-7 relative in
 float32 for batch norm), and a product split along its shared dimension adds
 its partial products at the end.
 """
+import contextvars
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -103,8 +104,12 @@ def using_cores(n):
 
 
 def _run(tasks):
-    """Run the callables, the first in this thread and the rest in the pool."""
-    futures = [_pool.submit(task) for task in tasks[1:]]
+    """Run the callables, the first in this thread and the rest in the pool.
+
+    Each pool task runs in a copy of the caller's context, so that the caller's
+    ``np.errstate`` (a context variable) holds in the workers too.
+    """
+    futures = [_pool.submit(contextvars.copy_context().run, task) for task in tasks[1:]]
     try:
         tasks[0]()
     finally:

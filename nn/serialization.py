@@ -16,15 +16,29 @@ def state_to_numpy(state):
     return {k: to_numpy(v) for k, v in state.items()}
 
 
-def save_npz_atomic(path, arrays):
-    """Write a dict of arrays to ``path`` via a temporary file and a rename."""
+def write_atomic(path, write, mode="wb"):
+    """Call ``write(f)`` on a temporary file beside ``path``, then rename it onto ``path``.
+
+    On any error, or a KeyboardInterrupt, the temporary file is removed and an
+    existing ``path`` stays as it was, whole.
+    """
     path = os.fspath(path)
     tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "wb") as f:
-        np.savez(f, **state_to_numpy(arrays))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_npz_atomic(path, arrays):
+    """Write a dict of arrays to ``path`` atomically (see write_atomic)."""
+    write_atomic(path, lambda f: np.savez(f, **state_to_numpy(arrays)))
 
 
 def load_npz(path):

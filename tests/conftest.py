@@ -70,10 +70,10 @@ def restore_cores():
 class InlineExecutor:
     """Stands in for nn.parallel's thread pool: runs each task at once, in this thread."""
 
-    def submit(self, fn):
+    def submit(self, fn, *args):
         future = Future()
         try:
-            future.set_result(fn())
+            future.set_result(fn(*args))
         except BaseException as err:  # handed to the caller, as a pool would
             future.set_exception(err)
         return future
@@ -96,3 +96,46 @@ def cores_mode(request, monkeypatch):
         monkeypatch.setattr(parallel, "BLOCK_BYTES", 1)
         monkeypatch.setattr(parallel, "_pool", InlineExecutor())
         monkeypatch.setattr(parallel, "_cores", 3)
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(path)``: from then on, writes under ``path`` fail with EROFS.
+
+    Stands in for a read-only file system (root, as in CI, ignores permission
+    bits): opening a file for writing, creating one and making a directory
+    under ``path`` raise OSError(EROFS), as the kernel would.
+    """
+    import builtins
+    import errno
+    import os
+
+    roots = []
+    real_open, real_os_open, real_mkdir = builtins.open, os.open, os.mkdir
+
+    def under(path):
+        path = os.path.abspath(os.fsdecode(path))
+        return any(path == root or path.startswith(root + os.sep) for root in roots)
+
+    def refuse(path):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fsdecode(path))
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)) and set(mode) & set("wax+") and under(file):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def fake_os_open(path, flags, *args, **kwargs):
+        if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT) and under(path):
+            refuse(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def fake_mkdir(path, *args, **kwargs):
+        if under(path):
+            refuse(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(os, "open", fake_os_open)
+    monkeypatch.setattr(os, "mkdir", fake_mkdir)
+    return lambda path: roots.append(os.path.abspath(os.fspath(path)))

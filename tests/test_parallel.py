@@ -30,6 +30,20 @@ def test_split_product_equals_the_product(rng, shape, n):
     assert got.shape == (M, N) and got.dtype == np.float64
 
 
+def test_workers_run_under_the_callers_errstate():
+    """np.errstate is a context variable; the pool's tasks must see the caller's."""
+    seen, lock = [], threading.Lock()
+
+    def record(lo, hi):
+        with lock:
+            seen.append((threading.get_ident(), np.geterr()["over"]))
+
+    with parallel.using_cores(3), np.errstate(over="ignore"):
+        parallel.run_in_blocks(record, 3, 10 ** 8)
+    assert len({ident for ident, _ in seen}) > 1, "the blocks ran on one thread only"
+    assert [mode for _, mode in seen] == ["ignore"] * 3
+
+
 @pytest.mark.parametrize("n_items, nbytes", [(7, 10 ** 8), (100, 10 ** 8), (1, 10 ** 8), (50, 10)])
 def test_blocks_cover_the_range_once(n_items, nbytes):
     calls, lock = [], threading.Lock()
