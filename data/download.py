@@ -47,7 +47,7 @@ def download(urls, dest, checksum, algorithm="md5", hint="", timeout=60.0, strea
     """
     stream = sys.stderr if stream is None else stream
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    ensure_writable(dest.parent, hint)
     failures = []
     for url in urls:
         try:
@@ -59,6 +59,23 @@ def download(urls, dest, checksum, algorithm="md5", hint="", timeout=60.0, strea
             print(f"{dest.name}: {url} failed: {reason}", file=stream)
     tried = "\n".join(failures) if failures else "  (no mirrors given)"
     raise DataError(f"{dest}: could not download it from any mirror:\n{tried}\n{hint}".rstrip())
+
+
+def ensure_writable(directory, hint=""):
+    """Create ``directory`` if needed and check that a file can be written in it.
+
+    A DataError names the folder, the reason and the cache settings (and the
+    caller's ``hint``), so that no download starts that could not be kept.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise DataError(f"{directory}: cannot write there ({err.strerror or err}), so nothing "
+                        "can be downloaded into it. Point --cache-dir / IFM_CACHE_DIR at a "
+                        f"writable folder. {hint}".rstrip()) from None
 
 
 def _describe(err):

@@ -140,6 +140,9 @@ def load_mnist(mnist_dir=None, cache_dir=None, mirrors=None, md5=None):
     """
     if mnist_dir is not None:
         directory = Path(mnist_dir)
+        if directory.exists() and not directory.is_dir():
+            raise DataError(f"{directory}: is a file, not a directory. Point --mnist-dir / "
+                            "IFM_MNIST_DIR at the directory that holds the four MNIST files.")
         if not directory.is_dir():
             raise DataError(f"{directory}: MNIST directory does not exist. Point --mnist-dir / "
                             "IFM_MNIST_DIR at a directory holding the four MNIST files, or leave "

@@ -37,13 +37,16 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from .download import download, file_digest
+from .download import download, ensure_writable, file_digest
 from .errors import DataError
 
 TEXTURE_COUNT = 10
 WORKING_SIDE = 128
 MIN_SIDE = 64
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+# The only decoders Pillow may use, whatever a file's bytes claim (an EPS file
+# would otherwise be handed to Ghostscript).
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 
 DTD_ARCHIVE = "dtd-r1.0.1.tar.gz"
 DTD_URLS = [
@@ -62,20 +65,46 @@ class Textures(NamedTuple):
     provenance: dict
 
 
-def load_textures(spec, seed=0, cache_dir=None, dtd_urls=None, dtd_sha256=None):
-    """The ten textures for ``spec``: "dtd", "procedural" or a directory path (see module doc)."""
+def load_textures(spec, seed=0, cache_dir=None, dtd_urls=None, dtd_sha256=None, stream=None):
+    """The ten textures for ``spec``: "dtd", "procedural" or a directory path (see module doc).
+
+    Each provenance record carries the sha256 of its working array. Two ids
+    with identical working arrays are accepted with a warning on ``stream``
+    (stderr): their texture no longer tells the two digits apart in train.
+    """
     if spec == "procedural":
-        return procedural_textures()
-    if spec == "dtd":
+        textures = procedural_textures()
+    elif spec == "dtd":
         if cache_dir is None:
             raise ValueError("textures 'dtd' need a cache_dir")
-        return dtd_textures(cache_dir, seed, dtd_urls, dtd_sha256)
-    directory = Path(spec).expanduser()
-    if not directory.is_dir():
-        raise DataError(f"{spec}: textures must be 'dtd', 'procedural' or a directory of at least "
-                        f"{TEXTURE_COUNT} images, and this is none of them. Fix --textures / "
-                        "IFM_TEXTURES.")
-    return directory_textures(directory, seed)
+        textures = dtd_textures(cache_dir, seed, dtd_urls, dtd_sha256)
+    else:
+        directory = Path(spec).expanduser()
+        if not directory.is_dir():
+            raise DataError(f"{spec}: textures must be 'dtd', 'procedural' or a directory of at "
+                            f"least {TEXTURE_COUNT} images, and this is none of them. Fix "
+                            "--textures / IFM_TEXTURES.")
+        textures = directory_textures(directory, seed)
+    warn_identical(textures, sys.stderr if stream is None else stream)
+    return textures
+
+
+def array_sha256(array):
+    """sha256 of one working array's shape and bytes."""
+    digest = hashlib.sha256(repr(array.shape).encode())
+    digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
+def warn_identical(textures, stream):
+    first = {}
+    for record in textures.provenance["textures"]:
+        same = first.setdefault(record["sha256"], record)
+        if same is not record:
+            name = lambda r: r.get("file") or r.get("pattern")        # noqa: E731
+            print(f"textures: warning: ids {same['id']} ({name(same)}) and {record['id']} "
+                  f"({name(record)}) are identical images, so in train their texture does not "
+                  "tell those two digits apart; choose distinct textures", file=stream)
 
 
 def working_texture(image):
@@ -94,7 +123,7 @@ def working_texture(image):
 def read_image(path):
     """Decode one image file fully, or a DataError naming it."""
     try:
-        with Image.open(path) as image:
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
             image.load()
             return image.convert("RGB")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
@@ -108,7 +137,8 @@ def _from_files(paths, root, kind, categories=None, extra=None):
         image = read_image(path)
         array = working_texture(image)
         record = {"id": i, "file": str(Path(path).relative_to(root)),
-                  "size": [image.height, image.width], "working_size": list(array.shape[:2])}
+                  "size": [image.height, image.width], "working_size": list(array.shape[:2]),
+                  "sha256": array_sha256(array)}
         if categories is not None:
             record["category"] = categories[i]
         images.append(array)
@@ -185,7 +215,7 @@ def ensure_dtd(cache_dir, urls=None, sha256=None):
         hint = (f"If this machine is offline, put {DTD_ARCHIVE} in {root} (it is checked against "
                 "its sha256), or use --textures procedural or --textures <a directory of images>.")
         download(urls, archive, sha256, "sha256", hint)
-    root.mkdir(parents=True, exist_ok=True)
+    ensure_writable(root)
     staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
     try:
         extract_tar_safely(archive, staging)
@@ -207,29 +237,50 @@ def extract_tar_safely(archive, dest):
 
     Every member is checked before anything is written; the archive is refused
     (DataError) if any member has an absolute path, a '..' component, resolves
-    outside ``dest``, or is a symlink, hard link, device or fifo. Files are
-    written by this function (not tarfile.extract), with default permissions.
+    outside ``dest``, is a symlink, hard link, device or fifo, is a file named
+    like the extraction folder itself (``.``), or is a file at a path that
+    another member uses as a directory. Files are written by this function (not
+    tarfile.extract), with default permissions; a write that fails all the
+    same (a full disk) is a DataError too.
     """
     dest = Path(dest).resolve()
     fix = "Delete it and download it again; do not extract it by hand."
     try:
         with tarfile.open(archive, "r:*") as tar:
             members = tar.getmembers()
-            for member in members:
-                why = _unsafe(member, dest)
-                if why:
-                    raise DataError(f"{archive}: unsafe archive member {member.name!r} ({why}); "
-                                    f"refusing to extract the archive. {fix}")
+            for member, why in _unsafe_members(members, dest):
+                raise DataError(f"{archive}: unsafe archive member {member.name!r} ({why}); "
+                                f"refusing to extract the archive. {fix}")
             for member in members:
                 target = dest / member.name
-                if member.isdir():
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(member) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out)
+                try:
+                    if member.isdir():
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with tar.extractfile(member) as src, open(target, "wb") as out:
+                        shutil.copyfileobj(src, out)
+                except OSError as err:
+                    raise DataError(f"{archive}: cannot extract member {member.name!r} to "
+                                    f"{target} ({err.strerror or err}). Free space in, or "
+                                    "choose another, --cache-dir / IFM_CACHE_DIR.") from None
     except (tarfile.TarError, EOFError, zlib.error) as err:
         raise DataError(f"{archive}: damaged archive ({err}). {fix}") from None
+
+
+def _unsafe_members(members, dest):
+    """(member, reason) for each member that must not be extracted under ``dest``."""
+    paths = {m: PurePosixPath(m.name) for m in members}
+    directories = {p for m, p in paths.items() if m.isdir()}
+    directories |= {parent for p in paths.values() for parent in p.parents}
+    for member, path in paths.items():
+        why = _unsafe(member, dest)
+        if why is None and member.isfile() and not path.parts:
+            why = "a file named like the extraction folder itself"
+        elif why is None and member.isfile() and path in directories:
+            why = "a file where the archive also has a directory"
+        if why:
+            yield member, why
 
 
 def _unsafe(member, dest):
@@ -296,5 +347,6 @@ def procedural_textures(size=64):
     for i, (name, mask, fg, bg) in enumerate(patterns):
         colour = np.where(mask[..., None], np.array(fg, np.int16), np.array(bg, np.int16))
         images.append(np.clip(colour + speckle[..., None], 0, 255).astype(np.uint8))
-        records.append({"id": i, "pattern": name, "working_size": [size, size]})
+        records.append({"id": i, "pattern": name, "working_size": [size, size],
+                        "sha256": array_sha256(images[-1])})
     return Textures(tuple(images), {"kind": "procedural", "textures": records})

@@ -145,6 +145,25 @@ def test_offline_error_says_where_to_put_the_files(tmp_path):
     assert "IFM_MNIST_DIR" in message and "train-images-idx3-ubyte.gz" in message
 
 
+def test_a_read_only_cache_is_a_data_error_before_any_download(server, tmp_path, read_only):
+    cache = tmp_path / "cache"
+    read_only(cache)
+    with pytest.raises(DataError) as err:
+        load_mnist(None, cache, mirrors=[server.url + "/"])
+    message = str(err.value)
+    assert str(cache / "mnist") in message and "Read-only file system" in message
+    assert "--cache-dir" in message and "IFM_MNIST_DIR" in message
+    assert server.requests == []
+
+
+def test_a_read_only_cache_that_exists_is_refused_too(server, tmp_path, read_only):
+    (tmp_path / "cache" / "mnist").mkdir(parents=True)
+    read_only(tmp_path / "cache")
+    with pytest.raises(DataError, match="cannot write there"):
+        download([server.url + "/x"], tmp_path / "cache" / "mnist" / "x", "0" * 32)
+    assert server.requests == []
+
+
 def test_default_mirrors_are_public_and_pinned():
     assert len(data.mnist.MNIST_MIRRORS) >= 2
     assert all(m.startswith("https://") for m in data.mnist.MNIST_MIRRORS)

@@ -111,3 +111,9 @@ def test_missing_files_are_listed(tmp_path, arrays):
 def test_missing_directory(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_mnist(tmp_path / "nowhere")
+
+
+def test_a_file_given_as_the_directory(tmp_path):
+    (tmp_path / "mnist.gz").write_bytes(b"not a folder")
+    with pytest.raises(DataError, match="is a file, not a directory"):
+        load_mnist(tmp_path / "mnist.gz")

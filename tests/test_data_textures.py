@@ -37,8 +37,9 @@ def test_directory_ids_follow_sorted_names(tmp_path):
     textures = load_textures(str(tmp_path))
     by_name = dict(zip(names, COLOURS))
     for i, name in enumerate(sorted(names)):
-        assert textures.provenance["textures"][i] == {
-            "id": i, "file": name, "size": [70, 40], "working_size": [70, 80]}
+        record = dict(textures.provenance["textures"][i])
+        assert len(record.pop("sha256")) == 64
+        assert record == {"id": i, "file": name, "size": [70, 40], "working_size": [70, 80]}
         assert colour_of(textures.images[i]) == by_name[name]
     assert textures.provenance["kind"] == "directory"
 
@@ -57,6 +58,41 @@ def test_directory_with_an_unreadable_image(tmp_path):
     with pytest.raises(DataError) as err:
         load_textures(str(tmp_path))
     assert str(tmp_path / "3.png") in str(err.value) and "cannot read it" in str(err.value)
+
+
+def test_only_the_listed_decoders_are_tried(tmp_path, monkeypatch):
+    """An EPS file named .png must not reach Pillow's EPS plugin (it runs Ghostscript)."""
+    from PIL import EpsImagePlugin
+    opened = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open",
+                        lambda self: opened.append(self) or (_ for _ in ()).throw(SyntaxError))
+    folder = write_images(tmp_path / "t", [f"{i}.png" for i in range(9)])
+    (folder / "9.png").write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n")
+    with pytest.raises(DataError, match="9.png: cannot read it as an image"):
+        load_textures(str(folder))
+    assert opened == []
+
+
+def test_identical_textures_are_accepted_with_a_warning(tmp_path):
+    folder = write_images(tmp_path / "t", [f"{i}.png" for i in range(10)])
+    Image.new("RGB", (40, 70), COLOURS[2]).save(folder / "7.png")
+    warnings = io.StringIO()
+    textures = load_textures(str(folder), stream=warnings)
+    assert len(textures.images) == 10
+    assert "ids 2 (2.png) and 7 (7.png) are identical" in warnings.getvalue()
+    quiet = io.StringIO()
+    load_textures(str(write_images(tmp_path / "u", [f"{i}.png" for i in range(10)])),
+                  stream=quiet)
+    assert quiet.getvalue() == ""
+
+
+def test_each_texture_record_carries_its_checksum(tmp_path):
+    textures = load_textures(str(write_images(tmp_path / "t", [f"{i}.png" for i in range(10)])))
+    digests = [r["sha256"] for r in textures.provenance["textures"]]
+    assert len(set(digests)) == 10
+    assert digests[3] == hashlib.sha256(repr(textures.images[3].shape).encode()
+                                        + textures.images[3].tobytes()).hexdigest()
+    assert all(len(r["sha256"]) == 64 for r in procedural_textures().provenance["textures"])
 
 
 def test_directory_with_more_than_ten_takes_ten_with_the_seed(tmp_path):
@@ -230,6 +266,56 @@ def test_unsafe_archives_are_refused(tmp_path, member, data):
     assert not list(tmp_path.rglob("evil.txt")) and not list(tmp_path.rglob("link"))
     assert not Path("/tmp/ifm-test-evil-absolute.txt").exists()
     assert not (cache / "dtd" / "dtd").exists()
+
+
+def small_tar(path, members):
+    """A tar.gz of (name, bytes) files and (name, None) directories, in the order given."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members:
+            if data is None:
+                info = tarfile.TarInfo(name)
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                add_file(tar, name, data)
+    return path
+
+
+@pytest.mark.parametrize("members, why", [
+    ([("dtd/a", b"file"), ("dtd/a/b", b"below a file")], "also has a directory"),
+    ([("dtd/a/b", b"x"), ("dtd/a", b"file over a directory")], "also has a directory"),
+    ([("dtd", None), ("dtd", b"file over a directory")], "also has a directory"),
+    ([(".", b"a file named like the folder")], "extraction folder itself"),
+], ids=["file-then-below", "below-then-file", "dir-then-file", "dot"])
+def test_colliding_members_are_refused_before_anything_is_written(tmp_path, members, why):
+    archive = small_tar(tmp_path / "collide.tar.gz", members)
+    with pytest.raises(DataError, match=why) as err:
+        extract_tar_safely(archive, tmp_path / "out")
+    assert str(archive) in str(err.value)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_a_dot_directory_member_is_fine(tmp_path):
+    archive = small_tar(tmp_path / "dot.tar.gz", [(".", None), ("./dtd", None),
+                                                   ("./dtd/x.txt", b"x")])
+    extract_tar_safely(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "dtd" / "x.txt").read_bytes() == b"x"
+
+
+def test_a_failing_write_during_extraction_is_a_data_error(tmp_path, read_only):
+    archive = small_tar(tmp_path / "ok.tar.gz", [("dtd/x.txt", b"x")])
+    read_only(tmp_path / "out")
+    with pytest.raises(DataError, match="cannot extract member 'dtd/x.txt'"):
+        extract_tar_safely(archive, tmp_path / "out")
+
+
+def test_dtd_into_a_read_only_cache_is_a_data_error(tmp_path, read_only):
+    archive, sha = make_archive(tmp_path / "dtd-r1.0.1.tar.gz")
+    read_only(tmp_path / "cache")
+    with pytest.raises(DataError, match="cannot write there") as err:
+        load_textures("dtd", cache_dir=tmp_path / "cache", dtd_urls=[archive.as_uri()],
+                      dtd_sha256=sha)
+    assert "--cache-dir" in str(err.value)
 
 
 def test_extract_tar_safely_writes_only_under_dest(tmp_path):
