@@ -22,7 +22,7 @@ import numpy as np
 
 import nn
 from nn.allocator import retain_freed_memory
-from nn.backend import xp_for
+from nn.backend import gpu_unavailable_reason, xp_for
 from nn.openblas import core_name
 from nn.parallel import cores, use_cores
 from nn.module import Container
@@ -133,6 +133,8 @@ def main(argv=None):
                    help="'retain' (as train.py does): keep freed memory in the heap, see "
                         "nn/allocator.py; 'default': glibc's own policy")
     args = p.parse_args(argv)
+    if args.device == "gpu" and gpu_unavailable_reason():
+        p.error(f"--device gpu: {gpu_unavailable_reason()}")
     if args.device == "cpu":
         use_cores(args.cores)
     if args.malloc == "retain":

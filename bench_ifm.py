@@ -21,7 +21,7 @@ from experiment.settings import positive_int
 from ifm import IFMBlock
 from ifm.sampling import count_rows
 from nn.allocator import retain_freed_memory
-from nn.backend import xp_for
+from nn.backend import gpu_unavailable_reason, xp_for
 from nn.parallel import use_cores
 
 SHAPES = {1: (32, 32), 2: (64, 16), 3: (128, 8), 4: (128, 4)}     # layer: (channels, side)
@@ -42,7 +42,10 @@ def parse(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cores", type=positive_int, default=None,
                    help="cpu: threads the NumPy work is split over (default: all; nn/parallel.py)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.device == "gpu" and gpu_unavailable_reason():
+        p.error(f"--device gpu: {gpu_unavailable_reason()}")
+    return args
 
 
 def feature_map(rng, xp, N, layer):

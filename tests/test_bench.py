@@ -29,3 +29,18 @@ def test_bad_core_count_is_a_usage_error(capsys):
         bench.main(["--cores", "0"])
     assert exc.value.code == 2
     assert "--cores" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", ["bench", "bench_ifm"])
+def test_gpu_without_a_gpu_is_a_usage_error(module, capsys):
+    import importlib
+
+    from nn import backend
+    if backend.gpu_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(SystemExit) as exc:
+        importlib.import_module(module).main(["--device", "gpu"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "--device gpu" in err and ("CuPy" in err or "CUDA" in err)
+    assert "Traceback" not in err
