@@ -1,6 +1,12 @@
-"""train.py's driver: set up or resume a run folder, train, select, report."""
+"""train.py's driver: check the command and the run folder, train, select, report.
+
+Nothing is written into the run folder until the flags, the data and, on
+--resume, the saved config and checkpoint have all been checked, so a refused
+command leaves the folder as it was. A run folder holding config.json but no
+checkpoint (stopped before its first save) resumes from the beginning with
+its saved settings.
+"""
 import os
-import platform
 import signal
 import sys
 import time
@@ -8,11 +14,12 @@ import time
 import numpy as np
 
 from nn.allocator import retain_freed_memory
-from nn.parallel import cores, use_cores
+from nn.parallel import use_cores
 
 from . import report as table3
 from .progress import EpochProgress, format_seconds
-from .runfolder import RunFolder
+from .provenance import data_changes, software_versions
+from .runfolder import CHECKPOINT, CONFIG, RunFolder, RunFolderError
 from .settings import EXPERIMENT_KEYS, OLD_RUN_DEFAULTS, parse
 from .trainer import EpochAccumulator, NonFiniteLoss, Trainer
 
@@ -25,6 +32,10 @@ def method_of(cfg):
     return "ifm" if cfg["ifm"] else "baseline"
 
 
+def plural(n, noun):
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def settings_from_args(args):
     cfg = {k: getattr(args, k) for k in EXPERIMENT_KEYS}
     cfg["pairs"] = [list(p) for p in cfg["pairs"]]
@@ -32,23 +43,60 @@ def settings_from_args(args):
     return cfg
 
 
+def flag(key):
+    return "--" + key.replace("_", "-")
+
+
+def new_run_settings(folder, args):
+    """Settings of a new run; the folder must hold no run unless --restart clears it."""
+    if folder.holds_run() and not args.restart:
+        early = (" (stopped before its first checkpoint)"
+                 if not folder.exists(CHECKPOINT) else "")
+        raise UsageError(f"--out {folder.path} already holds a run{early}; pass --resume to "
+                         "continue it, --restart to clear it and start a new run there with "
+                         "these flags, or choose another --out")
+    return settings_from_args(args)
+
+
 def resume_settings(folder, args):
-    """Settings of the run in ``folder``; typed flags must agree with them."""
-    if not (folder.exists("config.json") and folder.exists("checkpoint.npz")):
-        raise UsageError(f"--resume: {folder.path} holds no run to resume (config.json and "
-                         "checkpoint.npz are needed); drop --resume to start a new run there")
+    """(settings, saved config, checkpoint or None) of the run in ``folder``.
+
+    The flags typed with --resume must agree with the run; --epochs may add
+    epochs. Device and CPU cores change float rounding, so they stay the run's.
+    """
+    if not folder.exists(CONFIG):
+        raise UsageError(f"--resume: {folder.path} holds no run to resume (no config.json); "
+                         "drop --resume to start a new run there")
     saved = folder.load_config()
     cfg = {**OLD_RUN_DEFAULTS, **saved["settings"]}
-    given = settings_from_args(args)
-    clashes = [k for k in EXPERIMENT_KEYS if k in args.explicit and given[k] != cfg[k]]
+    given = {**settings_from_args(args), "device": args.device, "cpu_cores": args.cpu_cores}
+    run = {**cfg, "device": saved.get("device"), "cpu_cores": saved.get("cpu_cores")}
+    clashes = [k for k in (*EXPERIMENT_KEYS, "device", "cpu_cores")
+               if k in args.explicit and run[k] is not None and given[k] != run[k]]
     if clashes:
-        detail = ", ".join(f"--{k.replace('_', '-')} {given[k]!r} (run has {cfg[k]!r})"
-                           for k in clashes)
+        detail = ", ".join(f"{flag(k)} {given[k]!r} (the run has {run[k]!r})" for k in clashes)
         raise UsageError(f"--resume: the run in {folder.path} was made with other settings: "
-                         f"{detail}; only --epochs and --device may change on resume")
+                         f"{detail}; a resume continues the same computation, so only --epochs "
+                         "(to add epochs), --quiet and --cache-dir may be given anew. Drop "
+                         "those flags, or start a new run with another --out")
     if "epochs" in args.explicit:
+        if args.epochs < cfg["epochs"]:
+            raise UsageError(f"--resume --epochs {args.epochs}: the run in {folder.path} is set "
+                             f"to {plural(cfg['epochs'], 'epoch')}; a resume may add epochs, "
+                             "not remove them (its best checkpoints are already saved)")
         cfg["epochs"] = args.epochs
-    return cfg, saved
+    try:
+        checkpoint = folder.load_checkpoint() if folder.exists(CHECKPOINT) else None
+    except RunFolderError as err:
+        raise UsageError(f"--resume: {err}; the run cannot continue from it. Start it over "
+                         f"with: {restart_command(saved)}")
+    return cfg, saved, checkpoint
+
+
+def restart_command(saved):
+    """The run's own command with --restart: it clears the folder and starts the run anew."""
+    words = saved.get("command", "python train.py --out DIR FLAGS").split()
+    return " ".join(words + ([] if "--restart" in words else ["--restart"]))
 
 
 def load_dataset(cfg, cache_dir):
@@ -60,14 +108,24 @@ def load_dataset(cfg, cache_dir):
         raise UsageError(str(err))
 
 
-def software_versions():
-    versions = {"python": platform.python_version(), "numpy": np.__version__}
+def check_same_data(folder, saved, dataset, allowed):
+    """The data changes since the run started ([] if none); refused unless ``allowed``."""
+    changes = data_changes(saved["data"], dataset.provenance)
+    if changes and not allowed:
+        raise UsageError(f"--resume: the data differ from those the run in {folder.path} was "
+                         f"trained on: {'; '.join(changes)}. Restore them (config.json's "
+                         "\"data\" record names every file and checksum), or pass "
+                         "--allow-data-change to continue on the new data (recorded in "
+                         "config.json)")
+    return changes
+
+
+def check_device(device):
+    from nn.backend import xp_for
     try:
-        import cupy
-        versions["cupy"] = cupy.__version__
-    except Exception:
-        pass
-    return versions
+        xp_for(device)
+    except RuntimeError as err:
+        raise UsageError(f"--device gpu: {err}")
 
 
 class InterruptFlag:
@@ -184,10 +242,10 @@ def final_report(trainer, folder, cfg, progress_state):
                        "test_digit_acc": test_digit, "test_texture_acc": test_texture}
     report = {"method": method_of(cfg), "rows": rows}
     markdown = (f"# Table 3 for this run ({method_of(cfg)}, seed {cfg['seed']}, "
-                f"{progress_state['epoch_done']} epochs, device {trainer.device})\n\n"
+                f"{plural(progress_state['epoch_done'], 'epoch')}, device {trainer.device})\n\n"
                 "Accuracies in %. Test accuracy of the checkpoint with the best validation digit "
                 "accuracy (`_digit`) and with the best validation texture accuracy (`_texture`). "
-                "The paper's baseline rows are approximate (its text: about 12% / 95%).\n\n"
+                f"{table3.paper_note()}\n\n"
                 + table3.run_table_markdown(report))
     folder.save_report(report, markdown)
     return report, markdown
@@ -195,65 +253,68 @@ def final_report(trainer, folder, cfg, progress_state):
 
 def main(argv=None):
     args = parse(argv)
-    if args.device == "cpu":       # speed only: see nn/allocator.py and nn/parallel.py
-        retain_freed_memory()
-        use_cores(args.cpu_cores)
+    retain_freed_memory()      # CPU speed only, see nn/allocator.py
     try:
         return run(args)
-    except UsageError as err:
+    except (UsageError, RunFolderError) as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before training began: nothing was written
+        print("\ntrain.py: interrupted before training began; the run folder was not "
+              "changed", file=sys.stderr)
+        return 130
 
 
 def run(args):
-    try:
-        from nn.backend import xp_for
-        xp_for(args.device)
-    except RuntimeError as err:
-        raise UsageError(f"--device gpu: {err}")
     method = "ifm" if args.ifm else "baseline"
     folder = RunFolder(args.out or os.path.join("runs", f"{method}-seed{args.seed}"))
     if args.resume:
-        cfg, saved = resume_settings(folder, args)
+        cfg, saved, checkpoint = resume_settings(folder, args)
+        device, cpu_cores = saved["device"], saved.get("cpu_cores")
     else:
-        if folder.exists("config.json") or folder.exists("checkpoint.npz"):
-            raise UsageError(f"--out {folder.path} already holds a run; pass --resume to "
-                             "continue it, or choose another --out")
-        cfg, saved = settings_from_args(args), None
+        cfg, saved, checkpoint = new_run_settings(folder, args), None, None
+        device, cpu_cores = args.device, args.cpu_cores
+    check_device(device)
+    cpu_cores = use_cores(cpu_cores) if device == "cpu" else None
     dataset = load_dataset(cfg, args.cache_dir)
-    folder.create()
-    cpu_cores = cores() if args.device == "cpu" else None
-    if saved is None:
-        config = {"settings": cfg, "method": method_of(cfg), "device": args.device,
-                  "cpu_cores": cpu_cores,
-                  "data": dataset.provenance, "software": software_versions(),
-                  "command": "python train.py " + " ".join(sys.argv[1:]),
-                  "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    else:
-        config = saved
-        config["settings"] = cfg
-        config.setdefault("resumed", []).append({"at": time.strftime("%Y-%m-%d %H:%M:%S"),
-                                                 "device": args.device,
-                                                 "cpu_cores": cpu_cores})
-    folder.save_config(config)
+    changes = check_same_data(folder, saved, dataset, args.allow_data_change) if saved else []
+    trainer = Trainer(cfg, dataset, device)
+    progress_state = {"epoch_done": 0, "partial": None, "best": {}, "wall_seconds": 0.0}
+    if checkpoint is not None:
+        arrays, progress_state = checkpoint
+        try:
+            trainer.load_checkpoint_arrays(arrays)
+        except ValueError as err:
+            raise UsageError(f"--resume: {folder.file(CHECKPOINT)} does not fit the run's "
+                             f"model ({err})")
 
-    trainer = Trainer(cfg, dataset, args.device)
-    if args.resume:
-        arrays, progress_state = folder.load_checkpoint()
-        trainer.load_checkpoint_arrays(arrays)
-    else:
-        progress_state = {"epoch_done": 0, "partial": None, "best": {}, "wall_seconds": 0.0}
+    # Everything is checked: only now is the run folder written.
+    if args.restart:
+        folder.clear()
+    folder.create()
+    folder.save_config(record(args, cfg, saved, dataset, device, cpu_cores, checkpoint, changes))
     on = f" ({cpu_cores} cores)" if cpu_cores else ""
+    start = "" if saved is None or checkpoint else " (no checkpoint yet: from the beginning)"
     print(f"run folder {folder.path}: {method_of(cfg)}, seed {cfg['seed']}, device "
-          f"{args.device}{on}, {trainer.train_data.n} training images, "
-          f"{trainer.steps_per_epoch()} steps per epoch", file=sys.stderr)
+          f"{device}{on}, {trainer.train_data.n} training images, "
+          f"{trainer.steps_per_epoch()} steps per epoch{start}", file=sys.stderr)
+    # Overflow in a diverging run is caught by the NaN guard, which names the step;
+    # NumPy's warnings would only print first, without saying where.
     try:
-        with InterruptFlag() as interrupt:
+        with InterruptFlag() as interrupt, np.errstate(over="ignore", invalid="ignore"):
             status = train(trainer, folder, cfg, progress_state, args.quiet, interrupt,
                            log=lambda m: print(m, file=sys.stderr))
     except NonFiniteLoss as err:
-        print(f"train.py: {err}", file=sys.stderr)
+        kept = ("The run's last checkpoint before it is kept" if folder.exists(CHECKPOINT) else
+                "It stopped before its first checkpoint, so none was written")
+        print(f"train.py: {err}; the run stopped. {kept}. Try a smaller --lr or --lam, or "
+              f"another --estimator, in a new run (--restart, or another --out)",
+              file=sys.stderr)
         return 3
+    except KeyboardInterrupt:
+        print(f"\ntrain.py: stopped at once by a second interrupt. {resume_hint(folder)}",
+              file=sys.stderr)
+        return 130
     if status == "interrupted":
         return 130
     report, markdown = final_report(trainer, folder, cfg, progress_state)
@@ -261,3 +322,31 @@ def run(args):
     print(f"wall time {format_seconds(progress_state['wall_seconds'])}; "
           f"results in {folder.path}", file=sys.stderr)
     return 0
+
+
+def record(args, cfg, saved, dataset, device, cpu_cores, checkpoint, changes):
+    """config.json: a new run's full record, or the saved one with this resume appended."""
+    now = time.strftime("%Y-%m-%d %H:%M:%S")
+    if saved is None:
+        return {"settings": cfg, "method": method_of(cfg), "device": device,
+                "cpu_cores": cpu_cores, "data": dataset.provenance,
+                "software": software_versions(device),
+                "command": " ".join(["python train.py", *args.argv]), "started": now}
+    config = {**saved, "settings": cfg}
+    entry = {"at": now, "device": device, "cpu_cores": cpu_cores,
+             "from": "checkpoint" if checkpoint else "the beginning (no checkpoint)",
+             "software": software_versions(device)}
+    if changes:
+        entry["data_changed"] = changes
+        entry["data_before"] = saved["data"]
+        config["data"] = dataset.provenance
+    config["resumed"] = [*saved.get("resumed", []), entry]
+    return config
+
+
+def resume_hint(folder):
+    if folder.exists(CHECKPOINT):
+        return (f"The last checkpoint is intact; continue with: python train.py --out "
+                f"{folder.path} --resume")
+    return ("It stopped before its first checkpoint; start it again from the beginning, with "
+            f"its saved settings, with: python train.py --out {folder.path} --resume")

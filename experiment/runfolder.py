@@ -10,28 +10,33 @@
 
 Checkpoints are .npz files of plain arrays; the progress record is a JSON
 string stored as a 0-d unicode array, so nothing is ever unpickled.
+
+Every failure to write or read one of these files is a RunFolderError naming
+the file, the reason and what to do; train.py prints it as a one-line error.
 """
 import csv
+import glob
 import io
 import json
 import os
+import zipfile
 
 import numpy as np
 
-from nn.serialization import load_npz, save_npz_atomic
+from nn.serialization import load_npz, save_npz_atomic, write_atomic
 
 CONFIG, HISTORY, CHECKPOINT = "config.json", "history.csv", "checkpoint.npz"
 BEST = {"best_digit": "best_digit.npz", "best_texture": "best_texture.npz"}
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
+RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, *BEST.values(), REPORT_JSON, REPORT_MD)
+
+
+class RunFolderError(Exception):
+    """A run-folder file that cannot be written or read; the message says what to do."""
 
 
 def write_text_atomic(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, lambda f: f.write(text), mode="w")
 
 
 def write_json(path, obj):
@@ -41,6 +46,14 @@ def write_json(path, obj):
 def read_json(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
+
+
+def unreadable_npz(path, err):
+    """Why an .npz cannot be used, in words (never inviting allow_pickle=True)."""
+    if isinstance(err, ValueError) and "pickle" in str(err):
+        return (f"{path} holds pickled (object) arrays, which are never loaded because "
+                "unpickling can run code")
+    return f"{path} is damaged or not a checkpoint ({type(err).__name__}: {err})"
 
 
 class RunFolder:
@@ -53,26 +66,60 @@ class RunFolder:
     def exists(self, name):
         return os.path.exists(self.file(name))
 
+    def holds_run(self):
+        return any(self.exists(name) for name in (CONFIG, CHECKPOINT))
+
     def create(self):
-        os.makedirs(self.path, exist_ok=True)
+        self._writing(self.path, lambda: os.makedirs(self.path, exist_ok=True))
+
+    def clear(self):
+        """Delete the run files (and leftover temporary files); nothing else in the folder."""
+        names = [self.file(n) for n in RUN_FILES if self.exists(n)]
+        names += glob.glob(os.path.join(glob.escape(self.path), "*.tmp-*"))
+        for name in names:
+            self._writing(name, lambda name=name: os.unlink(name))
+
+    def _writing(self, path, write):
+        try:
+            return write()
+        except OSError as err:
+            raise RunFolderError(f"{path}: cannot write it ({err.strerror or err}); choose an "
+                                 "--out folder on a writable file system with free space, "
+                                 "or fix its permissions") from None
 
     # config -----------------------------------------------------------------
     def save_config(self, config):
-        write_json(self.file(CONFIG), config)
+        self._writing(self.file(CONFIG), lambda: write_json(self.file(CONFIG), config))
 
     def load_config(self):
-        return read_json(self.file(CONFIG))
+        try:
+            config = read_json(self.file(CONFIG))
+            if not isinstance(config.get("settings"), dict):
+                raise ValueError("it has no settings record")
+            return config
+        except (OSError, ValueError, AttributeError) as err:
+            raise RunFolderError(f"{self.file(CONFIG)}: cannot read it as a run's config "
+                                 f"({type(err).__name__}: {err}); start a new run there with "
+                                 "--restart and the run's flags, or choose another --out") from None
 
     # checkpoint -------------------------------------------------------------
     def save_checkpoint(self, arrays, progress):
         """arrays: flat dict name -> array; progress: JSON-serialisable dict."""
         payload = dict(arrays)
         payload["progress_json"] = np.array(json.dumps(progress))
-        save_npz_atomic(self.file(CHECKPOINT), payload)
+        self._writing(self.file(CHECKPOINT),
+                      lambda: save_npz_atomic(self.file(CHECKPOINT), payload))
 
     def load_checkpoint(self):
-        arrays = load_npz(self.file(CHECKPOINT))
-        progress = json.loads(str(arrays.pop("progress_json")))
+        """(arrays, progress) of checkpoint.npz, or a RunFolderError saying why not."""
+        path = self.file(CHECKPOINT)
+        try:
+            arrays = load_npz(path)
+            progress = json.loads(str(arrays.pop("progress_json")))
+            if not {"epoch_done", "best"} <= set(progress):
+                raise ValueError("its progress record lacks epoch_done or best")
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            raise RunFolderError(unreadable_npz(path, err)) from None
         return arrays, progress
 
     # history ----------------------------------------------------------------
@@ -88,15 +135,22 @@ class RunFolder:
         writer.writeheader()
         for row in rows:
             writer.writerow({k: row.get(k, "") for k in columns})
-        write_text_atomic(self.file(HISTORY), buf.getvalue())
+        self._writing(self.file(HISTORY),
+                      lambda: write_text_atomic(self.file(HISTORY), buf.getvalue()))
 
     # best models and report -------------------------------------------------
     def save_best(self, which, state):
-        save_npz_atomic(self.file(BEST[which]), state)
+        path = self.file(BEST[which])
+        self._writing(path, lambda: save_npz_atomic(path, state))
 
     def load_best(self, which):
-        return load_npz(self.file(BEST[which]))
+        path = self.file(BEST[which])
+        try:
+            return load_npz(path)
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+            raise RunFolderError(unreadable_npz(path, err)) from None
 
     def save_report(self, report, markdown):
-        write_json(self.file(REPORT_JSON), report)
-        write_text_atomic(self.file(REPORT_MD), markdown)
+        self._writing(self.file(REPORT_JSON), lambda: write_json(self.file(REPORT_JSON), report))
+        self._writing(self.file(REPORT_MD),
+                      lambda: write_text_atomic(self.file(REPORT_MD), markdown))

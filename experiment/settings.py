@@ -30,6 +30,7 @@ def number_type(convert, accept, description):
 
 
 positive_int = number_type(int, lambda v: v >= 1, "a positive integer")
+non_negative_int = number_type(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = number_type(float, lambda v: v > 0, "a positive number")
 non_negative_float = number_type(float, lambda v: v >= 0, "a number >= 0")
 
@@ -73,17 +74,27 @@ def build_parser():
                    help="cpu: NumPy; gpu: CuPy on the current CUDA device (default: cpu)")
     g.add_argument("--out", default=None,
                    help="run folder (default: runs/<baseline|ifm>-seed<seed>)")
-    g.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its last checkpoint; settings come from "
-                        "its config.json (only --epochs and --device may change)")
+    start = g.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true",
+                       help="continue the run in --out from its last checkpoint (from its start "
+                            "if it stopped before its first one); settings, device and CPU "
+                            "cores come from its config.json, and only --epochs (more, not "
+                            "fewer), --quiet and --cache-dir may be given anew")
+    start.add_argument("--restart", action="store_true",
+                       help="clear the run files in --out (config, checkpoint, history, best "
+                            "models, report) and start a new run there with these flags")
+    g.add_argument("--allow-data-change", action="store_true",
+                   help="with --resume: continue even though the data differ from those the "
+                        "run started on (the change is recorded in config.json)")
     g.add_argument("--epochs", type=positive_int, default=10, help="training epochs (default: 10)")
-    g.add_argument("--seed", type=int, default=0,
+    g.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of weight init, shuffling and IFM sampling (default: 0)")
     g.add_argument("--quiet", action="store_true", help="no progress line")
     g.add_argument("--cpu-cores", type=positive_int, default=None,
                    help="with --device cpu: threads the NumPy work is split over (default: all "
                         "cores this process may use; 1: one thread plus OpenBLAS's own, as "
-                        "plain NumPy). Speed only, see nn/parallel.py")
+                        "plain NumPy). Changes float rounding too, so a resume keeps the run's "
+                        "count; see nn/parallel.py")
 
     g = p.add_argument_group("data")
     g.add_argument("--mnist-dir", default=None,
@@ -93,8 +104,9 @@ def build_parser():
                    help="'dtd', 'procedural' or a directory of >= 10 images "
                         "(default: $IFM_TEXTURES, else 'dtd')")
     g.add_argument("--cache-dir", default=None,
-                   help="cache for downloads and built data (default: $IFM_CACHE_DIR or ~/.cache/ifm)")
-    g.add_argument("--data-seed", type=int, default=0,
+                   help="cache for downloads and built data (default: $IFM_CACHE_DIR, else "
+                        "$XDG_CACHE_HOME/ifm, else ~/.cache/ifm)")
+    g.add_argument("--data-seed", type=non_negative_int, default=0,
                    help="seed of the dataset build: split, texture choice and crops (default: 0); "
                         "kept apart from --seed so that seeds compare models on the same data")
     g.add_argument("--limit-train", type=positive_int, default=None,
@@ -116,7 +128,8 @@ def build_parser():
     g.add_argument("--ifm", action="store_true",
                    help="add the IFM regularizer: L = L_clf - lambda * sum_l F_l")
     g.add_argument("--lam", type=non_negative_float, default=30.0,
-                   help="IFM weight lambda (default: 30; see README 'Defaults')")
+                   help="IFM weight lambda (default: 30, chosen on validation digit accuracy; "
+                        "the paper's Eq. 5 has no weight, i.e. lambda 1; see README 'Defaults')")
     g.add_argument("--samples", type=samples_arg, default=64,
                    help="K locations per image for joint pairs (and as many marginal pairs), "
                         "an integer or 'all' (default: 64)")
@@ -140,8 +153,10 @@ EXPERIMENT_KEYS = ("seed", "textures", "mnist_dir", "data_seed", "limit_train", 
                    "samples", "estimator", "marginal", "upsample", "pairs", "pair_features")
 # Values for settings that runs made before the setting existed did not save.
 OLD_RUN_DEFAULTS = {"pair_features": "pre-pool"}
-# Settings a resumed run may change.
-RESUMABLE_KEYS = ("epochs", "device", "quiet", "cache_dir")
+# Flags a resumed run may be given anew; --epochs only to add epochs. Everything
+# else, --device and --cpu-cores included (they change float rounding), comes
+# from the run's config.json.
+RESUMABLE_KEYS = ("epochs", "quiet", "cache_dir", "allow_data_change")
 
 
 def explicit_flags(parser, argv):
@@ -164,7 +179,10 @@ def explicit_flags(parser, argv):
 def parse(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.explicit = explicit_flags(parser, sys.argv[1:] if argv is None else argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.explicit = explicit_flags(parser, args.argv)
+    if args.allow_data_change and not args.resume:
+        parser.error("--allow-data-change only makes sense with --resume")
     if not args.ifm:
         given = sorted(k for k in ("lam", "samples", "estimator", "marginal", "upsample", "pairs",
                                    "pair_features") if k in args.explicit)

@@ -28,7 +28,11 @@ NO_STEP = 2 ** 62       # "no non-finite loss yet" in EpochAccumulator.first_bad
 
 
 class NonFiniteLoss(RuntimeError):
-    pass
+    """The loss became NaN or inf at ``epoch``, ``step`` (1-based)."""
+
+    def __init__(self, epoch, step):
+        super().__init__(f"the loss became NaN or inf at epoch {epoch}, step {step}")
+        self.epoch, self.step = epoch, step
 
 
 class DeviceSplit:
@@ -198,9 +202,7 @@ class EpochAccumulator:
     def check_finite(self, epoch):
         bad = int(self.first_bad_step)
         if bad != NO_STEP:
-            raise NonFiniteLoss(f"the loss became NaN or inf at epoch {epoch}, step {bad + 1}; "
-                                "the run stopped and the last good checkpoint is kept "
-                                "(try a smaller --lr or --lam, or another --estimator)")
+            raise NonFiniteLoss(epoch, bad + 1)
 
     def mean_loss(self):
         return float(self.loss) / max(self.seen, 1)

@@ -233,7 +233,7 @@ def test_accumulator_names_the_first_non_finite_step():
     acc = EpochAccumulator(np, 1)
     for step, total in enumerate([1.0, 2.0, np.nan, np.inf, 3.0]):
         acc.add(step, 4, np.float32(0.5), np.int64(3), [np.float64(-0.1)], np.float32(total))
-    with pytest.raises(NonFiniteLoss, match="epoch 7, step 3;"):
+    with pytest.raises(NonFiniteLoss, match="epoch 7, step 3$"):
         acc.check_finite(7)
     clean = EpochAccumulator(np, 0)
     clean.add(0, 4, np.float32(0.5), np.int64(3), [], np.float32(1.0))

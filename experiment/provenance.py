@@ -1,0 +1,75 @@
+"""What a run records about the machine and the data, and how two data records differ.
+
+    software_versions(device)   Python, NumPy (and CuPy) versions; on the GPU also
+                                the device model and the CUDA runtime and driver
+    data_changes(old, new)      what differs between two dataset provenance records
+                                (data.load_shifted_mnist's ``provenance``), in words
+"""
+import platform
+
+import numpy as np
+
+
+def software_versions(device):
+    versions = {"python": platform.python_version(), "numpy": np.__version__}
+    if device == "gpu":
+        import cupy
+        versions.update(gpu_record(cupy))
+    return versions
+
+
+def gpu_record(cupy):
+    """The CuPy version, the current device's model and the CUDA runtime and driver versions."""
+    runtime = cupy.cuda.runtime
+    name = runtime.getDeviceProperties(cupy.cuda.Device().id)["name"]
+    return {"cupy": cupy.__version__,
+            "gpu": name.decode() if isinstance(name, bytes) else str(name),
+            "cuda_runtime": cuda_version(runtime.runtimeGetVersion()),
+            "cuda_driver": cuda_version(runtime.driverGetVersion())}
+
+
+def cuda_version(number):
+    """CUDA's integer version 1000 * major + 10 * minor as "major.minor" (12040 -> "12.4")."""
+    return f"{number // 1000}.{number % 1000 // 10}"
+
+
+def data_changes(old, new):
+    """Sentences naming what differs between two dataset provenance records ([] when none).
+
+    The cache key hashes everything the arrays depend on, so equal keys mean
+    equal data; otherwise the builder version, each MNIST file's md5 and each
+    texture's sha256 are compared to say which input changed.
+    """
+    if old.get("cache_key") == new.get("cache_key"):
+        return []
+    changes = []
+    if old.get("builder_version") != new.get("builder_version"):
+        changes.append(f"the dataset builder version ({old.get('builder_version')} -> "
+                       f"{new.get('builder_version')})")
+    old_files = old.get("mnist", {}).get("files", {})
+    for field, record in new.get("mnist", {}).get("files", {}).items():
+        before = old_files.get(field, {})
+        if before.get("md5") != record.get("md5"):
+            changes.append(f"MNIST {field} ({before.get('file')} md5 {before.get('md5')} -> "
+                           f"{record.get('file')} md5 {record.get('md5')})")
+    changes += texture_changes(old.get("textures", {}), new.get("textures", {}))
+    return changes or ["the dataset's cache key (the data differ in a way not itemized)"]
+
+
+def texture_changes(old, new):
+    if old.get("kind") != new.get("kind"):
+        return [f"the texture source ({old.get('kind')} -> {new.get('kind')})"]
+    if old.get("sha256") == new.get("sha256"):
+        return []
+    before = {t.get("id"): t for t in old.get("textures", [])}
+    changes = []
+    for texture in new.get("textures", []):
+        previous = before.get(texture.get("id"), {})
+        if "sha256" in previous and previous["sha256"] != texture.get("sha256"):
+            changes.append(f"texture {texture['id']} ({name_of(previous)} -> "
+                           f"{name_of(texture)}: other pixels)")
+    return changes or ["the ten textures (their combined sha256 differs)"]
+
+
+def name_of(texture):
+    return texture.get("file") or texture.get("pattern") or f"id {texture.get('id')}"

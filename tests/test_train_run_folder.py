@@ -1,0 +1,320 @@
+"""train.py's run folder under failure: refused commands change nothing, no dead ends.
+
+Every case ends in a one-line error with exit code 2 (or 3 for a NaN stop, 130
+for an interrupt), never a traceback, and leaves a folder from which one
+command named in the message goes on. The data are a small synthetic MNIST
+and a folder of ten textures, so these tests need no downloads.
+"""
+import json
+import os
+import signal
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from experiment import run as run_module
+from experiment.run import main
+from fixtures_data import synthetic_mnist, write_mnist_dir
+
+QUICK = ["--limit-train", "128", "--limit-eval", "100", "--batch-size", "64", "--quiet"]
+COLOURS = [(25 * i, 255 - 20 * i, (77 * i) % 256) for i in range(11)]
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sources")
+    mnist = write_mnist_dir(root / "mnist", synthetic_mnist(n_train=500, n_test=200))
+    return mnist, root
+
+
+@pytest.fixture
+def textures(tmp_path):
+    """A texture folder of its own for each test (some tests change a texture)."""
+    folder = tmp_path / "textures"
+    folder.mkdir()
+    for i in range(10):
+        Image.new("RGB", (48, 40), COLOURS[i]).save(folder / f"{i}.png")
+    return folder
+
+
+@pytest.fixture
+def train(sources, textures, tmp_path):
+    mnist, _ = sources
+    cache = str(tmp_path / "cache")
+
+    def run(out, *extra):
+        return main(["--out", str(out), "--cache-dir", cache, "--mnist-dir", str(mnist),
+                     "--textures", str(textures)] + QUICK + list(extra))
+
+    def resume(out, *extra):
+        return main(["--out", str(out), "--resume", "--cache-dir", cache, "--quiet", *extra])
+
+    run.resume = resume
+    return run
+
+
+def read_state(path):
+    with np.load(path, allow_pickle=False) as f:
+        return {k: f[k] for k in f.files if k != "progress_json"}
+
+
+def assert_same_state(a, b):
+    a, b = read_state(a), read_state(b)
+    assert set(a) == set(b)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+class Killed(Exception):
+    """Stands in for kill -9: the run ends at once, no handler of train.py runs."""
+
+
+def kill_at(monkeypatch, at_epoch, at_step):
+    original = run_module.Trainer.train_step
+
+    def step(self, index, epoch, step):
+        if (epoch, step) == (at_epoch, at_step):
+            raise Killed
+        return original(self, index, epoch, step)
+
+    monkeypatch.setattr(run_module.Trainer, "train_step", step)
+    return lambda: monkeypatch.setattr(run_module.Trainer, "train_step", original)
+
+
+def one_line_error(capsys, code_words):
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("train.py:")]
+    assert len(lines) == 1, err
+    for words in code_words:
+        assert words in lines[0], lines[0]
+    return lines[0]
+
+
+# --- flags ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, words", [
+    (["--seed", "-1"], "--seed"),
+    (["--data-seed", "-1"], "--data-seed"),
+    (["--resume", "--restart"], "not allowed with"),
+    (["--allow-data-change"], "only makes sense with --resume"),
+])
+def test_bad_flags_are_refused_before_the_folder_is_made(tmp_path, argv, words, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--out", str(tmp_path / "r")] + argv)
+    assert exc.value.code == 2
+    assert words in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_help_names_every_cache_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "$IFM_CACHE_DIR, else $XDG_CACHE_HOME/ifm, else ~/.cache/ifm" in help_text
+
+
+# --- dead-end folders -------------------------------------------------------------------------
+
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_beginning(
+        tmp_path, train, monkeypatch, capsys):
+    assert train(tmp_path / "straight", "--epochs", "2") == 0
+    restore = kill_at(monkeypatch, 1, 1)
+    with pytest.raises(Killed):
+        train(tmp_path / "cut", "--epochs", "2")
+    restore()
+    assert (tmp_path / "cut" / "config.json").exists()
+    assert not (tmp_path / "cut" / "checkpoint.npz").exists()
+    # A new run there names both ways on; --resume starts the saved run from the beginning.
+    assert train(tmp_path / "cut", "--epochs", "2") == 2
+    one_line_error(capsys, ["stopped before its first checkpoint", "--resume", "--restart"])
+    assert train.resume(tmp_path / "cut") == 0
+    assert "from the beginning" in capsys.readouterr().err
+    assert_same_state(tmp_path / "straight" / "checkpoint.npz",
+                      tmp_path / "cut" / "checkpoint.npz")
+    config = json.loads((tmp_path / "cut" / "config.json").read_text())
+    assert [r["from"] for r in config["resumed"]] == ["the beginning (no checkpoint)"]
+
+
+def test_restart_clears_the_run_and_starts_anew(tmp_path, train, capsys):
+    folder = tmp_path / "r"
+    assert train(folder, "--epochs", "1") == 0
+    (folder / "notes.txt").write_text("mine")
+    (folder / "checkpoint.npz.tmp-123").write_bytes(b"left over")
+    assert train(folder, "--epochs", "1", "--lr", "0.02") == 2
+    assert train(folder, "--epochs", "1", "--lr", "0.02", "--restart") == 0
+    config = json.loads((folder / "config.json").read_text())
+    assert config["settings"]["lr"] == 0.02 and "resumed" not in config
+    assert (folder / "notes.txt").read_text() == "mine"          # not a run file: kept
+    assert not (folder / "checkpoint.npz.tmp-123").exists()
+
+
+def test_a_nan_stop_in_epoch_1_says_no_checkpoint_was_written(tmp_path, train, capsys):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert train(tmp_path / "r", "--epochs", "1", "--lr", "1e30") == 3
+    assert [w for w in caught if issubclass(w.category, RuntimeWarning)] == []
+    line = one_line_error(capsys, ["epoch 1, step", "NaN", "--restart"])
+    assert "kept" not in line and "before its first checkpoint" in line
+    assert not (tmp_path / "r" / "checkpoint.npz").exists()
+
+
+def test_a_nan_stop_after_a_checkpoint_says_it_is_kept(tmp_path, train, monkeypatch, capsys):
+    original = run_module.Trainer.train_step
+
+    def step(self, index, epoch, step):
+        loss, correct, F, total = original(self, index, epoch, step)
+        return loss, correct, F, (total * np.nan if epoch == 2 else total)
+
+    monkeypatch.setattr(run_module.Trainer, "train_step", step)
+    assert train(tmp_path / "r", "--epochs", "2") == 3
+    one_line_error(capsys, ["epoch 2, step 1", "last checkpoint before it is kept"])
+
+
+# --- interrupts -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("epoch", [1, 2])
+def test_a_second_interrupt_stops_at_once_without_a_traceback(tmp_path, train, monkeypatch,
+                                                             capsys, epoch):
+    original = run_module.Trainer.train_step
+
+    def step(self, index, e, s):
+        if (e, s) == (epoch, 1):
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, index, e, s)
+
+    monkeypatch.setattr(run_module.Trainer, "train_step", step)
+    assert train(tmp_path / "r", "--epochs", "2") == 130
+    line = one_line_error(capsys, ["second interrupt", "--resume"])
+    assert ("intact" in line) == (epoch == 2)
+    monkeypatch.setattr(run_module.Trainer, "train_step", original)
+    assert not list((tmp_path / "r").glob("*.tmp-*"))
+    assert train.resume(tmp_path / "r") == 0
+    assert train(tmp_path / "straight", "--epochs", "2") == 0
+    assert_same_state(tmp_path / "straight" / "checkpoint.npz", tmp_path / "r" / "checkpoint.npz")
+
+
+# --- damaged checkpoints, and refused resumes change nothing ----------------------------------
+
+def without_progress(path):
+    arrays = read_state(path)
+    np.savez(path, **arrays)
+
+
+DAMAGE = {
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[:len(p.read_bytes()) // 2]),
+    "empty": lambda p: p.write_bytes(b""),
+    "random": lambda p: p.write_bytes(np.random.default_rng(0).bytes(5000)),
+    "pickled": lambda p: np.savez(p, weights=np.array([{"a": 1}], dtype=object)),
+    "no-progress": without_progress,
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_a_damaged_checkpoint_is_a_clear_error_and_changes_nothing(tmp_path, train, capsys,
+                                                                    damage):
+    folder = tmp_path / "r"
+    assert train(folder, "--epochs", "1") == 0
+    DAMAGE[damage](folder / "checkpoint.npz")
+    before = (folder / "config.json").read_bytes()
+    assert train.resume(folder, "--epochs", "2") == 2
+    line = one_line_error(capsys, ["checkpoint.npz", "--restart"])
+    assert "allow_pickle" not in line
+    if damage == "pickled":
+        assert "never loaded" in line
+    assert (folder / "config.json").read_bytes() == before
+
+
+def test_a_damaged_config_is_a_clear_error(tmp_path, train, capsys):
+    folder = tmp_path / "r"
+    assert train(folder, "--epochs", "1") == 0
+    (folder / "config.json").write_text("{not json")
+    assert train.resume(folder) == 2
+    one_line_error(capsys, ["config.json", "--restart"])
+
+
+def test_resume_refuses_fewer_epochs_other_cores_or_device(tmp_path, train, capsys):
+    folder = tmp_path / "r"
+    assert train(folder, "--epochs", "2", "--cpu-cores", "2") == 0
+    before = (folder / "config.json").read_bytes()
+    for flags, words in ((["--epochs", "1"], "may add epochs, not remove them"),
+                         (["--cpu-cores", "1"], "--cpu-cores 1 (the run has 2)"),
+                         (["--device", "gpu"], "--device 'gpu' (the run has 'cpu')"),
+                         (["--lr", "0.5"], "--lr 0.5 (the run has 0.01)")):
+        assert train.resume(folder, *flags) == 2
+        one_line_error(capsys, [words])
+        assert (folder / "config.json").read_bytes() == before
+    config = json.loads(before)
+    assert config["settings"]["epochs"] == 2
+
+
+def test_resume_keeps_the_runs_core_count(tmp_path, train, monkeypatch):
+    folder = tmp_path / "r"
+    restore = kill_at(monkeypatch, 2, 1)
+    with pytest.raises(Killed):
+        train(folder, "--epochs", "2", "--cpu-cores", "3")
+    restore()
+    assert train.resume(folder) == 0
+    config = json.loads((folder / "config.json").read_text())
+    assert config["cpu_cores"] == 3 and config["resumed"][0]["cpu_cores"] == 3
+
+
+# --- the data changed between a run and its resume --------------------------------------------
+
+def test_resume_refuses_changed_data_unless_allowed(tmp_path, train, textures, capsys):
+    folder = tmp_path / "r"
+    assert train(folder, "--epochs", "1") == 0
+    Image.new("RGB", (48, 40), COLOURS[10]).save(textures / "3.png")
+    before = (folder / "config.json").read_bytes()
+    assert train.resume(folder, "--epochs", "2") == 2
+    one_line_error(capsys, ["data differ", "texture 3 (3.png -> 3.png", "--allow-data-change"])
+    assert (folder / "config.json").read_bytes() == before
+    assert train.resume(folder, "--epochs", "2", "--allow-data-change") == 0
+    config = json.loads((folder / "config.json").read_text())
+    entry = config["resumed"][0]
+    assert entry["data_changed"] == ["texture 3 (3.png -> 3.png: other pixels)"]
+    old = json.loads(before)["data"]
+    assert entry["data_before"] == old and config["data"]["cache_key"] != old["cache_key"]
+
+
+# --- read-only places -------------------------------------------------------------------------
+
+def test_a_read_only_out_folder_is_a_clear_error(tmp_path, train, read_only, capsys):
+    read_only(tmp_path / "ro")
+    assert train(tmp_path / "ro" / "r", "--epochs", "1") == 2
+    one_line_error(capsys, [str(tmp_path / "ro" / "r"), "Read-only file system", "--out"])
+
+
+def test_a_read_only_file_system_mid_run_is_a_clear_error(tmp_path, train, read_only,
+                                                        monkeypatch, capsys):
+    original = run_module.Trainer.train_step
+
+    def step(self, index, epoch, step):
+        if (epoch, step) == (1, 1):
+            read_only(tmp_path / "r")
+        return original(self, index, epoch, step)
+
+    monkeypatch.setattr(run_module.Trainer, "train_step", step)
+    assert train(tmp_path / "r", "--epochs", "1") == 2
+    one_line_error(capsys, ["Read-only file system"])
+
+
+def test_a_read_only_cache_with_nothing_local_is_a_clear_error(tmp_path, textures, read_only,
+                                                             monkeypatch, capsys):
+    monkeypatch.delenv("IFM_MNIST_DIR", raising=False)
+    read_only(tmp_path / "cache")
+    assert main(["--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "cache"),
+                 "--textures", str(textures)] + QUICK) == 2
+    one_line_error(capsys, ["cannot write there", "--cache-dir"])
+    assert not (tmp_path / "r").exists()
+
+
+# --- what a run records -----------------------------------------------------------------------
+
+def test_a_one_epoch_report_says_epoch(tmp_path, train):
+    assert train(tmp_path / "r", "--epochs", "1") == 0
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "1 epoch," in report and "1 epochs" not in report
