@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
 # Every training run behind results/, in priority order, one at a time.
 #
-#   scripts/reproduce.sh [main|ablations|ablation-seeds|all] [--device cpu|gpu]
+#   scripts/reproduce.sh [GROUP] [train.py flags, e.g. --device gpu]
+#   scripts/reproduce.sh [GROUP] --list     # print the commands, one per line
+#
+# GROUP: main, more-seeds, paper-lam1, ablations, ablation-seeds or all.
+# --list prints one self-contained train.py command per run (with --resume
+# where a checkpoint exists, nothing for finished runs), so that any job
+# runner (GNU parallel, a SLURM array) can spread them over machines.
 #
 # Each run goes to $RUNS_DIR/<name> (default runs/). The script is safe to
 # stop and start again: a finished run (report.json present) is skipped, a run
@@ -24,6 +30,19 @@ main_runs=(
   "ifm-seed1       --epochs 10 --seed 1 --ifm"
   "baseline-seed2  --epochs 10 --seed 2"
   "ifm-seed2       --epochs 10 --seed 2 --ifm"
+)
+# Seeds 3 and 4 of the main runs: Table 3 then stands on five seeds.
+more_seed_runs=(
+  "ifm-seed3       --epochs 10 --seed 3 --ifm"
+  "baseline-seed3  --epochs 10 --seed 3"
+  "ifm-seed4       --epochs 10 --seed 4 --ifm"
+  "baseline-seed4  --epochs 10 --seed 4"
+)
+# The paper's literal setting: Eq. (5) has no weight, so lambda = 1; 10 epochs.
+paper_lam1_runs=(
+  "ifm-paper-lam1-seed0  --epochs 10 --seed 0 --ifm --lam 1"
+  "ifm-paper-lam1-seed1  --epochs 10 --seed 1 --ifm --lam 1"
+  "ifm-paper-lam1-seed2  --epochs 10 --seed 2 --ifm --lam 1"
 )
 # One setting changed from the main IFM run (JSD, lambda 30, K 64, within-image
 # marginals, nearest upsampling), seed 0, 4 epochs each.
@@ -56,27 +75,40 @@ ablation_seed_runs=(
 
 case "$group" in
   main) selected=("${main_runs[@]}") ;;
+  more-seeds) selected=("${more_seed_runs[@]}") ;;
+  paper-lam1) selected=("${paper_lam1_runs[@]}") ;;
   ablations) selected=("${ablation_runs[@]}") ;;
   ablation-seeds) selected=("${ablation_seed_runs[@]}") ;;
-  all) selected=("${main_runs[@]}" "${ablation_runs[@]}" "${ablation_seed_runs[@]}") ;;
-  *) echo "usage: scripts/reproduce.sh [main|ablations|ablation-seeds|all] [train.py flags...]" >&2
+  all) selected=("${main_runs[@]}" "${more_seed_runs[@]}" "${paper_lam1_runs[@]}"
+                 "${ablation_runs[@]}" "${ablation_seed_runs[@]}") ;;
+  *) echo "usage: scripts/reproduce.sh [main|more-seeds|paper-lam1|ablations|ablation-seeds|all]" \
+          "[--list] [train.py flags...]" >&2
      exit 2 ;;
 esac
+
+list=0
+flags=()
+for arg in "$@"; do
+  if [ "$arg" = "--list" ]; then list=1; else flags+=("$arg"); fi
+done
 
 for entry in "${selected[@]}"; do
   read -r name args <<<"$entry"
   out="$runs_dir/$name"
   if [ -f "$out/report.json" ]; then
-    echo "== $name: done, skipped"
+    [ "$list" = 1 ] || echo "== $name: done, skipped"
     continue
   fi
   if [ -f "$out/checkpoint.npz" ]; then
-    echo "== $name: resuming"
-    python3 train.py --out "$out" --resume --quiet "$@"
+    command=(python3 train.py --out "$out" --resume --quiet "${flags[@]}")
   else
-    [ -d "$out" ] && rm -r "$out"
-    echo "== $name: starting ($args)"
-    # shellcheck disable=SC2086
-    python3 train.py --out "$out" --quiet $args "$@"
+    # shellcheck disable=SC2206
+    command=(python3 train.py --out "$out" --restart --quiet $args "${flags[@]}")
+  fi
+  if [ "$list" = 1 ]; then
+    echo "${command[*]}"
+  else
+    echo "== $name: ${command[*]}"
+    "${command[@]}"
   fi
 done
