@@ -4,8 +4,11 @@
                                 the device model and the CUDA runtime and driver
     data_changes(old, new)      what differs between two dataset provenance records
                                 (data.load_shifted_mnist's ``provenance``), in words
+    without_machine_paths(x)    a record or log with each absolute path cut to its
+                                file name, for copies that leave the machine (results/)
 """
 import platform
+import re
 
 import numpy as np
 
@@ -73,3 +76,24 @@ def texture_changes(old, new):
 
 def name_of(texture):
     return texture.get("file") or texture.get("pattern") or f"id {texture.get('id')}"
+
+
+# An absolute path: "/" not preceded by a word character or a dot (so "img/s" and
+# "runs/x" stay), up to whitespace, a quote or closing punctuation.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~])(?:~)?/[^\s\"',;:()\[\]]+")
+
+
+def without_machine_paths(value):
+    """``value`` (text, or JSON-like lists and dicts) with absolute paths cut to their last part.
+
+    "/work/shared/mnist" -> "mnist"; "cached as /tmp/c/x.npz" -> "cached as x.npz".
+    File names and checksums stay; where on one machine the files lay does not.
+    """
+    if isinstance(value, str):
+        return ABSOLUTE_PATH.sub(lambda m: m.group(0).rstrip("/").rsplit("/", 1)[-1] or "/",
+                                 value)
+    if isinstance(value, list):
+        return [without_machine_paths(v) for v in value]
+    if isinstance(value, dict):
+        return {k: without_machine_paths(v) for k, v in value.items()}
+    return value

@@ -11,7 +11,9 @@ Writes, into --out:
   its best-validation-digit and best-validation-texture checkpoints, and the
   last epoch's information-flow estimates F;
 - runs/<name>/: the text files of every finished run (config.json,
-  history.csv, report.json, report.md, train.log).
+  history.csv, report.json, report.md, train.log), with each absolute path
+  cut to its file name (checksums stay; where files lay on the machine that
+  made the run does not).
 Folders without report.json (runs still in progress) are named and skipped.
 """
 import argparse
@@ -19,12 +21,12 @@ import csv
 import json
 import os
 import re
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import aggregate  # noqa: E402
+from experiment.provenance import without_machine_paths  # noqa: E402
 from experiment.runfolder import read_json, write_json, write_text_atomic  # noqa: E402
 from experiment.settings import OLD_RUN_DEFAULTS, build_parser  # noqa: E402
 
@@ -68,6 +70,14 @@ def summarize(folder):
         "best_texture": report["rows"]["best_texture"],
         "last_epoch_F": {k: float(v) for k, v in last.items() if k.startswith("F_")},
     }
+
+
+def copy_without_machine_paths(source, target):
+    if source.endswith(".json"):
+        write_json(target, without_machine_paths(read_json(source)))
+    else:
+        with open(source, encoding="utf-8", newline="") as f:     # keep csv's \r\n
+            write_text_atomic(target, without_machine_paths(f.read()))
 
 
 def pct(x):
@@ -122,7 +132,7 @@ def main(argv=None):
         os.makedirs(target, exist_ok=True)
         for name in TEXT_FILES:
             if os.path.exists(os.path.join(folder, name)):
-                shutil.copyfile(os.path.join(folder, name), os.path.join(target, name))
+                copy_without_machine_paths(os.path.join(folder, name), os.path.join(target, name))
     print(f"wrote {args.out}/runs.md and runs.json ({len(rows)} runs)"
           + (f", table3.md and table3.json ({len(main_runs)} runs)" if main_runs else ""),
           file=sys.stderr)

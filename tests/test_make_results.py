@@ -61,3 +61,18 @@ def test_tables_from_run_folders(tmp_path):
     assert listed["ifm-seed0"]["last_epoch_F"] == {"F_1_2": -0.3}
     assert (out / "runs" / "ifm-lam10-seed0" / "history.csv").exists()
     assert "| ifm-lam10-seed0 | --lam 10.0 | 2 | 1.0 | 1: 30.0 / 70.0 |" in (out / "runs.md").read_text()
+
+
+def test_copied_run_files_carry_no_machine_paths(tmp_path):
+    runs = tmp_path / "runs"
+    fake_run(runs / "ifm-seed0", MAIN_IFM, "ifm", 0.40)
+    config = json.loads((runs / "ifm-seed0" / "config.json").read_text())
+    config["data"] = {"cache_file": "/home/me/.cache/ifm/shifted-mnist-9bd7.npz",
+                      "mnist": {"dir": "/data/mnist", "md5": "6bbc"}}
+    (runs / "ifm-seed0" / "config.json").write_text(json.dumps(config))
+    (runs / "ifm-seed0" / "train.log").write_text("run folder /scratch/runs/ifm-seed0: ifm\n")
+    assert make_results.main(["--runs", str(runs), "--out", str(tmp_path / "results")]) == 0
+    copied = tmp_path / "results" / "runs" / "ifm-seed0"
+    data = json.loads((copied / "config.json").read_text())["data"]
+    assert data == {"cache_file": "shifted-mnist-9bd7.npz", "mnist": {"dir": "mnist", "md5": "6bbc"}}
+    assert (copied / "train.log").read_text() == "run folder ifm-seed0: ifm\n"

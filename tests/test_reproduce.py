@@ -1,0 +1,35 @@
+"""scripts/reproduce.sh --list: one self-contained command per run still to do."""
+import os
+import subprocess
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "reproduce.sh"
+
+
+def listed(group, runs_dir):
+    out = subprocess.run(["bash", str(SCRIPT), group, "--list", "--device", "gpu"],
+                         env={**os.environ, "RUNS_DIR": str(runs_dir)}, capture_output=True,
+                         text=True, check=True)
+    return out.stdout.splitlines()
+
+
+def test_list_prints_new_resumed_and_skips_finished_runs(tmp_path):
+    lines = listed("main", tmp_path)
+    assert len(lines) == 6
+    assert lines[1] == (f"python3 train.py --out {tmp_path}/ifm-seed0 --restart --quiet "
+                        "--epochs 10 --seed 0 --ifm --device gpu")
+    (tmp_path / "baseline-seed0").mkdir()
+    (tmp_path / "baseline-seed0" / "report.json").write_text("{}")
+    (tmp_path / "ifm-seed0").mkdir()
+    (tmp_path / "ifm-seed0" / "checkpoint.npz").write_bytes(b"")
+    lines = listed("main", tmp_path)
+    assert len(lines) == 5 and not any("baseline-seed0" in line for line in lines)
+    assert lines[0] == f"python3 train.py --out {tmp_path}/ifm-seed0 --resume --quiet --device gpu"
+
+
+def test_every_group_lists_its_runs(tmp_path):
+    counts = {group: len(listed(group, tmp_path))
+              for group in ("main", "more-seeds", "paper-lam1", "ablations", "ablation-seeds")}
+    assert counts == {"main": 6, "more-seeds": 4, "paper-lam1": 3, "ablations": 13,
+                      "ablation-seeds": 6}
+    assert len(listed("all", tmp_path)) == sum(counts.values())
