@@ -270,7 +270,7 @@ def run(args):
     folder = RunFolder(args.out or os.path.join("runs", f"{method}-seed{args.seed}"))
     if args.resume:
         cfg, saved, checkpoint = resume_settings(folder, args)
-        device, cpu_cores = saved["device"], saved.get("cpu_cores")
+        device, cpu_cores = saved.get("device", args.device), saved.get("cpu_cores")
     else:
         cfg, saved, checkpoint = new_run_settings(folder, args), None, None
         device, cpu_cores = args.device, args.cpu_cores
