@@ -11,7 +11,11 @@ Texture ids. train: texture = digit. val and test: texture drawn uniformly from
 
 Rendering, 32x32 RGB, uint8, layout (N, 3, 32, 32):
     background  a 32x32 crop of texture t (working-size array, see textures.py)
-                at a top-left offset drawn uniformly from all crops that fit;
+                at a top-left offset drawn uniformly from all crops that fit
+                (crops="inside", the default), or from every pixel of the
+                texture, which then repeats periodically past its right and
+                bottom edges (crops="wrap": H x W distinct backgrounds instead
+                of (H - 31) x (W - 31), and every texture pixel equally often);
     digit       the 28x28 MNIST image d padded by 2 px of zeros to 32x32;
     out         = bg + (255 - bg) * d / 255, rounded to the nearest integer
                 (= (1 - a) * bg + a * 255 with a = d / 255: a white digit
@@ -28,8 +32,9 @@ scaled to [0, 1], from exact integer sums; val and test are never looked at.
 Cache: ``<cache>/shifted_mnist/<key>.npz`` (no pickles) and ``<key>.json``
 beside it, holding the key, the builder version and a sha256 of every array.
 The key hashes the builder version, the seed, the md5 of the four
-decompressed MNIST files, and the texture kind and the sha256 of the ten
-working texture arrays (so it follows the texture content, not its path). A
+decompressed MNIST files, the texture kind and the sha256 of the ten
+working texture arrays (so it follows the texture content, not its path),
+and the crop rule when it is not the default. A
 cache whose json or npz is missing, unreadable, of the wrong shapes or whose
 checksum differs is reported on stderr and rebuilt, never trusted.
 """
@@ -55,6 +60,7 @@ PAD = 2
 VAL_FRACTION = 0.2
 SPLITS = ("train", "val", "test")
 SPLIT_RNG, TEXTURE_RNG, CROP_RNG = 0, 1, 2
+CROPS = ("inside", "wrap")
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,12 +89,13 @@ class ShiftedMNIST:
     provenance: dict
 
 
-def load_shifted_mnist(mnist_dir=None, textures=None, seed=0, cache_dir=None):
+def load_shifted_mnist(mnist_dir=None, textures=None, seed=0, cache_dir=None, crops="inside"):
     """Build shiftedMNIST (or load it from the cache).
 
     mnist_dir: local MNIST directory; None: $IFM_MNIST_DIR, else download into the cache.
     textures: "dtd", "procedural" or a directory; None: $IFM_TEXTURES, else "dtd".
     seed: the data seed (split, texture ids, crops, texture choice).
+    crops: "inside" or "wrap", how background crops are placed (see module doc).
     cache_dir: cache root; None: $IFM_CACHE_DIR, else $XDG_CACHE_HOME/ifm or ~/.cache/ifm.
     Raises DataError for data the user must fix. Prints nothing when the cache is valid.
     """
@@ -97,7 +104,9 @@ def load_shifted_mnist(mnist_dir=None, textures=None, seed=0, cache_dir=None):
     mnist = load_mnist(resolve_mnist_dir(mnist_dir), cache_root)
     texture_set = load_textures(spec, seed, cache_root)
     texture_sha256 = texture_digest(texture_set)
-    key = cache_key(mnist, texture_set.provenance["kind"], texture_sha256, seed)
+    if crops not in CROPS:
+        raise ValueError(f"crops must be one of {CROPS}, got {crops!r}")
+    key = cache_key(mnist, texture_set.provenance["kind"], texture_sha256, seed, crops)
     path = cache_root / "shifted_mnist" / f"shifted-mnist-{key[:20]}.npz"
 
     arrays = read_cache(path, key)
@@ -105,7 +114,7 @@ def load_shifted_mnist(mnist_dir=None, textures=None, seed=0, cache_dir=None):
         start = time.perf_counter()
         print(f"shiftedMNIST: building (seed {seed}, textures {spec}) ...", file=sys.stderr,
               flush=True)
-        arrays = build_arrays(mnist, texture_set, seed)
+        arrays = build_arrays(mnist, texture_set, seed, crops)
         try:
             write_cache(path, arrays, key)
             where = f"cached as {path}"
@@ -127,7 +136,7 @@ def load_shifted_mnist(mnist_dir=None, textures=None, seed=0, cache_dir=None):
         "mnist": mnist.source,
         "textures": {"spec": spec, **texture_set.provenance, "sha256": texture_sha256},
         "sizes": {name: len(split) for name, split in splits.items()},
-        "rendering": {"size": SIZE, "pad": PAD, "val_fraction": VAL_FRACTION,
+        "rendering": {"size": SIZE, "pad": PAD, "val_fraction": VAL_FRACTION, "crops": crops,
                       "composite": "out = bg + (255 - bg) * digit / 255, rounded"},
         "mean": [float(v) for v in arrays["mean"]],
         "std": [float(v) for v in arrays["std"]],
@@ -152,21 +161,25 @@ def assign_textures(digit, split, seed):
     return rng.integers(0, TEXTURE_COUNT, size=len(digit)).astype(np.uint8)
 
 
-def crop_offsets(texture, shapes, rng):
-    """Top-left (row, col) of each image's 32x32 crop, uniform over the crops that fit.
+def crop_offsets(texture, shapes, rng, crops="inside"):
+    """Top-left (row, col) of each image's 32x32 crop, uniform over the crops allowed.
 
-    texture: (N,) ids; shapes: the (H, W) of each working texture. Returns two int64 (N,).
+    texture: (N,) ids; shapes: the (H, W) of each working texture. "inside":
+    0 <= row <= H - 32 (the crop fits); "wrap": 0 <= row < H (it may wrap
+    around). Columns alike. Returns two int64 (N,).
     """
     heights = np.array([s[0] for s in shapes], np.int64)[texture]
     widths = np.array([s[1] for s in shapes], np.int64)[texture]
-    return rng.integers(0, heights - SIZE + 1), rng.integers(0, widths - SIZE + 1)
+    beyond = 0 if crops == "wrap" else SIZE - 1
+    return rng.integers(0, heights - beyond), rng.integers(0, widths - beyond)
 
 
-def render(digits, texture, rows, cols, texture_images):
+def render(digits, texture, rows, cols, texture_images, crops="inside"):
     """Composite digits over texture crops: uint8 (N, 3, 32, 32).
 
     digits (N, 28, 28) uint8; texture (N,) ids; rows, cols (N,) crop offsets;
-    texture_images: ten uint8 (H, W, 3). One gather per texture and channel, no
+    texture_images: ten uint8 (H, W, 3); crops="wrap" first extends each plane
+    periodically by 31 px right and down. One gather per texture and channel, no
     loop over images (W_c is the (H-31, W-31, 32, 32) view of all crops of channel c):
         bg[n, c] = T[rows[n] : rows[n] + 32, cols[n] : cols[n] + 32, c] = W_c[rows[n], cols[n]]
         x = bg * (255 - d) + 255 * d + 127          (uint16, at most 65152)
@@ -180,6 +193,8 @@ def render(digits, texture, rows, cols, texture_images):
         if sel.size == 0:
             continue
         planes = np.ascontiguousarray(image.transpose(2, 0, 1))
+        if crops == "wrap":
+            planes = np.pad(planes, ((0, 0), (0, SIZE - 1), (0, SIZE - 1)), mode="wrap")
         windows = sliding_window_view(planes, (SIZE, SIZE), axis=(1, 2))
         r, c, ds = rows[sel], cols[sel], d[sel]
         inverse = 255 - ds
@@ -209,7 +224,7 @@ def channel_stats(images, chunk=4096):
     return np.array(mean, np.float32), np.sqrt(np.array(var)).astype(np.float32)
 
 
-def build_arrays(mnist, texture_set, seed):
+def build_arrays(mnist, texture_set, seed, crops="inside"):
     """Every array of the dataset by cache name: {split}_{images,digit,texture,index}, mean, std."""
     train_idx, val_idx = split_indices(len(mnist.train_labels), seed)
     sources = {"train": (mnist.train_images, mnist.train_labels, train_idx),
@@ -222,8 +237,10 @@ def build_arrays(mnist, texture_set, seed):
         images, labels, index = sources[name]
         digit = labels[index]
         texture = assign_textures(digit, name, seed)
-        rows, cols = crop_offsets(texture, shapes, np.random.default_rng([seed, CROP_RNG, k]))
-        arrays[f"{name}_images"] = render(images[index], texture, rows, cols, texture_set.images)
+        rows, cols = crop_offsets(texture, shapes, np.random.default_rng([seed, CROP_RNG, k]),
+                                  crops)
+        arrays[f"{name}_images"] = render(images[index], texture, rows, cols, texture_set.images,
+                                          crops)
         arrays[f"{name}_digit"] = digit.astype(np.uint8)
         arrays[f"{name}_texture"] = texture
         arrays[f"{name}_index"] = index.astype(np.int32)
@@ -233,7 +250,7 @@ def build_arrays(mnist, texture_set, seed):
 
 # --- cache ------------------------------------------------------------------------------------
 
-def cache_key(mnist, texture_kind, texture_sha256, seed):
+def cache_key(mnist, texture_kind, texture_sha256, seed, crops="inside"):
     """sha256 (hex) of everything the arrays depend on (see module doc)."""
     parts = {
         "builder_version": BUILDER_VERSION,
@@ -241,6 +258,8 @@ def cache_key(mnist, texture_kind, texture_sha256, seed):
         "mnist_md5": {f: mnist.source["files"][f]["md5"] for f in FILES},
         "textures": {"kind": texture_kind, "sha256": texture_sha256},
     }
+    if crops != "inside":       # so that the default keeps the keys of earlier builds
+        parts["crops"] = crops
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

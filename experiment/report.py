@@ -47,6 +47,12 @@ def _paper_cells(name):
     return f"| {paper_cell(name, 'digit')} | {paper_cell(name, 'texture')} |"
 
 
+def when(row, report):
+    """"3" for a checkpoint from the end of epoch 3, "3 (step 75)" for one from within it."""
+    step, steps = row.get("step"), report.get("steps_per_epoch")
+    return f"{row['epoch']}" + ("" if step is None or step == steps else f" (step {step})")
+
+
 def run_table_markdown(report):
     """Markdown Table 3 block for a single run's report.json dict: all five paper rows."""
     lines = ["| model | epoch | val digit | val texture | test acc(digit) | test acc(texture) "
@@ -58,7 +64,7 @@ def run_table_markdown(report):
         if r is None:
             cells = " | ".join([NOT_RUN] * 5)
         else:
-            cells = (f"{r['epoch']} | {100 * r['val_digit_acc']:.1f} "
+            cells = (f"{when(r, report)} | {100 * r['val_digit_acc']:.1f} "
                      f"| {100 * r['val_texture_acc']:.1f} | {100 * r['test_digit_acc']:.1f} "
                      f"| {100 * r['test_texture_acc']:.1f}")
         lines.append(f"| {name} | {cells} " + _paper_cells(name))

@@ -103,7 +103,8 @@ def load_dataset(cfg, cache_dir):
     from data import DataError, load_shifted_mnist
     try:
         return load_shifted_mnist(mnist_dir=cfg["mnist_dir"], textures=cfg["textures"],
-                                  seed=cfg["data_seed"], cache_dir=cache_dir)
+                                  seed=cfg["data_seed"], cache_dir=cache_dir,
+                                  crops=cfg["texture_crops"])
     except DataError as err:
         raise UsageError(str(err))
 
@@ -170,6 +171,7 @@ def train(trainer, folder, cfg, progress_state, quiet, interrupt, log=print):
     columns = history_columns(trainer)
     steps = trainer.steps_per_epoch()
     B = cfg["batch_size"]
+    every = cfg["eval_every"]
     for epoch in range(progress_state["epoch_done"] + 1, cfg["epochs"] + 1):
         accum = EpochAccumulator(xp, len(trainer.pair_names))
         start_step, carried_seconds = 0, 0.0
@@ -196,10 +198,14 @@ def train(trainer, folder, cfg, progress_state, quiet, interrupt, log=print):
             if bar.due():
                 accum.check_finite(epoch)
                 bar.show(step + 1, accum.mean_loss())
+            if every and ((epoch - 1) * steps + step + 1) % every == 0 and step + 1 < steps:
+                accum.check_finite(epoch)
+                validate(trainer, folder, progress_state, epoch, step + 1)
         accum.check_finite(epoch)
         train_seconds = carried_seconds + time.perf_counter() - t0
         bar.show(steps, accum.mean_loss(), final=True)
-        val_digit, val_texture = trainer.evaluate(trainer.val_data)
+        val_digit, val_texture = validate(trainer, folder, progress_state, epoch, steps,
+                                          record=bool(every))
         seconds = carried_seconds + time.perf_counter() - t0
         host = accum.to_host()
         row = {"epoch": epoch, "train_loss": f"{host['loss'] / host['seen']:.6f}",
@@ -210,13 +216,6 @@ def train(trainer, folder, cfg, progress_state, quiet, interrupt, log=print):
         for name, F in zip(trainer.pair_names, host["F"]):
             row[name] = f"{F / host['steps']:.6f}"
         history.append(row)
-        for which, acc in (("best_digit", val_digit), ("best_texture", val_texture)):
-            best = progress_state["best"].get(which)
-            key = "val_digit_acc" if which == "best_digit" else "val_texture_acc"
-            if best is None or acc > best[key]:
-                progress_state["best"][which] = {"epoch": epoch, "val_digit_acc": val_digit,
-                                                 "val_texture_acc": val_texture}
-                folder.save_best(which, trainer.model.state_dict())
         folder.write_history(history, columns)
         progress_state["epoch_done"] = epoch
         progress_state["wall_seconds"] = progress_state.get("wall_seconds", 0.0) + seconds
@@ -228,19 +227,41 @@ def train(trainer, folder, cfg, progress_state, quiet, interrupt, log=print):
     return "done"
 
 
+def validate(trainer, folder, progress_state, epoch, step, record=True):
+    """Validation accuracies after ``step`` steps of ``epoch``; keeps the best checkpoints.
+
+    With ``record``, the validation is also appended to evaluations.csv (runs
+    with --eval-every; the epoch ends are in history.csv either way).
+    """
+    val_digit, val_texture = trainer.evaluate(trainer.val_data)
+    result = {"epoch": epoch, "step": step, "val_digit_acc": val_digit,
+              "val_texture_acc": val_texture}
+    for which, key in (("best_digit", "val_digit_acc"), ("best_texture", "val_texture_acc")):
+        best = progress_state["best"].get(which)
+        if best is None or result[key] > best[key]:
+            progress_state["best"][which] = result
+            folder.save_best(which, trainer.model.state_dict())
+    if record:
+        evaluations = progress_state.setdefault("evaluations", [])
+        evaluations.append(result)
+        folder.write_evaluations(evaluations)
+    return val_digit, val_texture
+
+
 def final_report(trainer, folder, cfg, progress_state):
     """Evaluate both selected checkpoints on test; write report.json and report.md."""
     from nn.serialization import load_state_into
-    rows = {}
+    rows, steps = {}, trainer.steps_per_epoch()
     for which in ("best_digit", "best_texture"):
         load_state_into(trainer.model.state_dict(), folder.load_best(which),
                         folder.file(f"{which}.npz"))
         test_digit, test_texture = trainer.evaluate(trainer.test_data)
         best = progress_state["best"][which]
-        rows[which] = {"epoch": best["epoch"], "val_digit_acc": best["val_digit_acc"],
+        rows[which] = {"epoch": best["epoch"], "step": best.get("step", steps),
+                       "val_digit_acc": best["val_digit_acc"],
                        "val_texture_acc": best["val_texture_acc"],
                        "test_digit_acc": test_digit, "test_texture_acc": test_texture}
-    report = {"method": method_of(cfg), "rows": rows}
+    report = {"method": method_of(cfg), "steps_per_epoch": steps, "rows": rows}
     markdown = (f"# Table 3 for this run ({method_of(cfg)}, seed {cfg['seed']}, "
                 f"{plural(progress_state['epoch_done'], 'epoch')}, device {trainer.device})\n\n"
                 "Accuracies in %. Test accuracy of the checkpoint with the best validation digit "

@@ -2,6 +2,7 @@
 
     config.json        every setting, the seed, data provenance, software versions
     history.csv        one row per finished epoch
+    evaluations.csv    with --eval-every: every validation (epoch, step, accuracies)
     checkpoint.npz     everything needed to resume (model, D, optimizer, progress)
     best_digit.npz     classifier with the best validation digit accuracy
     best_texture.npz   classifier with the best validation texture accuracy
@@ -26,9 +27,11 @@ import numpy as np
 from nn.serialization import load_npz, save_npz_atomic, write_atomic
 
 CONFIG, HISTORY, CHECKPOINT = "config.json", "history.csv", "checkpoint.npz"
+EVALUATIONS = "evaluations.csv"
+EVALUATION_COLUMNS = ("epoch", "step", "val_digit_acc", "val_texture_acc")
 BEST = {"best_digit": "best_digit.npz", "best_texture": "best_texture.npz"}
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
-RUN_FILES = (CONFIG, HISTORY, CHECKPOINT, *BEST.values(), REPORT_JSON, REPORT_MD)
+RUN_FILES = (CONFIG, HISTORY, EVALUATIONS, CHECKPOINT, *BEST.values(), REPORT_JSON, REPORT_MD)
 
 
 class RunFolderError(Exception):
@@ -130,13 +133,18 @@ class RunFolder:
             return list(csv.DictReader(f))
 
     def write_history(self, rows, columns):
+        self._write_csv(HISTORY, rows, columns)
+
+    def write_evaluations(self, rows):
+        self._write_csv(EVALUATIONS, rows, EVALUATION_COLUMNS)
+
+    def _write_csv(self, name, rows, columns):
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: row.get(k, "") for k in columns})
-        self._writing(self.file(HISTORY),
-                      lambda: write_text_atomic(self.file(HISTORY), buf.getvalue()))
+        self._writing(self.file(name), lambda: write_text_atomic(self.file(name), buf.getvalue()))
 
     # best models and report -------------------------------------------------
     def save_best(self, which, state):

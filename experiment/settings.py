@@ -11,6 +11,8 @@ import sys
 PAIRS_DEFAULT = "1-2,2-3,3-4"
 ESTIMATORS = ("jsd", "dv", "infonce", "paper-eq4")
 FEATURE_POINTS = ("pre-pool", "post-pool")
+INITS = ("kaiming", "fan-in-uniform", "head-fan-in-uniform")
+TEXTURE_CROPS = ("inside", "wrap")
 
 
 def number_type(convert, accept, description):
@@ -113,6 +115,15 @@ def build_parser():
                    help="train on the first N training images only (quick runs)")
     g.add_argument("--limit-eval", type=positive_int, default=None,
                    help="validate and test on the first N images only (quick runs)")
+    g.add_argument("--texture-crops", choices=TEXTURE_CROPS, default="inside",
+                   help="inside: each 32x32 background crop lies inside its texture image; "
+                        "wrap: any offset, the texture repeated periodically past its edges "
+                        "(default: inside)")
+    g.add_argument("--eval-every", type=positive_int, default=None,
+                   help="also validate every N training steps, not only at epoch ends; the "
+                        "best checkpoints are chosen over all validations (default: epoch "
+                        "ends only). The test split is still read only for the two chosen "
+                        "checkpoints")
 
     g = p.add_argument_group("optimization")
     g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
@@ -123,6 +134,11 @@ def build_parser():
     g.add_argument("--weight-decay", type=non_negative_float, default=0.0,
                    help="L2 weight decay (default: 0)")
     g.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default: 128)")
+    g.add_argument("--init", choices=INITS, default="kaiming",
+                   help="weight init: kaiming (normal, leaky-ReLU gain, zero biases), "
+                        "fan-in-uniform (U(+-1/sqrt(fan_in)) for weights and biases of every "
+                        "conv and linear layer, D's included), or head-fan-in-uniform (only "
+                        "the FC head; default: kaiming)")
 
     g = p.add_argument_group("IFM regularizer (active with --ifm)")
     g.add_argument("--ifm", action="store_true",
@@ -149,10 +165,12 @@ def build_parser():
 
 # Settings that define the experiment (saved in config.json; fixed on --resume).
 EXPERIMENT_KEYS = ("seed", "textures", "mnist_dir", "data_seed", "limit_train", "limit_eval",
-                   "optimizer", "lr", "momentum", "weight_decay", "batch_size", "ifm", "lam",
-                   "samples", "estimator", "marginal", "upsample", "pairs", "pair_features")
+                   "texture_crops", "eval_every", "optimizer", "lr", "momentum",
+                   "weight_decay", "batch_size", "init", "ifm", "lam", "samples", "estimator",
+                   "marginal", "upsample", "pairs", "pair_features")
 # Values for settings that runs made before the setting existed did not save.
-OLD_RUN_DEFAULTS = {"pair_features": "pre-pool"}
+OLD_RUN_DEFAULTS = {"pair_features": "pre-pool", "init": "kaiming", "eval_every": None,
+                    "texture_crops": "inside"}
 # Flags a resumed run may be given anew; --epochs only to add epochs. Everything
 # else, --device and --cpu-cores included (they change float rounding), comes
 # from the run's config.json.

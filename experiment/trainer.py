@@ -19,6 +19,7 @@ import numpy as np
 
 from nn import SGD, Adam, softmax_cross_entropy
 from nn.backend import get_array_module, to_numpy, xp_for
+from nn.init import fan_in_uniform_
 from nn.module import Container
 
 from .classifier import Classifier
@@ -77,6 +78,24 @@ def build_regularizer(cfg, channels, rng):
                           upsample=cfg["upsample"], marginal=cfg["marginal"], rng=rng)
 
 
+def reinitialize(init, model, regularizer, seed):
+    """Apply ``init`` over the Kaiming-normal weights every layer is built with.
+
+    kaiming: as built. fan-in-uniform: every conv and linear layer, the
+    classifier's and D's, redrawn U(+-1/sqrt(fan_in)) (nn/init.py).
+    head-fan-in-uniform: only the classifier's FC head, the rest stays Kaiming.
+    The redraws come from their own generator [seed, 0, 1], so the Kaiming
+    weights of a run do not depend on the choice.
+    """
+    if init == "kaiming":
+        return
+    modules = {"fan-in-uniform": [model] + ([regularizer] if regularizer else []),
+               "head-fan-in-uniform": [model.fc]}[init]
+    rng = np.random.default_rng([seed, 0, 1])
+    for module in modules:
+        fan_in_uniform_(module.params, rng)
+
+
 class Trainer:
     """Owns the model, D, the optimizer and the data of one run on one device."""
 
@@ -87,6 +106,7 @@ class Trainer:
         self.model = Classifier(rng=init_rng, features_at=cfg["pair_features"])
         self.regularizer = build_regularizer(cfg, self.model.channels, init_rng) \
             if cfg["ifm"] else None
+        reinitialize(cfg["init"], self.model, self.regularizer, cfg["seed"])
         parts = [("clf", self.model)]
         if self.regularizer is not None:
             parts.append(("ifm", self.regularizer))

@@ -35,7 +35,7 @@ TEXT_FILES = ("config.json", "history.csv", "report.json", "report.md", "train.l
 # The main IFM run's settings (train.py's defaults with --ifm); a run's
 # "changes" column lists the flags where it differs.
 COMPARED = ("lam", "samples", "estimator", "marginal", "upsample", "pair_features", "textures",
-            "optimizer", "lr", "momentum", "batch_size")
+            "texture_crops", "eval_every", "init", "optimizer", "lr", "momentum", "batch_size")
 IFM_ONLY = ("lam", "samples", "estimator", "marginal", "upsample", "pair_features")
 REFERENCE = {k: v for k, v in vars(build_parser().parse_args(["--ifm"])).items() if k in COMPARED}
 

@@ -101,6 +101,43 @@ def test_render_matches_a_pixel_loop():
         np.testing.assert_array_equal(out[k], naive_composite(crop, digits[k]))
 
 
+def test_wrapped_crops_match_a_pixel_loop():
+    rng = np.random.default_rng(4)
+    textures = [rng.integers(0, 256, (33 + 7 * t, 40 + 5 * t, 3)).astype(np.uint8)
+                for t in range(10)]
+    n = 200
+    digits = rng.integers(0, 256, (n, 28, 28)).astype(np.uint8)
+    texture = rng.integers(0, 10, n)
+    shapes = [t.shape[:2] for t in textures]
+    rows, cols = builder.crop_offsets(texture, shapes, rng, "wrap")
+    heights, widths = (np.array(shapes)[texture, i] for i in (0, 1))
+    assert (rows < heights).all() and (cols < widths).all()
+    assert (rows > heights - 32).any() and (cols > widths - 32).any()   # some do wrap
+    out = builder.render(digits, texture, rows, cols, textures, "wrap")
+    for k in range(n):
+        T = textures[texture[k]]
+        crop = T[(rows[k] + np.arange(32))[:, None] % T.shape[0],
+                 (cols[k] + np.arange(32))[None, :] % T.shape[1]]
+        np.testing.assert_array_equal(out[k], naive_composite(crop, digits[k]))
+
+
+def test_wrapped_crops_are_another_dataset_and_inside_keeps_its_key(ds, mnist, tmp_path):
+    wrap = load_shifted_mnist(mnist[1], "procedural", seed=0, cache_dir=tmp_path, crops="wrap")
+    assert wrap.provenance["cache_key"] != ds.provenance["cache_key"]
+    assert wrap.provenance["rendering"]["crops"] == "wrap"
+    np.testing.assert_array_equal(wrap.test.texture, ds.test.texture)   # same draws, other crops
+    assert not np.array_equal(wrap.test.images, ds.test.images)
+    # The default's key is the one every earlier build had (no crop rule in it).
+    source = builder.load_mnist(mnist[1])
+    textures = procedural_textures()
+    old_key = builder.hashlib.sha256(builder.json.dumps({
+        "builder_version": 1, "seed": 0,
+        "mnist_md5": {f: source.source["files"][f]["md5"] for f in builder.FILES},
+        "textures": {"kind": "procedural", "sha256": builder.texture_digest(textures)}},
+        sort_keys=True).encode()).hexdigest()
+    assert ds.provenance["cache_key"] == old_key
+
+
 def test_every_background_is_a_crop_of_its_texture(ds, mnist):
     # Independent of the offsets the builder drew: search all crops of the texture.
     arrays, _ = mnist

@@ -53,8 +53,9 @@ def test_smoke_run_writes_the_run_folder(tmp_path, cache_dir, method, capsys):
     assert report["method"] == method
     assert set(report["rows"]) == {"best_digit", "best_texture"}
     for row in report["rows"].values():
-        assert set(row) == {"epoch", "val_digit_acc", "val_texture_acc", "test_digit_acc",
-                            "test_texture_acc"}
+        assert set(row) == {"epoch", "step", "val_digit_acc", "val_texture_acc",
+                            "test_digit_acc", "test_texture_acc"}
+        assert row["step"] == report["steps_per_epoch"] == 4     # epoch ends only
         assert row["epoch"] in (1, 2)
         for key in ("val_digit_acc", "val_texture_acc", "test_digit_acc", "test_texture_acc"):
             assert 0.0 <= row[key] <= 1.0

@@ -318,3 +318,31 @@ def test_a_one_epoch_report_says_epoch(tmp_path, train):
     assert train(tmp_path / "r", "--epochs", "1") == 0
     report = (tmp_path / "r" / "report.md").read_text()
     assert "1 epoch," in report and "1 epochs" not in report
+
+
+# --- validation within epochs, init and crop options ------------------------------------------
+
+def test_eval_every_validates_within_epochs_and_leaves_training_alone(tmp_path, train):
+    import csv
+    assert train(tmp_path / "plain", "--epochs", "2", "--ifm", "--samples", "4") == 0
+    assert train(tmp_path / "often", "--epochs", "2", "--ifm", "--samples", "4",
+                 "--eval-every", "1") == 0
+    assert_same_state(tmp_path / "plain" / "checkpoint.npz", tmp_path / "often" / "checkpoint.npz")
+    with open(tmp_path / "often" / "evaluations.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["epoch"]), int(r["step"])) for r in rows] == [(1, 1), (1, 2), (2, 1), (2, 2)]
+    report = json.loads((tmp_path / "often" / "report.json").read_text())
+    best = max(rows, key=lambda r: float(r["val_digit_acc"]))       # first maximum wins
+    chosen = report["rows"]["best_digit"]
+    assert (chosen["epoch"], chosen["step"]) == (int(best["epoch"]), int(best["step"]))
+    assert chosen["val_digit_acc"] == pytest.approx(float(best["val_digit_acc"]))
+    assert not (tmp_path / "plain" / "evaluations.csv").exists()
+
+
+def test_wrapped_texture_crops_are_recorded(tmp_path, train):
+    assert train(tmp_path / "w", "--epochs", "1", "--texture-crops", "wrap") == 0
+    assert train(tmp_path / "i", "--epochs", "1") == 0
+    wrap, inside = (json.loads((tmp_path / n / "config.json").read_text()) for n in "wi")
+    assert wrap["settings"]["texture_crops"] == "wrap"
+    assert wrap["data"]["rendering"]["crops"] == "wrap"
+    assert wrap["data"]["cache_key"] != inside["data"]["cache_key"]
