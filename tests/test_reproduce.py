@@ -29,7 +29,8 @@ def test_list_prints_new_resumed_and_skips_finished_runs(tmp_path):
 
 def test_every_group_lists_its_runs(tmp_path):
     counts = {group: len(listed(group, tmp_path))
-              for group in ("main", "more-seeds", "paper-lam1", "ablations", "ablation-seeds")}
-    assert counts == {"main": 6, "more-seeds": 4, "paper-lam1": 3, "ablations": 13,
-                      "ablation-seeds": 6}
+              for group in ("main", "more-seeds", "paper-lam1", "gap", "long", "ablations",
+                            "ablation-seeds")}
+    assert counts == {"main": 6, "more-seeds": 4, "paper-lam1": 3, "gap": 18, "long": 1,
+                      "ablations": 13, "ablation-seeds": 10}
     assert len(listed("all", tmp_path)) == sum(counts.values())
