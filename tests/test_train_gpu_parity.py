@@ -32,7 +32,8 @@ def config(**changes):
     cfg = {"seed": 5, "limit_train": None, "limit_eval": None, "optimizer": "sgd", "lr": 0.01,
            "momentum": 0.9, "weight_decay": 0.0, "batch_size": 16, "ifm": True, "lam": 30.0,
            "samples": 8, "estimator": "jsd", "marginal": "image", "upsample": "nearest",
-           "pairs": [[1, 2], [2, 3], [3, 4]], "pair_features": "pre-pool", "epochs": 1}
+           "pairs": [[1, 2], [2, 3], [3, 4]], "pair_features": "pre-pool", "init": "kaiming",
+           "epochs": 1}
     cfg.update(changes)
     return cfg
 
