@@ -53,9 +53,12 @@ def read_json(path):
 
 def unreadable_npz(path, err):
     """Why an .npz cannot be used, in words (never inviting allow_pickle=True)."""
-    if isinstance(err, ValueError) and "pickle" in str(err):
+    if isinstance(err, ValueError) and "Object arrays" in str(err):
         return (f"{path} holds pickled (object) arrays, which are never loaded because "
                 "unpickling can run code")
+    if isinstance(err, ValueError) and "pickle" in str(err):
+        return (f"{path} is not an .npz archive: it is damaged, or a pickle, which is never "
+                "loaded because unpickling can run code")
     return f"{path} is damaged or not a checkpoint ({type(err).__name__}: {err})"
 
 
