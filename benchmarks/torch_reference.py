@@ -1,4 +1,4 @@
-"""The same network and IFM computation written in PyTorch, for bench.py only.
+"""The same network and IFM computation written in PyTorch, for benchmarks/bench.py only.
 
 Mirrors experiment/classifier.py (Table 1) and ifm/ (D of Table 2, JSD
 estimator, K joint pairs per image, marginal pairs within the image, nearest

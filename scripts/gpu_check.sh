@@ -16,10 +16,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee 
 python3 -c "import cupy, torch; print('cupy', cupy.__version__, 'torch', torch.__version__)" 2>&1 | tee -a "$out/device.txt"
 
 python3 -m pytest -q -m gpu tests 2>&1 | tee "$out/gpu_tests.log"
-python3 bench.py --device gpu 2>&1 | tee "$out/bench_gpu.txt"
-python3 bench.py --device cpu --rows train_step_baseline,train_step_ifm_k64,inference \
+python3 -m benchmarks.bench --device gpu 2>&1 | tee "$out/bench_gpu.txt"
+python3 -m benchmarks.bench --device cpu --rows train_step_baseline,train_step_ifm_k64,inference \
     2>&1 | tee "$out/bench_cpu.txt"
-python3 bench_ifm.py --device gpu 2>&1 | tee "$out/bench_ifm_gpu.txt"
+python3 -m benchmarks.bench_ifm --device gpu 2>&1 | tee "$out/bench_ifm_gpu.txt"
 
 if [ -d .data/mnist ] && [ -d .data/textures ]; then
   for method in "" "--ifm"; do

@@ -1,6 +1,6 @@
 """Linear probes on frozen features: what does each conv block encode?
 
-    python scripts/linear_probe.py RUN_DIR... [--which best_digit|best_texture|untrained]
+    python -m scripts.linear_probe RUN_DIR... [--which best_digit|best_texture|untrained]
                                    [--fresh-head] [--out results/probes.json]
 
 For each run's selected classifier (best_digit.npz by default) and each conv
@@ -49,15 +49,13 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import nn  # noqa: E402
-from experiment.classifier import Classifier  # noqa: E402
-from experiment.run import UsageError, load_dataset  # noqa: E402
-from experiment.settings import OLD_RUN_DEFAULTS  # noqa: E402
-from experiment.trainer import DeviceSplit, Trainer  # noqa: E402
-from nn.pooling import maxpool2x2_forward  # noqa: E402
-from nn.serialization import load_state_into  # noqa: E402
+import nn
+from experiment.classifier import Classifier
+from experiment.run import UsageError, load_dataset
+from experiment.settings import OLD_RUN_DEFAULTS
+from experiment.trainer import DeviceSplit, Trainer
+from nn.pooling import maxpool2x2_forward
+from nn.serialization import load_state_into
 
 GRID = 4
 BATCH = 500

@@ -1,6 +1,6 @@
 """Regenerate the tables under results/ from the run folders of scripts/reproduce.sh.
 
-    python scripts/make_results.py [--runs runs] [--out results]
+    python -m scripts.make_results [--runs runs] [--out results]
 
 Writes, into --out:
 - table3.md, table3.json: the main rows (runs named baseline-seed<N> and
@@ -18,17 +18,14 @@ Folders without report.json (runs still in progress) are named and skipped.
 """
 import argparse
 import csv
-import json
 import os
 import re
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import aggregate  # noqa: E402
-from experiment.provenance import without_machine_paths  # noqa: E402
-from experiment.runfolder import read_json, write_json, write_text_atomic  # noqa: E402
-from experiment.settings import OLD_RUN_DEFAULTS, build_parser  # noqa: E402
+from experiment.provenance import without_machine_paths
+from experiment.runfolder import read_json, write_json, write_text_atomic
+from experiment.settings import OLD_RUN_DEFAULTS, build_parser
+from scripts import aggregate
 
 MAIN_RUN = re.compile(r"^(baseline|ifm)-seed\d+$")
 TEXT_FILES = ("config.json", "history.csv", "report.json", "report.md", "train.log")

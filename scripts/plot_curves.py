@@ -1,6 +1,6 @@
 """Training curves from run folders: validation accuracy and information flow.
 
-    python scripts/plot_curves.py RUN_DIR... --out results/
+    python -m scripts.plot_curves RUN_DIR... --out results/
 
 Writes curves_accuracy.png (validation digit and texture accuracy per epoch)
 and, when any run used --ifm, curves_information_flow.png (the JSD estimate F

@@ -15,7 +15,7 @@
 # with a checkpoint continues with --resume, a folder without a checkpoint
 # (stopped before its first save) starts over. Data come from the usual
 # IFM_MNIST_DIR / IFM_TEXTURES / IFM_CACHE_DIR variables (or the defaults
-# described in README.md). After the runs: python aggregate.py, and the
+# described in README.md). After the runs: python -m scripts.make_results, and the
 # plotting and probe scripts, regenerate the tables and figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."

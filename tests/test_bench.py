@@ -1,9 +1,9 @@
-"""bench.py's output format (not its timings: speed is measured by running it)."""
+"""benchmarks/bench.py's output format (not its timings: speed is measured by running it)."""
 import json
 
 import pytest
 
-import bench
+from benchmarks import bench
 
 
 def test_json_output_has_every_row(capsys):
@@ -39,7 +39,7 @@ def test_gpu_without_a_gpu_is_a_usage_error(module, capsys):
     if backend.gpu_available():
         pytest.skip("a GPU is present")
     with pytest.raises(SystemExit) as exc:
-        importlib.import_module(module).main(["--device", "gpu"])
+        importlib.import_module(f"benchmarks.{module}").main(["--device", "gpu"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "--device gpu" in err and ("CuPy" in err or "CUDA" in err)

@@ -7,7 +7,6 @@ stand in for a run folder.
 import hashlib
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
@@ -21,8 +20,7 @@ from fixtures_data import synthetic_mnist, write_mnist_dir
 from nn import openblas
 from nn.serialization import save_module
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
-import linear_probe  # noqa: E402
+from scripts import linear_probe
 
 SEED = 3
 

@@ -1,10 +1,7 @@
 """scripts/make_results.py on hand-made run folders."""
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "scripts"))
-import make_results  # noqa: E402
+from scripts import make_results
 
 MAIN_IFM = {"seed": 0, "ifm": True, "lam": 30.0, "samples": 64, "estimator": "jsd",
             "marginal": "image", "upsample": "nearest", "pair_features": "pre-pool",

@@ -1,7 +1,7 @@
 """experiment/report.py and aggregate.py: the paper's Table 3 and the tables beside it."""
 import json
 
-import aggregate
+from scripts import aggregate
 from experiment import report
 
 PAPER = [  # the paper's Table 3, test accuracy in %, as printed ("-": not given)

@@ -11,7 +11,7 @@ import signal
 import numpy as np
 import pytest
 
-import aggregate
+from scripts import aggregate
 from experiment import run as run_module
 from experiment.run import main
 

@@ -8,9 +8,9 @@ included), of block.backward alone and of the two together, float32, D in
 training mode. On the GPU the times come from CUDA events
 (cupyx.profiler.benchmark), after warm-up.
 
-    python bench_ifm.py                               # CPU, batch 128, K = 64 and all
-    python bench_ifm.py --device gpu
-    python bench_ifm.py --batch 32 --repeats 3 --samples 64,all
+    python -m benchmarks.bench_ifm                    # CPU, batch 128, K = 64 and all
+    python -m benchmarks.bench_ifm --device gpu
+    python -m benchmarks.bench_ifm --batch 32 --repeats 3 --samples 64,all
 """
 import argparse
 import time

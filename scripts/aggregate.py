@@ -1,6 +1,6 @@
 """Aggregate several run folders (seeds) into one Table 3: mean ± std over runs.
 
-    python aggregate.py runs/baseline-seed0 runs/baseline-seed1 runs/ifm-seed0 ... \
+    python -m scripts.aggregate runs/baseline-seed0 runs/baseline-seed1 runs/ifm-seed0 ... \
         [--md table3.md] [--json table3.json]
 
 Each folder must hold a finished run (report.json). Baseline runs fill the

@@ -1,14 +1,17 @@
 """Benchmark: one training step and inference, ours against PyTorch.
 
-    python bench.py --device cpu|gpu [--json] [--repeats N] [--batch 128]
+    python -m benchmarks.bench --device cpu|gpu [--json] [--repeats N] [--batch 128]
 
-Rows: train_step_baseline, train_step_ifm_k64, train_step_ifm_kall (forward,
-backward and an SGD-momentum update of classifier and D; batch 128, float32,
-data already on the device) and inference (eval-mode forward). Each row is the
-median over --repeats timed runs after warm-up; on the GPU the device is
-synchronized before the clock is read. When torch is importable, the same
-network and IFM computation written in PyTorch (benchmarks/torch_reference.py)
-is timed in the same run and the ratio ours/torch is printed.
+Rows: train_step_baseline, train_step_ifm_k64, train_step_ifm_kall (the
+trainer's own step, experiment.trainer.Trainer.train_step: the batch's uint8
+images normalized, forward, backward and an SGD-momentum update of classifier
+and D; batch 128, float32, the data already on the device) and inference
+(eval-mode forward of the normalized batch). Each row is the median over
+--repeats timed runs after warm-up; on the GPU the device is synchronized
+before the clock is read. When torch is importable, the same network and IFM
+computation written in PyTorch (benchmarks/torch_reference.py) is timed in the
+same run, normalizing the same uint8 batch in each step, and the ratio
+ours/torch is printed.
 """
 import argparse
 import json
@@ -17,20 +20,21 @@ import platform
 import statistics
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
-import nn
+from experiment.run import settings_from_args
+from experiment.settings import parse, positive_int
+from experiment.trainer import Trainer
 from nn.allocator import retain_freed_memory
-from nn.backend import gpu_unavailable_reason, xp_for
+from nn.backend import gpu_unavailable_reason
 from nn.openblas import core_name
 from nn.parallel import cores, use_cores
-from nn.module import Container
-from experiment.classifier import Classifier
-from experiment.settings import positive_int
 
 ROWS = (("train_step_baseline", False, None), ("train_step_ifm_k64", True, 64),
         ("train_step_ifm_kall", True, "all"), ("inference", False, None))
+MEAN, STD = np.array([0.45, 0.42, 0.40]), np.array([0.25, 0.24, 0.26])
 
 
 def median_ms(fn, sync, repeats, warmup):
@@ -46,42 +50,30 @@ def median_ms(fn, sync, repeats, warmup):
     return statistics.median(times)
 
 
+def random_batch(batch, rng):
+    """One split of ``batch`` random uint8 images (batch, 3, 32, 32) with labels."""
+    return SimpleNamespace(images=rng.integers(0, 256, (batch, 3, 32, 32), dtype=np.uint8),
+                           digit=rng.integers(0, 10, batch), texture=rng.integers(0, 10, batch))
+
+
 def ours(device, ifm, samples, batch):
-    xp = xp_for(device)
-    rng = np.random.default_rng(0)
-    model = Classifier(rng=rng)
-    parts = [("clf", model)]
-    reg = None
-    if ifm:
-        from ifm import IFMRegularizer
-        reg = IFMRegularizer(channels=list(model.channels), pairs=[(1, 2), (2, 3), (3, 4)],
-                             lam=1.0, samples=samples, estimator="jsd", upsample="nearest",
-                             marginal="image", rng=rng)
-        parts.append(("ifm", reg))
-    trainable = Container(parts).to(device)
-    opt = nn.SGD(trainable.params, lr=0.01, momentum=0.9)
-    # The batch in the layout the trainer hands over (experiment.trainer.DeviceSplit:
-    # memory (3, H, W, N)); PyTorch gets its own NCHW.
-    x = xp.asarray(rng.standard_normal((3, 32, 32, batch)).astype(np.float32)).transpose(3, 0, 1, 2)
-    y = xp.asarray(rng.integers(0, 10, batch))
-    step_rng = np.random.default_rng(1)
+    """(train step, inference) of the trainer on one random batch, train.py's defaults."""
+    flags = ["--batch-size", str(batch)] + (["--ifm", "--samples", str(samples)] if ifm else [])
+    cfg = settings_from_args(parse(flags))
+    split = random_batch(batch, np.random.default_rng(0))
+    dataset = SimpleNamespace(train=split, val=split, test=split, mean=MEAN, std=STD)
+    trainer = Trainer(cfg, dataset, device)
+    index = trainer.batch_index(trainer.epoch_order(1), 0)
 
     def train_step():
-        logits = model.forward(x)
-        loss, dlogits = nn.softmax_cross_entropy(logits, y)
-        dfeatures = None
-        if reg is not None:
-            reg.forward(model.features, step_rng)
-            dfeatures = reg.backward()
-        model.backward(dlogits, dfeatures)
-        opt.step(trainable.grads)
+        trainer.train_step(index, 1, 0)
 
     def inference():
-        model.eval()
-        model.forward(x)
-        model.train()
+        trainer.model.eval()
+        trainer.model.forward(trainer.train_data.inputs(index))
+        trainer.model.train()
 
-    return train_step, inference, xp
+    return train_step, inference
 
 
 def sync_for(device):
@@ -98,12 +90,18 @@ def torch_side(device, ifm, samples, batch):
         return None
     from benchmarks.torch_reference import build
     dev = "cuda" if device == "gpu" else "cpu"
-    train_step, inference = build(dev, ifm, samples)
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(batch, 3, 32, 32, generator=g).to(dev)
-    y = torch.randint(0, 10, (batch,), generator=g).to(dev)
+    train_step, inference = build(dev, ifm, samples, lam=30.0)
+    split = random_batch(batch, np.random.default_rng(0))
+    images = torch.from_numpy(split.images).to(dev)
+    y = torch.from_numpy(split.digit).to(dev)
+    mean = torch.tensor(MEAN, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
+    inv_std = torch.tensor(1 / STD, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
+
+    def inputs():
+        return (images.float() / 255 - mean) * inv_std
+
     sync = torch.cuda.synchronize if dev == "cuda" else (lambda: None)
-    return (lambda: train_step(x, y)), (lambda: inference(x)), sync
+    return (lambda: train_step(inputs(), y)), (lambda: inference(inputs())), sync
 
 
 def device_name(device):
@@ -146,7 +144,7 @@ def main(argv=None):
     for name, ifm, samples in ROWS:
         if name not in wanted:
             continue
-        step, infer, _ = ours(args.device, ifm, samples, args.batch)
+        step, infer = ours(args.device, ifm, samples, args.batch)
         fn = infer if name == "inference" else step
         ours_ms = median_ms(fn, sync, repeats, args.warmup)
         torch_ms = None

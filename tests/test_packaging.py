@@ -1,0 +1,23 @@
+"""`pip install .`: the wheel holds the four library packages and the train entry point."""
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_wheel_holds_the_library_and_nothing_else(tmp_path):
+    pytest.importorskip("setuptools")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True,
+                   cwd=tmp_path)
+    (wheel,) = tmp_path.glob("ifm_numpy-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
+    assert tops == {"nn", "ifm", "data", "experiment"}
+    assert "experiment/run.py" in names and "nn/conv.py" in names
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "ifm-train = experiment.run:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
