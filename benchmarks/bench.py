@@ -2,6 +2,11 @@
 
     python -m benchmarks.bench --device cpu|gpu [--json] [--repeats N] [--batch 128]
 
+Columns: ours (until the device is done), ours_host (until the step returned
+to Python: on the GPU the host's share), torch, and on the GPU torch_fp32
+(TensorFloat-32 off) and, with --compare-cpu, the normwise parameter
+difference of one step on CuPy against one on NumPy.
+
 Rows: train_step_baseline, train_step_ifm_k64, train_step_ifm_kall (the
 trainer's own step, experiment.trainer.Trainer.train_step: the batch's uint8
 images normalized, forward, backward and an SGD-momentum update of classifier
@@ -38,16 +43,22 @@ MEAN, STD = np.array([0.45, 0.42, 0.40]), np.array([0.25, 0.24, 0.26])
 
 
 def median_ms(fn, sync, repeats, warmup):
+    """(median ms until the device is done, median ms until ``fn`` returned to Python).
+
+    On the CPU the two are the same. On the GPU the second is the host's share:
+    the time to issue the step's kernels, which the device may still be running.
+    """
     for _ in range(warmup):
         fn()
     sync()
-    times = []
+    done, returned = [], []
     for _ in range(repeats):
         t = time.perf_counter()
         fn()
+        returned.append((time.perf_counter() - t) * 1000)
         sync()
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+        done.append((time.perf_counter() - t) * 1000)
+    return statistics.median(done), statistics.median(returned)
 
 
 def random_batch(batch, rng):
@@ -57,7 +68,7 @@ def random_batch(batch, rng):
 
 
 def ours(device, ifm, samples, batch):
-    """(train step, inference) of the trainer on one random batch, train.py's defaults."""
+    """(train step, inference, trainer) on one random batch, train.py's defaults."""
     flags = ["--batch-size", str(batch)] + (["--ifm", "--samples", str(samples)] if ifm else [])
     cfg = settings_from_args(parse(flags))
     split = random_batch(batch, np.random.default_rng(0))
@@ -73,7 +84,18 @@ def ours(device, ifm, samples, batch):
         trainer.model.forward(trainer.train_data.inputs(index))
         trainer.model.train()
 
-    return train_step, inference
+    return train_step, inference, trainer
+
+
+def param_error(gpu_trainer, cpu_trainer):
+    """max |p_gpu - p_cpu| / max |p_cpu| over all parameters, after one step on each."""
+    from nn.backend import to_numpy
+    for trainer in (gpu_trainer, cpu_trainer):
+        trainer.train_step(trainer.batch_index(trainer.epoch_order(1), 0), 1, 0)
+    cpu = {k: to_numpy(v).astype(np.float64) for k, v in cpu_trainer.trainable.params.items()}
+    gpu = {k: to_numpy(v).astype(np.float64) for k, v in gpu_trainer.trainable.params.items()}
+    scale = max(np.abs(v).max() for v in cpu.values())
+    return max(np.abs(gpu[k] - cpu[k]).max() for k in cpu) / scale
 
 
 def sync_for(device):
@@ -83,11 +105,18 @@ def sync_for(device):
     return lambda: None
 
 
-def torch_side(device, ifm, samples, batch):
+def torch_side(device, ifm, samples, batch, tf32=True):
+    """(train step, inference, sync) of the PyTorch reference, or None without torch.
+
+    tf32=True is PyTorch's default: cuDNN convolutions may use TensorFloat-32
+    (matrix products do not); tf32=False computes them in float32, as ours do.
+    """
     try:
         import torch
     except ImportError:
         return None
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
     from benchmarks.torch_reference import build
     dev = "cuda" if device == "gpu" else "cpu"
     train_step, inference = build(dev, ifm, samples, lam=30.0)
@@ -124,6 +153,9 @@ def main(argv=None):
     p.add_argument("--rows", default=",".join(r[0] for r in ROWS),
                    help="comma-separated subset of rows to run")
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch side")
+    p.add_argument("--compare-cpu", action="store_true",
+                   help="gpu: also run each training row's step once on NumPy and report the "
+                        "normwise parameter difference CuPy - NumPy")
     p.add_argument("--cores", type=positive_int, default=None,
                    help="cpu: threads our NumPy work is split over (default: all cores, as "
                         "train.py; 1: one thread plus OpenBLAS's own). See nn/parallel.py")
@@ -144,18 +176,25 @@ def main(argv=None):
     for name, ifm, samples in ROWS:
         if name not in wanted:
             continue
-        step, infer = ours(args.device, ifm, samples, args.batch)
+        step, infer, _ = ours(args.device, ifm, samples, args.batch)
         fn = infer if name == "inference" else step
-        ours_ms = median_ms(fn, sync, repeats, args.warmup)
-        torch_ms = None
-        if not args.no_torch:
-            side = torch_side(args.device, ifm, samples, args.batch)
+        ours_ms, ours_host_ms = median_ms(fn, sync, repeats, args.warmup)
+        row = {"name": name, "batch": args.batch, "ours_ms": round(ours_ms, 3),
+               "ours_host_ms": round(ours_host_ms, 3), "torch_ms": None}
+        precisions = ((True, "torch_ms"), (False, "torch_fp32_ms")) if args.device == "gpu" \
+            else ((True, "torch_ms"),)
+        for tf32, key in precisions if not args.no_torch else ():
+            side = torch_side(args.device, ifm, samples, args.batch, tf32)
             if side is not None:
                 t_step, t_infer, t_sync = side
-                torch_ms = median_ms(t_infer if name == "inference" else t_step, t_sync,
-                                     repeats, args.warmup)
-        results.append({"name": name, "batch": args.batch, "ours_ms": round(ours_ms, 3),
-                        "torch_ms": None if torch_ms is None else round(torch_ms, 3)})
+                row[key] = round(median_ms(t_infer if name == "inference" else t_step, t_sync,
+                                           repeats, args.warmup)[0], 3)
+        if args.compare_cpu and args.device == "gpu" and name != "inference":
+            row["cpu_gpu_param_error"] = float(param_error(
+                ours(args.device, ifm, samples, args.batch)[2],
+                ours("cpu", ifm, samples, args.batch)[2]))
+        results.append(row)
+        ours_ms, torch_ms = row["ours_ms"], row["torch_ms"]
         if not args.json:
             print(f"  {name}: ours {ours_ms:.1f} ms" + (f", torch {torch_ms:.1f} ms"
                                                          if torch_ms else ""), file=sys.stderr)
@@ -163,13 +202,20 @@ def main(argv=None):
         print(json.dumps({"device": device_name(args.device), "rows": results}))
         return 0
     print(f"device: {device_name(args.device)}; batch {args.batch}; median of {repeats}")
-    print(f"| {'row':<22} | {'ours ms':>9} | {'torch ms':>9} | {'ours/torch':>10} |")
-    print(f"|{'-' * 24}|{'-' * 11}|{'-' * 11}|{'-' * 12}|")
+    columns = [("ours_ms", "ours ms"), ("torch_ms", "torch ms")]
+    if args.device == "gpu":
+        columns[1:1] = [("ours_host_ms", "ours host ms")]
+        columns += [("torch_fp32_ms", "torch fp32 ms")]
+    print("| row | " + " | ".join(title for _, title in columns) + " | ours/torch |"
+          + (" CuPy - NumPy |" if args.compare_cpu else ""))
+    print("|---|" + "---|" * (len(columns) + 1 + args.compare_cpu))
     for r in results:
-        t = r["torch_ms"]
-        ratio = f"{r['ours_ms'] / t:.2f}" if t else "-"
-        print(f"| {r['name']:<22} | {r['ours_ms']:>9.1f} | "
-              f"{(f'{t:.1f}' if t else '-'):>9} | {ratio:>10} |")
+        cells = [f"{r[key]:.1f}" if r.get(key) else "-" for key, _ in columns]
+        cells.append(f"{r['ours_ms'] / r['torch_ms']:.2f}" if r["torch_ms"] else "-")
+        if args.compare_cpu:
+            error = r.get("cpu_gpu_param_error")
+            cells.append("-" if error is None else f"{error:.1e}")
+        print(f"| {r['name']} | " + " | ".join(cells) + " |")
     return 0
 
 

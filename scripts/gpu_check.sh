@@ -1,33 +1,75 @@
 #!/usr/bin/env bash
-# Everything that needs a GPU, in one call sized for a 15-minute device lease:
-# the GPU tests (NumPy/CuPy parity of every op, the IFM block and the training
-# step), the benchmarks against PyTorch, and a short end-to-end GPU run.
+# Everything that needs a GPU, in one call of at most 560 s (a device lease is
+# 15 minutes, start-up included): the GPU tests, the benchmark against PyTorch
+# (TF32 on and off, host and device time, one full-size step of CuPy against
+# NumPy at K = 64 and K = all), the IFM block benchmark, and one epoch of a
+# baseline and an IFM run on the GPU.
+#
+#   OUT=/some/folder bash scripts/gpu_check.sh
+#
+# Each step runs under its share of the budget; its exit code and seconds go
+# to summary.txt, and a failing step does not stop the next. At most eight
+# files come back in $OUT (default /tmp/gpu_check): summary.txt, gpu_tests.txt,
+# bench_gpu.json, bench_ifm_gpu.txt, and history.csv and report.md of each run
+# (<method>_history.csv, <method>_report.md).
 #
 # The data must travel with the working tree: before the call, copy the MNIST
 # files and the textures into an ignored folder of the checkout, e.g.
 #   echo /.data/ >> .git/info/exclude
 #   mkdir -p .data && cp -r "$IFM_MNIST_DIR" .data/mnist && cp -r "$IFM_TEXTURES" .data/textures
-# and carry `.data`. Results go to $OUT (or /tmp/gpu_check).
+# and carry `.data`.
 set -u
 export PYTHONUNBUFFERED=1
 out="${OUT:-/tmp/gpu_check}"
 mkdir -p "$out"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$out/device.txt"
-python3 -c "import cupy, torch; print('cupy', cupy.__version__, 'torch', torch.__version__)" 2>&1 | tee -a "$out/device.txt"
+deadline=$(( $(date +%s) + ${GPU_CHECK_BUDGET:-560} ))
+summary="$out/summary.txt"
+: > "$summary"
 
-python3 -m pytest -q -m gpu tests 2>&1 | tee "$out/gpu_tests.log"
-python3 -m benchmarks.bench --device gpu 2>&1 | tee "$out/bench_gpu.txt"
-python3 -m benchmarks.bench --device cpu --rows train_step_baseline,train_step_ifm_k64,inference \
-    2>&1 | tee "$out/bench_cpu.txt"
-python3 -m benchmarks.bench_ifm --device gpu 2>&1 | tee "$out/bench_ifm_gpu.txt"
+# step NAME SECONDS COMMAND...: run COMMAND for at most SECONDS (and never past
+# the deadline), recording its exit code (124: out of time) and duration.
+step() {
+  local name=$1 limit=$2 left start code
+  shift 2
+  left=$(( deadline - $(date +%s) ))
+  (( limit > left )) && limit=$left
+  if (( limit < 5 )); then
+    echo "$name: skipped (budget spent)" >> "$summary"
+    return
+  fi
+  start=$(date +%s)
+  timeout "$limit" "$@"
+  code=$?
+  echo "$name: exit $code in $(( $(date +%s) - start )) s (limit $limit s)" >> "$summary"
+}
+
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1
+  python3 -c "import sys, numpy, cupy; print('python', sys.version.split()[0], 'numpy',
+numpy.__version__, 'cupy', cupy.__version__, 'CUDA runtime',
+cupy.cuda.runtime.runtimeGetVersion())" 2>&1
+  python3 -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda)" 2>&1
+} >> "$summary"
+
+step gpu_tests 170 bash -o pipefail -c "python3 -m pytest -q -m gpu tests 2>&1 | tail -60 > '$out/gpu_tests.txt'"
+step bench_gpu 170 bash -c "python3 -m benchmarks.bench --device gpu --compare-cpu --json \
+  > '$out/bench_gpu.json' 2>> '$summary'"
+step bench_ifm_gpu 60 bash -c "python3 -m benchmarks.bench_ifm --device gpu \
+  > '$out/bench_ifm_gpu.txt' 2>&1"
 
 if [ -d .data/mnist ] && [ -d .data/textures ]; then
-  for method in "" "--ifm"; do
-    name="run${method:+_ifm}"
-    timeout 240 python3 train.py --device gpu $method --epochs 2 --out "/tmp/$name" \
-      --mnist-dir .data/mnist --textures .data/textures --cache-dir /tmp/ifm-cache \
-      2>&1 | grep -v " step " | tee "$out/$name.log"
+  for method in baseline ifm; do
+    flag=$([ "$method" = ifm ] && echo --ifm)
+    run="/tmp/gpu_check_runs/$method"
+    step "run_$method" 70 python3 train.py --device gpu $flag --epochs 1 --out "$run" \
+      --restart --quiet --mnist-dir .data/mnist --textures .data/textures \
+      --cache-dir /tmp/ifm-cache
+    cp "$run/history.csv" "$out/${method}_history.csv" 2>/dev/null
+    cp "$run/report.md" "$out/${method}_report.md" 2>/dev/null
+    python3 -c "import json; c = json.load(open('$run/config.json'));
+print('$method run software:', json.dumps(c['software']))" >> "$summary" 2>&1
   done
 else
-  echo "no .data/mnist and .data/textures: skipped the GPU training runs" | tee "$out/runs.log"
+  echo "runs: skipped (no .data/mnist and .data/textures)" >> "$summary"
 fi
+cat "$summary"

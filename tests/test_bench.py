@@ -15,6 +15,8 @@ def test_json_output_has_every_row(capsys):
                                                 "train_step_ifm_kall", "inference"]
     for row in out["rows"]:
         assert row["batch"] == 2 and row["ours_ms"] > 0 and row["torch_ms"] is None
+        assert 0 < row["ours_host_ms"] <= row["ours_ms"]      # the CPU is done on return
+        assert "torch_fp32_ms" not in row and "cpu_gpu_param_error" not in row
 
 
 def test_table_output(capsys):
