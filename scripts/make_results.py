@@ -10,8 +10,12 @@ Writes, into --out:
   changes from the main IFM run, epochs, training time, the test accuracy of
   its best-validation-digit and best-validation-texture checkpoints, and the
   last epoch's information-flow estimates F;
+- groups.md, groups.json: the runs grouped by setting (the run name without
+  its -seed<N>), one row per group: seeds, epochs, and mean ± std over seeds
+  of the validation digit accuracy that selected the _digit checkpoint and of
+  the test accuracies of both checkpoints;
 - runs/<name>/: the text files of every finished run (config.json,
-  history.csv, report.json, report.md, train.log), with each absolute path
+  history.csv, evaluations.csv, report.json, report.md, train.log), with each absolute path
   cut to its file name (checksums stay; where files lay on the machine that
   made the run does not).
 Folders without report.json (runs still in progress) are named and skipped.
@@ -28,7 +32,9 @@ from experiment.settings import OLD_RUN_DEFAULTS, build_parser
 from scripts import aggregate
 
 MAIN_RUN = re.compile(r"^(baseline|ifm)-seed\d+$")
-TEXT_FILES = ("config.json", "history.csv", "report.json", "report.md", "train.log")
+TEXT_FILES = ("config.json", "history.csv", "evaluations.csv", "report.json", "report.md",
+              "train.log")
+SEED = re.compile(r"-seed(\d+)$")
 # The main IFM run's settings (train.py's defaults with --ifm); a run's
 # "changes" column lists the flags where it differs.
 COMPARED = ("lam", "samples", "estimator", "marginal", "upsample", "pair_features", "textures",
@@ -75,6 +81,51 @@ def copy_without_machine_paths(source, target):
     else:
         with open(source, encoding="utf-8", newline="") as f:     # keep csv's \r\n
             write_text_atomic(target, without_machine_paths(f.read()))
+
+
+def mean_std(values):
+    """(mean, sample std or None) of a list of fractions."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
+def groups(rows):
+    """One entry per setting: the runs that differ only in their seed, aggregated."""
+    by_name = {}
+    for r in rows:
+        by_name.setdefault(SEED.sub("", r["run"]), []).append(r)
+    out = []
+    for name, runs in by_name.items():
+        cell = {"group": name, "changes": runs[0]["changes"],
+                "seeds": sorted(r["seed"] for r in runs),
+                "epochs": sorted({r["epochs"] for r in runs})}
+        for key, which, field in (("val_digit", "best_digit", "val_digit_acc"),
+                                  ("digit_ckpt_test_digit", "best_digit", "test_digit_acc"),
+                                  ("digit_ckpt_test_texture", "best_digit", "test_texture_acc"),
+                                  ("texture_ckpt_test_digit", "best_texture", "test_digit_acc"),
+                                  ("texture_ckpt_test_texture", "best_texture",
+                                   "test_texture_acc")):
+            cell[key] = mean_std([r[which][field] for r in runs])
+        out.append(cell)
+    return out
+
+
+def groups_markdown(cells):
+    def ms(pair):
+        mean, std = pair
+        return pct(mean) + ("" if std is None else f" ± {pct(std)}")
+    lines = ["| setting | changes | seeds | epochs | val digit (selects _digit) "
+             "| _digit ckpt: test digit / texture | _texture ckpt: test digit / texture |",
+             "|---|---|---|---|---|---|---|"]
+    for c in cells:
+        lines.append(f"| {c['group']} | {c['changes']} | {','.join(map(str, c['seeds']))} "
+                     f"| {','.join(map(str, c['epochs']))} | {ms(c['val_digit'])} "
+                     f"| {ms(c['digit_ckpt_test_digit'])} / {ms(c['digit_ckpt_test_texture'])} "
+                     f"| {ms(c['texture_ckpt_test_digit'])} / "
+                     f"{ms(c['texture_ckpt_test_texture'])} |")
+    return "\n".join(lines) + "\n"
 
 
 def pct(x):
@@ -124,6 +175,9 @@ def main(argv=None):
     rows.sort(key=lambda r: (not MAIN_RUN.match(r["run"]), r["method"], r["run"]))
     write_text_atomic(os.path.join(args.out, "runs.md"), runs_markdown(rows))
     write_json(os.path.join(args.out, "runs.json"), {"runs": rows})
+    cells = groups(rows)
+    write_text_atomic(os.path.join(args.out, "groups.md"), groups_markdown(cells))
+    write_json(os.path.join(args.out, "groups.json"), {"groups": cells})
     for folder in finished:
         target = os.path.join(args.out, "runs", os.path.basename(folder))
         os.makedirs(target, exist_ok=True)

@@ -58,6 +58,14 @@ def test_tables_from_run_folders(tmp_path):
     assert listed["ifm-seed0"]["last_epoch_F"] == {"F_1_2": -0.3}
     assert (out / "runs" / "ifm-lam10-seed0" / "history.csv").exists()
     assert "| ifm-lam10-seed0 | --lam 10.0 | 2 | 1.0 | 1: 30.0 / 70.0 |" in (out / "runs.md").read_text()
+    grouped = {g["group"]: g for g in json.loads((out / "groups.json").read_text())["groups"]}
+    assert set(grouped) == {"ifm", "baseline", "ifm-lam10", "ifm-batchmarg"}
+    assert grouped["ifm"]["seeds"] == [0, 1] and grouped["ifm"]["epochs"] == [2]
+    mean, std = grouped["ifm"]["digit_ckpt_test_digit"]
+    assert abs(mean - 0.45) < 1e-12 and abs(std - 0.0707107) < 1e-6
+    assert grouped["ifm-lam10"]["digit_ckpt_test_digit"] == [0.30, None]
+    assert ("| ifm | (main IFM settings) | 0,1 | 2 | 50.0 ± 0.0 | 45.0 ± 7.1 / 55.0 ± 7.1 "
+            "| 45.0 ± 7.1 / 55.0 ± 7.1 |") in (out / "groups.md").read_text()
 
 
 def test_copied_run_files_carry_no_machine_paths(tmp_path):
