@@ -1,6 +1,7 @@
 """IFMBlock / IFMRegularizer as modules: live params, modes, state, and the training step."""
 import numpy as np
 import pytest
+from gradcheck import check_directional
 
 from experiment.classifier import Classifier
 from ifm import IFMBlock, IFMRegularizer
@@ -112,20 +113,11 @@ def test_training_step_with_the_classifier(features_at):
     reg.forward(model.features, np.random.default_rng(5))
     model.backward(dlogits, reg.backward())
     trainable = Container([("clf", model), ("ifm", reg)])
-    dir_rng = np.random.default_rng(1)
-    direction = {k: dir_rng.standard_normal(p.shape) for k, p in trainable.params.items()}
-    analytic = sum(float(np.sum(trainable.grads[k] * direction[k])) for k in direction)
-    eps = 1e-7       # small: 65k LeakyReLU units and max-pool windows must not switch
     originals = {k: p.copy() for k, p in trainable.params.items()}
-    values = []
-    for sign in (1, -1):
-        for k in direction:
-            trainable.params[k][...] = originals[k] + sign * eps * direction[k]
-        values.append(total_loss())
-    for k in direction:
-        trainable.params[k][...] = originals[k]
-    numeric = (values[0] - values[1]) / (2 * eps)
-    assert analytic == pytest.approx(numeric, rel=1e-6)
+    # eps small: 65k LeakyReLU units and max-pool windows must not switch
+    check_directional(f"training step, classifier + IFMRegularizer, {features_at} "
+                      "(random direction, eps 1e-7)", total_loss, dict(trainable.params),
+                      dict(trainable.grads), np.random.default_rng(1), eps=1e-7)
     SGD(trainable.params, lr=0.1).step(trainable.grads)
     assert not np.array_equal(reg.params["ifm12.0.W"], originals["ifm.ifm12.0.W"])
     assert not np.array_equal(model.params["block1.0.W"], originals["clf.block1.0.W"])

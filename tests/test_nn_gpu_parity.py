@@ -11,6 +11,7 @@ summation order differs) and 1e-4 in float32.
 """
 import numpy as np
 import pytest
+from gradcheck import distinct_values
 
 import nn
 from nn import activations, batchnorm, conv, linear, losses, pooling, upsample
@@ -33,11 +34,6 @@ def assert_same(gpu, cpu, dtype, what, scale=None):
 
 def largest(arrays):
     return max(float(np.abs(nn.to_numpy(a)).max(initial=0.0)) for a in arrays)
-
-
-def distinct_values(rng, shape):
-    n = int(np.prod(shape))
-    return ((rng.permutation(n) - n / 2) * 0.1).reshape(shape)
 
 
 # Each case is (data, run): data(rng) gives the host inputs; run(xp, normal, *inputs) runs
