@@ -70,13 +70,37 @@ def restore_cores():
 class InlineExecutor:
     """Stands in for nn.parallel's thread pool: runs each task at once, in this thread."""
 
+    def __init__(self):
+        self.tasks = 0          # how many tasks a split path handed over
+
     def submit(self, fn, *args):
+        self.tasks += 1
         future = Future()
         try:
             future.set_result(fn(*args))
         except BaseException as err:  # handed to the caller, as a pool would
             future.set_exception(err)
         return future
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "no_split: the code under test never reaches nn.parallel's split paths "
+                   "(run_in_blocks, matmul), so cores_mode runs it serially only")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Drop the split reruns that cannot fail: tests marked ``no_split``, and CuPy
+    instances (CuPy arrays always take nn.parallel's one-call path)."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        split = params.get("cores_mode") == "split"
+        never = item.get_closest_marker("no_split") is not None or params.get("xp") == "cupy"
+        (drop if split and never else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(params=["serial", "split"])
@@ -88,14 +112,33 @@ def cores_mode(request, monkeypatch):
     module also cover the blocked code paths. The blocks run one after the
     other in this thread (thread handoffs would make the gradient checks 10x
     slower); tests/test_parallel.py runs the ops on real threads.
+
+    A split run must reach a split path (it fails otherwise): a test whose
+    code never does is marked ``no_split`` and runs serially only.
     """
     from nn import parallel
-    if request.param == "split":
-        monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)
-        monkeypatch.setattr(parallel, "MIN_PARALLEL_FLOPS", 0)
-        monkeypatch.setattr(parallel, "BLOCK_BYTES", 1)
-        monkeypatch.setattr(parallel, "_pool", InlineExecutor())
-        monkeypatch.setattr(parallel, "_cores", 3)
+    if request.param == "serial":
+        yield
+        return
+    pool = InlineExecutor()
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_FLOPS", 0)
+    monkeypatch.setattr(parallel, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(parallel, "_pool", pool)
+    monkeypatch.setattr(parallel, "_cores", 3)
+    yield
+    if getattr(request.node, "rep_call_passed", False) and pool.tasks == 0:
+        pytest.fail("the split run never reached a split path of nn.parallel: it cannot "
+                    "fail where the serial run passes; mark the test no_split", pytrace=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Tell fixtures whether the test body passed (``item.rep_call_passed``)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.rep_call_passed = report.passed
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from ifm.sampling import (coarse_locations, count_rows, locations_per_image, oth
 from nn.upsample import (bilinear_upsample_forward, nearest_upsample_backward,
                          nearest_upsample_forward)
 
-# Every test runs twice: serial, and with every op split into blocks (conftest.py).
+# Every test runs twice: serial, and with every op split into blocks (conftest.py), except
+# those marked no_split (the pair sampling and the refused shapes never reach nn.parallel).
 pytestmark = pytest.mark.usefixtures("cores_mode")
 
 
@@ -22,6 +23,7 @@ def draw(seed, **kw):
 
 
 # ------------------------------------------------------------------ sampling
+@pytest.mark.no_split
 @pytest.mark.parametrize("marginal", ["image", "batch"])
 @pytest.mark.parametrize("sampler", [sample_pairs, sample_infonce_pairs])
 def test_same_generator_state_same_pairs(sampler, marginal):
@@ -34,6 +36,7 @@ def test_same_generator_state_same_pairs(sampler, marginal):
     assert any(not np.array_equal(x, z) for x, z in zip(a[:4], c[:4]))
 
 
+@pytest.mark.no_split
 def test_counts_and_joint_rows():
     idx = draw(0)
     S = 5 * 7
@@ -44,6 +47,7 @@ def test_counts_and_joint_rows():
     np.testing.assert_array_equal(idx.low_n[j], np.repeat(np.arange(5), 7))
 
 
+@pytest.mark.no_split
 def test_joint_locations_are_distinct_within_each_image():
     idx = draw(3, samples=20)                                        # 20 of 24 locations
     s = idx.low_s[:idx.n_joint].reshape(5, 20)
@@ -51,6 +55,7 @@ def test_joint_locations_are_distinct_within_each_image():
     assert not all(np.array_equal(s[0], row) for row in s[1:])       # drawn per image
 
 
+@pytest.mark.no_split
 def test_all_and_oversized_k_take_every_location_once():
     for samples in ("all", 24, 100):
         idx = draw(1, samples=samples)
@@ -59,6 +64,7 @@ def test_all_and_oversized_k_take_every_location_once():
         assert idx.low_s.shape == (2 * 5 * 24,)
 
 
+@pytest.mark.no_split
 def test_samples_validation():
     assert locations_per_image("all", 16) == 16 and locations_per_image(3, 16) == 3
     for bad in (0, -1, 2.5, "some", True):
@@ -68,6 +74,7 @@ def test_samples_validation():
         draw(0, marginal="global")
 
 
+@pytest.mark.no_split
 def test_image_marginals_stay_in_one_image_batch_marginals_do_not():
     idx = draw(2, N=40, samples=50, h=8, w=8)
     m = slice(idx.n_joint, None)
@@ -83,6 +90,7 @@ def test_image_marginals_stay_in_one_image_batch_marginals_do_not():
     assert set(b.low_n[m]) == set(b.high_n[m]) == set(range(8))
 
 
+@pytest.mark.no_split
 @pytest.mark.parametrize("marginal", ["image", "batch"])
 def test_infonce_negatives_pair_each_member_with_every_other(marginal):
     N, K = 3, 4
@@ -106,10 +114,12 @@ def test_infonce_negatives_pair_each_member_with_every_other(marginal):
         np.testing.assert_array_equal(neg[2] == neg[0], False)         # negatives cross images
 
 
+@pytest.mark.no_split
 def test_other_members():
     np.testing.assert_array_equal(other_members(3), [[1, 2], [0, 2], [0, 1]])
 
 
+@pytest.mark.no_split
 def test_coarse_locations():
     h, w, s = 6, 4, 2
     y, x = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
@@ -230,6 +240,7 @@ def test_block_joint_rows_are_the_concatenated_vectors_at_one_position():
         np.testing.assert_allclose(seen[0][r], first["W"] @ z + first["b"], rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.no_split
 def test_bad_shapes_are_refused():
     block = IFMBlock(3, 4, samples=2, rng=np.random.default_rng(0))
     rng = np.random.default_rng(0)

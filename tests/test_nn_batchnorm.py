@@ -10,7 +10,8 @@ import pytest
 
 import nn
 
-# Every test runs twice: serial, and with every op split into blocks (conftest.py).
+# Every test runs twice: serial, and with every op split into blocks (conftest.py), except
+# those marked no_split (they only set up layers and run no batch norm).
 pytestmark = pytest.mark.usefixtures("cores_mode")
 
 
@@ -27,6 +28,7 @@ SHAPES = [(6, 3), (3, 3, 2, 5)]
 IDS = ["BatchNorm1d", "BatchNorm2d"]
 
 
+@pytest.mark.no_split
 def test_defaults():
     bn = nn.BatchNorm2d(4)
     assert bn.momentum == 0.1 and bn.eps == 1e-5
@@ -128,6 +130,7 @@ def test_training_mode_needs_more_than_one_value_per_channel():
     nn.BatchNorm1d(3).eval().forward(np.ones((1, 3), dtype=np.float32))   # fine in eval
 
 
+@pytest.mark.no_split
 def test_train_and_eval_propagate_through_sequential():
     inner = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
     model = nn.Sequential(nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.Flatten(), inner)

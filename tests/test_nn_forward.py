@@ -12,7 +12,9 @@ import pytest
 import nn
 from nn import activations, batchnorm, conv, linear, losses, pooling, upsample
 
-# Every test runs twice: serial, and with every op split into blocks (conftest.py).
+# Every test runs twice: serial, and with every op split into blocks (conftest.py), except
+# those marked no_split (upsampling, the loss and flatten never call nn.parallel, and
+# one channel is never cut into blocks).
 pytestmark = pytest.mark.usefixtures("cores_mode")
 
 
@@ -144,13 +146,15 @@ def test_conv2d_one_hand_computed_value():
     assert y[0, 0, 1, 1] == sum(range(0, 3)) + sum(range(4, 7)) + sum(range(8, 11)) + 0.5
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 4, 6), (2, 3, 5, 7), (1, 1, 2, 3)])
+@pytest.mark.parametrize("shape", [(2, 3, 4, 6), (2, 3, 5, 7),      # one channel: no blocks
+                                   pytest.param((1, 1, 2, 3), marks=pytest.mark.no_split)])
 def test_maxpool_matches_loops(xp, rng, shape):
     x = rng.standard_normal(shape)
     y, _ = pooling.maxpool2x2_forward(*on(xp, x))
     np.testing.assert_array_equal(host(y), maxpool2x2_naive(x))
 
 
+@pytest.mark.no_split
 def test_maxpool_routes_the_gradient_to_the_first_maximum_on_ties():
     x = np.array([[[[1.0, 3.0], [3.0, 3.0]]]])
     y, cache = pooling.maxpool2x2_forward(x)
@@ -158,6 +162,7 @@ def test_maxpool_routes_the_gradient_to_the_first_maximum_on_ties():
     np.testing.assert_array_equal(dx, [[[[0.0, 7.0], [0.0, 0.0]]]])
 
 
+@pytest.mark.no_split
 @pytest.mark.parametrize("factor", [1, 2, 3])
 def test_nearest_upsample_matches_loops(xp, rng, factor):
     x = rng.standard_normal((2, 2, 3, 5))
@@ -165,6 +170,7 @@ def test_nearest_upsample_matches_loops(xp, rng, factor):
     np.testing.assert_array_equal(host(y), nearest_naive(x, factor))
 
 
+@pytest.mark.no_split
 @pytest.mark.parametrize("mode", ["nearest", "bilinear"])
 @pytest.mark.parametrize("factor", [1, 2])
 def test_upsample_output_is_a_fresh_writable_array(xp, mode, factor):
@@ -174,6 +180,7 @@ def test_upsample_output_is_a_fresh_writable_array(xp, mode, factor):
     np.testing.assert_array_equal(host(x), np.arange(6.0).reshape(1, 1, 2, 3))
 
 
+@pytest.mark.no_split
 @pytest.mark.parametrize("shape", [(2, 2, 3, 5), (1, 1, 1, 4), (1, 2, 4, 4)])
 @pytest.mark.parametrize("factor", [2, 3, 4])
 def test_bilinear_upsample_matches_per_pixel_formula(xp, rng, factor, shape):
@@ -182,6 +189,7 @@ def test_bilinear_upsample_matches_per_pixel_formula(xp, rng, factor, shape):
     np.testing.assert_allclose(host(y), bilinear_naive(x, factor), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.no_split
 def test_bilinear_upsample_known_values():
     # The align_corners=False example of the common frameworks' documentation.
     x = np.array([[[[1.0, 2.0], [3.0, 4.0]]]])
@@ -230,6 +238,7 @@ def test_linear_matches_loops(xp, rng):
     np.testing.assert_allclose(host(y), expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.no_split
 def test_softmax_cross_entropy_matches_loops(xp, rng):
     z = rng.standard_normal((6, 4)) * 5.0
     t = rng.integers(0, 4, size=6)
@@ -241,6 +250,7 @@ def test_softmax_cross_entropy_matches_loops(xp, rng):
     np.testing.assert_allclose(host(dz), probs / 6, rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.no_split
 def test_softmax_cross_entropy_is_stable_for_huge_logits(xp):
     z = np.array([[1000.0, 0.0, -1000.0], [-1e4, 1e4, 0.0]])
     loss, dz = losses.softmax_cross_entropy(*on(xp, z, np.array([0, 0])))
@@ -259,8 +269,8 @@ def _noncontiguous(xp, a):
     return view
 
 
-@pytest.mark.parametrize("op", ["conv2d", "batchnorm", "leaky_relu", "maxpool", "nearest",
-                                "bilinear", "linear", "flatten"])
+@pytest.mark.parametrize("op", ["conv2d", "batchnorm", "leaky_relu", "maxpool", "linear"] + [
+    pytest.param(op, marks=pytest.mark.no_split) for op in ("nearest", "bilinear", "flatten")])
 def test_noncontiguous_inputs_give_the_same_forward_and_backward(xp, rng, op):
     x = rng.standard_normal((2, 3, 5, 6)) if op != "linear" else rng.standard_normal((4, 6))
     W_conv, b_conv = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
