@@ -1,0 +1,136 @@
+"""The CuPy stand-in (tests/cupy_standin.py): what it refuses, what it counts, and
+the device traffic of one training step on it.
+
+These run on any machine (the stand-in is installed for each test and removed
+after, also where a real CuPy exists). ``IFM_CUPY_STANDIN=1 python3 -m pytest
+-q -m gpu`` runs the gpu tests against the same stand-in.
+"""
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import cupy_standin
+from nn import backend
+
+# One train_step on the stand-in (K = 64, SGD, batch 128), measured 2026-12-01:
+# IFM 2427 calls, baseline 943; both 0 host reads (uploads: IFM 6, baseline 0).
+# The bounds are the measurement + 10%; they catch growth, not the target of 600.
+MAX_CALLS = {"ifm": 2670, "baseline": 1040}
+
+
+@pytest.fixture
+def cp():
+    with cupy_standin.installed() as module:
+        yield module
+
+
+def test_refuses_implicit_conversion_to_numpy(cp):
+    x = cp.asarray(np.arange(6.0).reshape(2, 3))
+    for convert in (np.asarray, np.array, lambda a: np.asarray(a, dtype=np.float32)):
+        with pytest.raises(TypeError, match="Implicit conversion to a NumPy array is not allowed"):
+            convert(x)
+    for numpy_call in (np.exp, np.sum, lambda a: np.add(a, 1.0), lambda a: np.maximum(a, 0),
+                       lambda a: np.concatenate([a, a]),
+                       lambda a: np.testing.assert_array_equal(a, a)):
+        with pytest.raises(TypeError):
+            numpy_call(x)
+
+
+def test_refuses_host_arrays_mixed_into_device_ops(cp):
+    x = cp.asarray(np.arange(6.0).reshape(2, 3))
+    host, host0 = np.ones((2, 3)), np.array(2.0)
+    mixed = [lambda: x + host, lambda: host + x, lambda: x * host, lambda: host < x,
+             lambda: cp.subtract(x, host), lambda: cp.maximum(host, x), lambda: cp.exp(host),
+             lambda: cp.subtract(x, host0),    # 0-d host arrays too: CuPy takes only scalars
+             lambda: cp.concatenate([x, host]), lambda: cp.stack([host, x]),
+             lambda: cp.where(x > 0, host, x), lambda: cp.empty_like(host),
+             lambda: cp.broadcast_to(host, (2, 3)), lambda: cp.einsum("ij->j", host),
+             lambda: cp.multiply(x, 2.0, out=host), lambda: cp.subtract(x, [1.0, 2.0, 3.0])]
+    for op in mixed:
+        with pytest.raises(TypeError, match="Unsupported type|cupy.ndarray"):
+            op()
+    with pytest.raises(TypeError):
+        x += host
+    with pytest.raises(ValueError, match="non-scalar numpy.ndarray"):
+        x[...] = host
+    with pytest.raises(ValueError, match="repeats a location"):
+        x[:, cp.asarray(np.array([0, 0]))] = cp.ones((2, 2))
+    # Python and NumPy scalars are fine, as in CuPy; results stay on the device
+    y = np.float32(2) * x + 1 - np.float64(0.5)
+    x[0, 0] = np.float64(3.0)
+    x[1] = 7.0
+    x[...] = np.array(1.0)                     # a 0-d host array fills, as CuPy's fill
+    for result in (y, cp.maximum(x, 0), x.sum(), x[0, 1], cp.exp(1.0)):
+        assert isinstance(result, cp.ndarray)
+    assert x.sum().shape == () and type(cp.asnumpy(x)) is np.ndarray
+
+
+def test_counts_calls_host_reads_and_uploads(cp):
+    host = np.arange(6.0).reshape(2, 3)
+    with cupy_standin.counting() as c:
+        x = cp.asarray(host)                    # 1 call, 1 upload
+        y = x * 2                               # 1
+        s = y.sum()                             # 1
+        float(s), int(s), bool(s > 0), s.item()     # 5 calls (s > 0 too), 4 reads
+        y.get(), cp.asnumpy(y), y.tolist()      # 3 calls, 3 reads (asnumpy's get is not recounted)
+        cp.asnumpy(host)                        # 1 call, nothing read from the device
+    assert (c.calls, c.host_reads, c.uploads) == (12, 7, 1), c.report()
+    assert c.reads_by_name == {"cupy.ndarray.__float__": 1, "cupy.ndarray.__int__": 1,
+                               "cupy.ndarray.__bool__": 1, "cupy.ndarray.item": 1,
+                               "cupy.ndarray.get": 1, "cupy.asnumpy": 1,
+                               "cupy.ndarray.tolist": 1}
+    with cupy_standin.counting() as mask:
+        x[x > 2.0]                              # CuPy reads the mask's count back
+    assert mask.host_reads == 1
+
+
+def test_reports_one_fake_device(cp):
+    import cupyx
+    from experiment.provenance import gpu_record
+    runtime = cp.cuda.runtime
+    assert runtime.getDeviceCount() == 1
+    assert runtime.getDeviceProperties(0)["name"] == b"CuPy stand-in"
+    assert isinstance(runtime.runtimeGetVersion(), int)
+    assert isinstance(runtime.driverGetVersion(), int)
+    device = cp.cuda.Device()
+    device.synchronize()
+    assert device.id == 0 and isinstance(cp.__version__, str)
+    x = cp.zeros(3, dtype=np.float32)
+    assert cp.get_array_module(x) is cp and cp.get_array_module(np.zeros(3)) is np
+    assert backend.gpu_available() and backend.xp_for("gpu") is cp
+    assert gpu_record(cp)["gpu"] == "CuPy stand-in"
+    with pytest.warns(DeprecationWarning, match="cupy.add.at"):    # as CuPy >= 12 warns
+        cupyx.scatter_add(x, cp.asarray(np.array([0, 2, 0])), cp.ones(3, dtype=np.float32))
+    np.testing.assert_array_equal(cp.asnumpy(x), [2.0, 0.0, 1.0])
+
+
+def tiny_dataset(rng, n=128):
+    def split():
+        return SimpleNamespace(images=rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8),
+                               digit=rng.integers(0, 10, n), texture=rng.integers(0, 10, n))
+    return SimpleNamespace(train=split(), val=split(), test=split(),
+                           mean=np.array([0.4, 0.5, 0.6]), std=np.array([0.2, 0.25, 0.3]))
+
+
+@pytest.mark.filterwarnings("ignore:`ndarray.scatter_add` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("method", ["ifm", "baseline"])
+def test_one_training_step_reads_nothing_back(cp, method, capsys):
+    from experiment.trainer import Trainer
+    cfg = {"seed": 5, "limit_train": None, "limit_eval": None, "optimizer": "sgd", "lr": 0.01,
+           "momentum": 0.9, "weight_decay": 0.0, "batch_size": 128, "ifm": method == "ifm",
+           "lam": 30.0, "samples": 64, "estimator": "jsd", "marginal": "image",
+           "upsample": "nearest", "pairs": [[1, 2], [2, 3], [3, 4]],
+           "pair_features": "pre-pool", "init": "kaiming", "epochs": 1}
+    trainer = Trainer(cfg, tiny_dataset(np.random.default_rng(0)), "gpu")
+    index = trainer.batch_index(trainer.epoch_order(1), 0)
+    with cupy_standin.counting() as c:
+        loss, correct, F_values, total = trainer.train_step(index, 1, 0)
+    with capsys.disabled():
+        print(f"\n{method} train_step, K = 64, batch 128, on the CuPy stand-in: {c.report(8)}")
+    assert c.host_reads == 0, f"the step read the device back: {dict(c.reads_by_name)}"
+    assert c.calls <= MAX_CALLS[method], c.report(20)
+    assert len(F_values) == (3 if method == "ifm" else 0)
+    for value in (loss, correct, total, *F_values):
+        assert isinstance(value, cp.ndarray) and value.shape == ()
+    assert np.isfinite(float(total))
