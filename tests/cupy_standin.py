@@ -17,8 +17,9 @@ _kernel.pyx, _routines_indexing.pyx):
 - implicit conversion to NumPy: ``np.asarray(x)``, ``np.array(x)`` raise
   TypeError("Implicit conversion to a NumPy array is not allowed. ...");
 - a host ``numpy.ndarray`` (0-d ones included: CuPy takes only Python and NumPy
-  scalars as scalars) or a list as an operand of a ufunc, an operator or a
-  function: TypeError("Unsupported type ...");
+  scalars as scalars; only its comparison operators read a 0-d one as its
+  scalar) or a list as an operand of a ufunc, an operator or a function:
+  TypeError("Unsupported type ...");
 - a host array assigned into a basic slice, ``x[...] = host``: ValueError
   ("non-scalar numpy.ndarray cannot be used for fill"); a 0-d one or a scalar
   fills, as in CuPy;
@@ -576,9 +577,27 @@ for _name, _fn in _BINARY.items():
     setattr(ndarray, f"__r{_name}__", _binary(f"__r{_name}__", _fn, reflected=True))
     setattr(ndarray, f"__i{_name}__",
             _inplace(f"__i{_name}__", getattr(operator, f"i{_name.rstrip('_')}")))
+
+
+def _compare(name, fn):
+    """A comparison as CuPy's __richcmp__: a 0-d host array counts as its scalar there,
+    and == / != with an object of default equality (None, ...) give all False / True."""
+    where = f"cupy.ndarray.{name}"
+
+    def method(self, other):
+        if isinstance(other, np.ndarray) and other.ndim == 0:
+            other = other.item()
+        elif name in ("__eq__", "__ne__") and type(other) is not ndarray and (
+                other is None or type(other).__eq__ is object.__eq__):
+            return _wrap(np.full(self._a.shape, name == "__ne__"))
+        return _wrap(fn(self._a, _operand(other, where)))
+    method.__name__ = name
+    return _api(where)(method)
+
+
 for _name, _fn in {"lt": operator.lt, "le": operator.le, "eq": operator.eq,
                    "ne": operator.ne, "gt": operator.gt, "ge": operator.ge}.items():
-    setattr(ndarray, f"__{_name}__", _binary(f"__{_name}__", _fn))
+    setattr(ndarray, f"__{_name}__", _compare(f"__{_name}__", _fn))
 for _name, _fn in {"neg": operator.neg, "pos": operator.pos, "abs": operator.abs,
                    "invert": operator.invert}.items():
     setattr(ndarray, f"__{_name}__", _unary(f"__{_name}__", _fn))
