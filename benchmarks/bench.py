@@ -164,7 +164,7 @@ def main(argv=None):
                         "nn/allocator.py; 'default': glibc's own policy")
     args = p.parse_args(argv)
     if args.device == "gpu" and gpu_unavailable_reason():
-        p.error(f"--device gpu: {gpu_unavailable_reason()}")
+        p.error(f"--device gpu: {gpu_unavailable_reason()}; or use --device cpu")
     if args.device == "cpu":
         use_cores(args.cores)
     if args.malloc == "retain":

@@ -44,7 +44,7 @@ def parse(argv=None):
                    help="cpu: threads the NumPy work is split over (default: all; nn/parallel.py)")
     args = p.parse_args(argv)
     if args.device == "gpu" and gpu_unavailable_reason():
-        p.error(f"--device gpu: {gpu_unavailable_reason()}")
+        p.error(f"--device gpu: {gpu_unavailable_reason()}; or use --device cpu")
     return args
 
 

@@ -14,7 +14,12 @@ import numpy as np
 
 
 def software_versions(device):
+    """Versions that decide a run's rounding: Python, NumPy, and the BLAS kernels (CPU)
+    or the GPU, CUDA and CuPy (GPU)."""
     versions = {"python": platform.python_version(), "numpy": np.__version__}
+    if device == "cpu":
+        from nn.openblas import core_name
+        versions["openblas_kernels"] = core_name()
     if device == "gpu":
         import cupy
         versions.update(gpu_record(cupy))
@@ -78,9 +83,10 @@ def name_of(texture):
     return texture.get("file") or texture.get("pattern") or f"id {texture.get('id')}"
 
 
-# An absolute path: "/" not preceded by a word character or a dot (so "img/s" and
-# "runs/x" stay), up to whitespace, a quote or closing punctuation.
-ABSOLUTE_PATH = re.compile(r"(?<![\w.~])(?:~)?/[^\s\"',;:()\[\]]+")
+# An absolute path: "/" not preceded by a word character, a dot, a colon or a
+# slash (so "img/s", "runs/x" and URLs stay), up to whitespace, a quote or
+# closing punctuation.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~:/])(?:~)?/[^\s\"',;:()\[\]]+")
 
 
 def without_machine_paths(value):

@@ -7,6 +7,7 @@ checkpoint (stopped before its first save) resumes from the beginning with
 its saved settings.
 """
 import os
+import shlex
 import signal
 import sys
 import time
@@ -14,13 +15,14 @@ import time
 import numpy as np
 
 from nn.allocator import retain_freed_memory
+from nn.backend import to_numpy
 from nn.parallel import use_cores
 
 from . import report as table3
 from .progress import EpochProgress, format_seconds
 from .provenance import data_changes, software_versions
-from .runfolder import CHECKPOINT, CONFIG, RunFolder, RunFolderError
-from .settings import EXPERIMENT_KEYS, OLD_RUN_DEFAULTS, parse
+from .runfolder import BEST, CHECKPOINT, CONFIG, RunFolder, RunFolderError
+from .settings import EXPERIMENT_KEYS, OLD_RUN_DEFAULTS, RESUMABLE_KEYS, parse
 from .trainer import EpochAccumulator, NonFiniteLoss, Trainer
 
 
@@ -49,6 +51,8 @@ def flag(key):
 
 def new_run_settings(folder, args):
     """Settings of a new run; the folder must hold no run unless --restart clears it."""
+    if os.path.exists(folder.path) and not os.path.isdir(folder.path):
+        raise UsageError(f"--out {folder.path} is a file, not a folder; choose another --out")
     if folder.holds_run() and not args.restart:
         early = (" (stopped before its first checkpoint)"
                  if not folder.exists(CHECKPOINT) else "")
@@ -65,20 +69,24 @@ def resume_settings(folder, args):
     epochs. Device and CPU cores change float rounding, so they stay the run's.
     """
     if not folder.exists(CONFIG):
+        fix = ("start a new run there with --restart and the run's flags"
+               if folder.exists(CHECKPOINT) else "drop --resume to start a new run there")
         raise UsageError(f"--resume: {folder.path} holds no run to resume (no config.json); "
-                         "drop --resume to start a new run there")
+                         f"{fix}")
     saved = folder.load_config()
     cfg = {**OLD_RUN_DEFAULTS, **saved["settings"]}
     given = {**settings_from_args(args), "device": args.device, "cpu_cores": args.cpu_cores}
     run = {**cfg, "device": saved.get("device"), "cpu_cores": saved.get("cpu_cores")}
-    clashes = [k for k in (*EXPERIMENT_KEYS, "device", "cpu_cores")
-               if k in args.explicit and run[k] is not None and given[k] != run[k]]
+    fixed = [k for k in (*EXPERIMENT_KEYS, "device", "cpu_cores") if k not in RESUMABLE_KEYS]
+    clashes = [k for k in fixed if k in args.explicit and given[k] != run[k]
+               and not (k == "cpu_cores" and run[k] is None)]      # None: not a CPU run
     if clashes:
         detail = ", ".join(f"{flag(k)} {given[k]!r} (the run has {run[k]!r})" for k in clashes)
         raise UsageError(f"--resume: the run in {folder.path} was made with other settings: "
                          f"{detail}; a resume continues the same computation, so only --epochs "
-                         "(to add epochs), --quiet and --cache-dir may be given anew. Drop "
-                         "those flags, or start a new run with another --out")
+                         "(to add epochs), --quiet and the data locations (--mnist-dir, "
+                         "--textures, --cache-dir; their content is checked) may be given anew. "
+                         "Drop those flags, or start a new run with another --out")
     if "epochs" in args.explicit:
         if args.epochs < cfg["epochs"]:
             raise UsageError(f"--resume --epochs {args.epochs}: the run in {folder.path} is set "
@@ -95,15 +103,33 @@ def resume_settings(folder, args):
 
 def restart_command(saved):
     """The run's own command with --restart: it clears the folder and starts the run anew."""
-    words = saved.get("command", "python train.py --out DIR FLAGS").split()
-    return " ".join(words + ([] if "--restart" in words else ["--restart"]))
+    words = shlex.split(saved.get("command", "python train.py --out DIR FLAGS"))
+    return shlex.join(words + ([] if "--restart" in words else ["--restart"]))
 
 
-def load_dataset(cfg, cache_dir):
+SOURCES = ("mnist_dir", "textures", "cache_dir")
+
+
+def data_sources(args, saved=None):
+    """Where the data come from, resolved: the flags typed, else the run's record, else the
+    environment variables and defaults (data/paths.py). A resume thus finds the data a run
+    started from $IFM_MNIST_DIR / $IFM_TEXTURES without them; their content is checked."""
+    from data import resolve_cache_dir, resolve_mnist_dir, resolve_textures
+    saved = saved or {}
+    # Runs saved before "sources" was recorded: the flags they were given.
+    recorded = saved.get("sources") or {k: saved.get("settings", {}).get(k) for k in SOURCES}
+    chosen = {k: getattr(args, k) if k in args.explicit else recorded.get(k) for k in SOURCES}
+    mnist_dir = resolve_mnist_dir(chosen["mnist_dir"])
+    return {"mnist_dir": None if mnist_dir is None else str(mnist_dir),
+            "textures": resolve_textures(chosen["textures"]),
+            "cache_dir": str(resolve_cache_dir(chosen["cache_dir"]))}
+
+
+def load_dataset(cfg, sources):
     from data import DataError, load_shifted_mnist
     try:
-        return load_shifted_mnist(mnist_dir=cfg["mnist_dir"], textures=cfg["textures"],
-                                  seed=cfg["data_seed"], cache_dir=cache_dir,
+        return load_shifted_mnist(mnist_dir=sources["mnist_dir"], textures=sources["textures"],
+                                  seed=cfg["data_seed"], cache_dir=sources["cache_dir"],
                                   crops=cfg["texture_crops"])
     except DataError as err:
         raise UsageError(str(err))
@@ -121,12 +147,14 @@ def check_same_data(folder, saved, dataset, allowed):
     return changes
 
 
-def check_device(device):
-    from nn.backend import xp_for
-    try:
-        xp_for(device)
-    except RuntimeError as err:
-        raise UsageError(f"--device gpu: {err}")
+def check_device(device, resuming=False):
+    from nn.backend import gpu_unavailable_reason
+    reason = gpu_unavailable_reason() if device == "gpu" else None
+    if reason and resuming:
+        raise UsageError("--resume: the run was made on the GPU and continues only where CuPy "
+                         f"sees a CUDA device ({reason}); or start a new run with --restart")
+    if reason:
+        raise UsageError(f"--device gpu: {reason}; or use --device cpu")
 
 
 class InterruptFlag:
@@ -164,7 +192,7 @@ def history_columns(trainer):
             + ["val_digit_acc", "val_texture_acc", "seconds", "images_per_s"])
 
 
-def train(trainer, folder, cfg, progress_state, quiet, interrupt, log=print):
+def train(trainer, folder, cfg, progress_state, best_states, quiet, interrupt, log=print):
     """Run the remaining epochs; returns "done" or "interrupted"."""
     xp = trainer.xp
     history = [r for r in folder.read_history() if int(r["epoch"]) <= progress_state["epoch_done"]]
@@ -188,9 +216,9 @@ def train(trainer, folder, cfg, progress_state, quiet, interrupt, log=print):
                 accum.check_finite(epoch)
                 progress_state["partial"] = {"next_step": step, "accum": accum.to_host(),
                                              "seconds": carried_seconds + time.perf_counter() - t0}
-                folder.save_checkpoint(trainer.checkpoint_arrays(), progress_state)
+                folder.save_checkpoint(checkpoint_arrays(trainer, best_states), progress_state)
                 log(f"saved a checkpoint at epoch {epoch}, step {step}/{steps}; continue with: "
-                    f"python train.py --out {folder.path} --resume")
+                    f"python train.py --out {shlex.quote(folder.path)} --resume")
                 return "interrupted"
             index = trainer.batch_index(order, step)
             loss, correct, F_values, total = trainer.train_step(index, epoch, step)
@@ -200,12 +228,12 @@ def train(trainer, folder, cfg, progress_state, quiet, interrupt, log=print):
                 bar.show(step + 1, accum.mean_loss())
             if every and ((epoch - 1) * steps + step + 1) % every == 0 and step + 1 < steps:
                 accum.check_finite(epoch)
-                validate(trainer, folder, progress_state, epoch, step + 1)
+                validate(trainer, folder, progress_state, best_states, epoch, step + 1)
         accum.check_finite(epoch)
         train_seconds = carried_seconds + time.perf_counter() - t0
         bar.show(steps, accum.mean_loss(), final=True)
-        val_digit, val_texture = validate(trainer, folder, progress_state, epoch, steps,
-                                          record=bool(every))
+        val_digit, val_texture = validate(trainer, folder, progress_state, best_states, epoch,
+                                          steps, record=bool(every))
         seconds = carried_seconds + time.perf_counter() - t0
         host = accum.to_host()
         row = {"epoch": epoch, "train_loss": f"{host['loss'] / host['seen']:.6f}",
@@ -219,16 +247,24 @@ def train(trainer, folder, cfg, progress_state, quiet, interrupt, log=print):
         folder.write_history(history, columns)
         progress_state["epoch_done"] = epoch
         progress_state["wall_seconds"] = progress_state.get("wall_seconds", 0.0) + seconds
-        folder.save_checkpoint(trainer.checkpoint_arrays(), progress_state)
+        folder.save_checkpoint(checkpoint_arrays(trainer, best_states), progress_state)
         F_text = "".join(f" {n} {row[n]}" for n in trainer.pair_names)
         log(f"epoch {epoch}/{cfg['epochs']}: train loss {row['train_loss']} acc "
             f"{float(row['train_acc']):.4f}{F_text} | val digit {val_digit:.4f} texture "
             f"{val_texture:.4f} | {format_seconds(seconds)}")
+        if interrupt.requested:     # asked during the epoch's last step or its validation
+            log(f"saved a checkpoint at the end of epoch {epoch}; continue with: "
+                f"python train.py --out {shlex.quote(folder.path)} --resume")
+            return "interrupted"
     return "done"
 
 
-def validate(trainer, folder, progress_state, epoch, step, record=True):
+def validate(trainer, folder, progress_state, best_states, epoch, step, record=True):
     """Validation accuracies after ``step`` steps of ``epoch``; keeps the best checkpoints.
+
+    A new best model is written to best_<which>.npz and kept in ``best_states``,
+    which the next checkpoint holds too: a resume restores exactly the best
+    models that its checkpoint's records describe.
 
     With ``record``, the validation is also appended to evaluations.csv (runs
     with --eval-every; the epoch ends are in history.csv either way).
@@ -240,7 +276,9 @@ def validate(trainer, folder, progress_state, epoch, step, record=True):
         best = progress_state["best"].get(which)
         if best is None or result[key] > best[key]:
             progress_state["best"][which] = result
-            folder.save_best(which, trainer.model.state_dict())
+            best_states[which] = {k: to_numpy(v).copy()
+                                  for k, v in trainer.model.state_dict().items()}
+            folder.save_best(which, best_states[which])
     if record:
         evaluations = progress_state.setdefault("evaluations", [])
         evaluations.append(result)
@@ -280,8 +318,8 @@ def main(argv=None):
     except (UsageError, RunFolderError) as err:
         print(f"train.py: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # before training began: nothing was written
-        print("\ntrain.py: interrupted before training began; the run folder was not "
+    except KeyboardInterrupt:  # run() answers those after its first write
+        print("\ntrain.py: interrupted before anything was written; the run folder was not "
               "changed", file=sys.stderr)
         return 130
 
@@ -295,36 +333,50 @@ def run(args):
     else:
         cfg, saved, checkpoint = new_run_settings(folder, args), None, None
         device, cpu_cores = args.device, args.cpu_cores
-    check_device(device)
+    check_device(device, resuming=args.resume)
     cpu_cores = use_cores(cpu_cores) if device == "cpu" else None
-    dataset = load_dataset(cfg, args.cache_dir)
+    sources = data_sources(args, saved)
+    dataset = load_dataset(cfg, sources)
     changes = check_same_data(folder, saved, dataset, args.allow_data_change) if saved else []
     trainer = Trainer(cfg, dataset, device)
     progress_state = {"epoch_done": 0, "partial": None, "best": {}, "wall_seconds": 0.0}
+    best_states = {}
     if checkpoint is not None:
         arrays, progress_state = checkpoint
+        arrays, best_states = split_best(arrays)
         try:
             trainer.load_checkpoint_arrays(arrays)
-        except ValueError as err:
+        except (ValueError, KeyError, TypeError) as err:
             raise UsageError(f"--resume: {folder.file(CHECKPOINT)} does not fit the run's "
-                             f"model ({err})")
+                             f"model ({err}); start the run over with: {restart_command(saved)}")
 
     # Everything is checked: only now is the run folder written.
-    if args.restart:
-        folder.clear()
-    folder.create()
-    folder.save_config(record(args, cfg, saved, dataset, device, cpu_cores, checkpoint, changes))
-    on = f" ({cpu_cores} cores)" if cpu_cores else ""
-    start = "" if saved is None or checkpoint else " (no checkpoint yet: from the beginning)"
-    print(f"run folder {folder.path}: {method_of(cfg)}, seed {cfg['seed']}, device "
-          f"{device}{on}, {trainer.train_data.n} training images, "
-          f"{trainer.steps_per_epoch()} steps per epoch{start}", file=sys.stderr)
-    # Overflow in a diverging run is caught by the NaN guard, which names the step;
-    # NumPy's warnings would only print first, without saying where.
+    phase = "setup"
     try:
+        if args.restart:
+            folder.clear()
+        folder.create()
+        folder.save_config(record(args, cfg, saved, dataset, device, cpu_cores, checkpoint,
+                                  changes, sources))
+        for which, state in best_states.items():   # the best models this checkpoint knows
+            folder.save_best(which, state)
+        if progress_state["epoch_done"] < cfg["epochs"]:
+            folder.remove_report()                  # a report of fewer epochs is stale
+        on = f" ({cpu_cores} cores)" if cpu_cores else ""
+        start = "" if saved is None or checkpoint else " (no checkpoint yet: from the beginning)"
+        print(f"run folder {folder.path}: {method_of(cfg)}, seed {cfg['seed']}, device "
+              f"{device}{on}, {trainer.train_data.n} training images, "
+              f"{trainer.steps_per_epoch()} steps per epoch{start}", file=sys.stderr)
+        phase = "training"
+        # Overflow in a diverging run is caught by the NaN guard, which names the step;
+        # NumPy's warnings would only print first, without saying where.
         with InterruptFlag() as interrupt, np.errstate(over="ignore", invalid="ignore"):
-            status = train(trainer, folder, cfg, progress_state, args.quiet, interrupt,
-                           log=lambda m: print(m, file=sys.stderr))
+            status = train(trainer, folder, cfg, progress_state, best_states, args.quiet,
+                           interrupt, log=lambda m: print(m, file=sys.stderr))
+        if status == "interrupted":
+            return 130
+        phase = "report"
+        report, markdown = final_report(trainer, folder, cfg, progress_state)
     except NonFiniteLoss as err:
         kept = ("The run's last checkpoint before it is kept" if folder.exists(CHECKPOINT) else
                 "It stopped before its first checkpoint, so none was written")
@@ -333,30 +385,52 @@ def run(args):
               file=sys.stderr)
         return 3
     except KeyboardInterrupt:
-        print(f"\ntrain.py: stopped at once by a second interrupt. {resume_hint(folder)}",
-              file=sys.stderr)
+        if phase == "report":
+            why = ("stopped while writing the report; training is complete. Write the report "
+                   f"with: python train.py --out {shlex.quote(folder.path)} --resume")
+        else:
+            why = f"stopped at once by a second interrupt. {resume_hint(folder)}"
+        print(f"\ntrain.py: {why}", file=sys.stderr)
         return 130
-    if status == "interrupted":
-        return 130
-    report, markdown = final_report(trainer, folder, cfg, progress_state)
     print(markdown)
     print(f"wall time {format_seconds(progress_state['wall_seconds'])}; "
           f"results in {folder.path}", file=sys.stderr)
     return 0
 
 
-def record(args, cfg, saved, dataset, device, cpu_cores, checkpoint, changes):
+def split_best(arrays):
+    """(training state, {"best_digit": state, ...}): a checkpoint also holds the best models."""
+    rest, best = {}, {}
+    for key, value in arrays.items():
+        group, _, name = key.partition("/")
+        if group in BEST:
+            best.setdefault(group, {})[name] = value
+        else:
+            rest[key] = value
+    return rest, best
+
+
+def checkpoint_arrays(trainer, best_states):
+    arrays = trainer.checkpoint_arrays()
+    for which, state in best_states.items():
+        arrays.update({f"{which}/{k}": v for k, v in state.items()})
+    return arrays
+
+
+def record(args, cfg, saved, dataset, device, cpu_cores, checkpoint, changes, sources):
     """config.json: a new run's full record, or the saved one with this resume appended."""
     now = time.strftime("%Y-%m-%d %H:%M:%S")
     if saved is None:
         return {"settings": cfg, "method": method_of(cfg), "device": device,
-                "cpu_cores": cpu_cores, "data": dataset.provenance,
+                "cpu_cores": cpu_cores, "sources": sources, "data": dataset.provenance,
                 "software": software_versions(device),
-                "command": " ".join(["python train.py", *args.argv]), "started": now}
-    config = {**saved, "settings": cfg}
+                "command": shlex.join(["python", "train.py", *args.argv]), "started": now}
+    config = {**saved, "settings": cfg, "sources": sources}
     entry = {"at": now, "device": device, "cpu_cores": cpu_cores,
              "from": "checkpoint" if checkpoint else "the beginning (no checkpoint)",
              "software": software_versions(device)}
+    if sources != saved.get("sources"):
+        entry["sources_before"] = saved.get("sources")
     if changes:
         entry["data_changed"] = changes
         entry["data_before"] = saved["data"]
@@ -366,8 +440,10 @@ def record(args, cfg, saved, dataset, device, cpu_cores, checkpoint, changes):
 
 
 def resume_hint(folder):
+    command = f"python train.py --out {shlex.quote(folder.path)} --resume"
     if folder.exists(CHECKPOINT):
-        return (f"The last checkpoint is intact; continue with: python train.py --out "
-                f"{folder.path} --resume")
-    return ("It stopped before its first checkpoint; start it again from the beginning, with "
-            f"its saved settings, with: python train.py --out {folder.path} --resume")
+        return f"The last checkpoint is intact; continue with: {command}"
+    if folder.exists(CONFIG):
+        return ("It stopped before its first checkpoint; start it again from the beginning, "
+                f"with its saved settings, with: {command}")
+    return "Nothing was written yet."

@@ -62,6 +62,25 @@ def unreadable_npz(path, err):
     return f"{path} is damaged or not a checkpoint ({type(err).__name__}: {err})"
 
 
+def check_progress(progress):
+    """ValueError unless ``progress`` has the form train.py saves (see experiment/run.py)."""
+    def fail(what):
+        raise ValueError(f"its progress record {what}")
+    if not isinstance(progress, dict):
+        fail("is not a JSON object")
+    if not (isinstance(progress.get("epoch_done"), int) and progress["epoch_done"] >= 0):
+        fail("has no epoch_done >= 0")
+    best = progress.get("best")
+    if not (isinstance(best, dict) and set(best) <= set(BEST)
+            and all(isinstance(b, dict) and {"epoch", "val_digit_acc", "val_texture_acc"} <= set(b)
+                    for b in best.values())):
+        fail("has no valid best record")
+    partial = progress.get("partial")
+    if partial is not None and not (isinstance(partial, dict)
+                                    and {"next_step", "accum", "seconds"} <= set(partial)):
+        fail("has an incomplete mid-epoch record")
+
+
 class RunFolder:
     def __init__(self, path):
         self.path = os.fspath(path)
@@ -89,9 +108,10 @@ class RunFolder:
         try:
             return write()
         except OSError as err:
-            raise RunFolderError(f"{path}: cannot write it ({err.strerror or err}); choose an "
-                                 "--out folder on a writable file system with free space, "
-                                 "or fix its permissions") from None
+            raise RunFolderError(f"{path}: cannot write it ({err.strerror or err}); free space "
+                                 "or fix the permissions there (a run's checkpoint stays "
+                                 "whole, so --resume then continues it), or choose another "
+                                 "--out") from None
 
     # config -----------------------------------------------------------------
     def save_config(self, config):
@@ -122,9 +142,8 @@ class RunFolder:
         try:
             arrays = load_npz(path)
             progress = json.loads(str(arrays.pop("progress_json")))
-            if not {"epoch_done", "best"} <= set(progress):
-                raise ValueError("its progress record lacks epoch_done or best")
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+            check_progress(progress)
+        except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
             raise RunFolderError(unreadable_npz(path, err)) from None
         return arrays, progress
 
@@ -160,6 +179,11 @@ class RunFolder:
             return load_npz(path)
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise RunFolderError(unreadable_npz(path, err)) from None
+
+    def remove_report(self):
+        for name in (REPORT_JSON, REPORT_MD):
+            if self.exists(name):
+                self._writing(self.file(name), lambda name=name: os.unlink(self.file(name)))
 
     def save_report(self, report, markdown):
         self._writing(self.file(REPORT_JSON), lambda: write_json(self.file(REPORT_JSON), report))

@@ -65,8 +65,15 @@ def pairs_arg(text):
     return pairs
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with errors as one line that names the flag (no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (python train.py --help lists every flag)\n")
+
+
 def build_parser():
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="train.py",
         description="Train the Table 1 classifier on shiftedMNIST, with or without the IFM "
                     "regularizer, keep the best-validation-digit and best-validation-texture "
@@ -171,10 +178,11 @@ EXPERIMENT_KEYS = ("seed", "textures", "mnist_dir", "data_seed", "limit_train", 
 # Values for settings that runs made before the setting existed did not save.
 OLD_RUN_DEFAULTS = {"pair_features": "pre-pool", "init": "kaiming", "eval_every": None,
                     "texture_crops": "inside"}
-# Flags a resumed run may be given anew; --epochs only to add epochs. Everything
-# else, --device and --cpu-cores included (they change float rounding), comes
-# from the run's config.json.
-RESUMABLE_KEYS = ("epochs", "quiet", "cache_dir", "allow_data_change")
+# Flags a resumed run may be given anew: --epochs only to add epochs, and the
+# data locations (their content is checked against the run's record).
+# Everything else, --device and --cpu-cores included (they change float
+# rounding), comes from the run's config.json.
+RESUMABLE_KEYS = ("epochs", "quiet", "allow_data_change", "mnist_dir", "textures", "cache_dir")
 
 
 def explicit_flags(parser, argv):

@@ -34,9 +34,9 @@ def gpu_unavailable_reason():
     """A sentence saying why the GPU cannot be used (None when it can)."""
     if _cupy is None:
         return ("CuPy is not installed: install the CuPy wheel matching your CUDA "
-                "version, e.g. `pip install cupy-cuda12x`, or use --device cpu")
+                "version, e.g. `pip install cupy-cuda12x`")
     if not gpu_available():
-        return "CuPy is installed but sees no CUDA device; use --device cpu"
+        return "CuPy is installed but sees no CUDA device"
     return None
 
 

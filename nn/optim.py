@@ -46,7 +46,12 @@ class Optimizer:
         return out
 
     def load_state_dict(self, state):
-        """Copy a ``state_dict`` back in place (shapes must match)."""
+        """Copy a ``state_dict`` back in place: the same entries and shapes, or ValueError."""
+        expected = {"step_count"} | {f"{slot}/{k}" for slot, arrays in self.state.items()
+                                     for k in arrays}
+        if set(state) != expected:
+            raise ValueError(f"optimizer state: missing {sorted(expected - set(state))}, "
+                             f"unexpected {sorted(set(state) - expected)}")
         for key, value in state.items():
             if key == "step_count":
                 self.step_count = int(value)

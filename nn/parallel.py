@@ -25,7 +25,6 @@ block in another order than the whole array (measured: ~1e-7 relative in
 float32 for batch norm), and a product split along its shared dimension adds
 its partial products at the end.
 """
-import contextvars
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -106,10 +105,16 @@ def using_cores(n):
 def _run(tasks):
     """Run the callables, the first in this thread and the rest in the pool.
 
-    Each pool task runs in a copy of the caller's context, so that the caller's
-    ``np.errstate`` (a context variable) holds in the workers too.
+    Each pool task runs under the caller's ``np.errstate`` (thread-local in
+    NumPy 1.x, a context variable in 2.x; neither reaches a pool thread by itself).
     """
-    futures = [_pool.submit(contextvars.copy_context().run, task) for task in tasks[1:]]
+    errstate = np.geterr()
+
+    def under_errstate(task):
+        with np.errstate(**errstate):
+            return task()
+
+    futures = [_pool.submit(under_errstate, task) for task in tasks[1:]]
     try:
         tasks[0]()
     finally:

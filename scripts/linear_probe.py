@@ -51,7 +51,7 @@ import numpy as np
 
 import nn
 from experiment.classifier import Classifier
-from experiment.run import UsageError, load_dataset
+from experiment.run import SOURCES, UsageError, data_sources, load_dataset
 from experiment.settings import OLD_RUN_DEFAULTS
 from experiment.trainer import DeviceSplit, Trainer
 from nn.pooling import maxpool2x2_forward
@@ -151,12 +151,11 @@ def layer_name(layer):
     return f"H_{layer}" if isinstance(layer, int) else layer
 
 
-def probe_run(folder, which, fresh_head, mnist_dir, textures, cache_dir):
+def probe_run(folder, which, fresh_head, locations):
+    """``locations``: the --mnist-dir / --textures / --cache-dir flags (train.py's rules)."""
     config = json.load(open(os.path.join(folder, "config.json")))
     cfg = {**OLD_RUN_DEFAULTS, **config["settings"]}
-    cfg["mnist_dir"] = mnist_dir or cfg["mnist_dir"]
-    cfg["textures"] = textures or cfg["textures"]
-    ds = load_dataset(cfg, cache_dir)
+    ds = load_dataset(cfg, data_sources(locations, config))
     val = DeviceSplit(ds.val, ds.mean, ds.std, np)
     test = DeviceSplit(ds.test, ds.mean, ds.std, np)
     model, sha256 = probed_model(folder, which, cfg, ds, val)
@@ -199,8 +198,8 @@ def main(argv=None):
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args(argv)
     try:
-        results = [probe_run(r, args.which, args.fresh_head, args.mnist_dir, args.textures,
-                             args.cache_dir) for r in args.runs]
+        args.explicit = {k for k in SOURCES if getattr(args, k) is not None}
+        results = [probe_run(r, args.which, args.fresh_head, args) for r in args.runs]
     except UsageError as err:
         print(f"linear_probe.py: {err}", file=sys.stderr)
         return 2

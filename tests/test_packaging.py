@@ -1,4 +1,5 @@
 """`pip install .`: the wheel holds the four library packages and the train entry point."""
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -11,8 +12,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_wheel_holds_the_library_and_nothing_else(tmp_path):
     pytest.importorskip("setuptools")
+    # Built from a copy of the checkout: setuptools writes build/ beside the sources.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", "build", "results", "runs", "__pycache__", "*.egg-info"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True,
+                    "-q", "-w", str(tmp_path), str(source)], check=True, capture_output=True,
                    cwd=tmp_path)
     (wheel,) = tmp_path.glob("ifm_numpy-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

@@ -23,7 +23,7 @@ def test_gpu_record_names_the_device_cuda_and_cupy():
 
 def test_cpu_runs_record_no_gpu():
     versions = software_versions("cpu")
-    assert set(versions) == {"python", "numpy"}
+    assert set(versions) == {"python", "numpy", "openblas_kernels"}
 
 
 def record():
@@ -75,6 +75,8 @@ def test_machine_paths_are_cut_to_file_names():
         "mnist": {"dir": "mnist", "files": [{"md5": "6bbc", "count": 3}]},
         "command": "python train.py --out ifm-seed0 --ifm --lam 1",
         "home": "ifm", "relative": "runs/ifm-seed0", "none": None}
+    assert without_machine_paths("https://host/a/f.gz from /data/f.gz") == \
+        "https://host/a/f.gz from f.gz"                 # URLs are not machine paths
     log = ("shiftedMNIST: building (seed 0, textures /work/shared/textures) ...\n"
            "run folder /work/runs/x: ifm, 212 img/s, loss 0.5/step\n")
     assert without_machine_paths(log) == ("shiftedMNIST: building (seed 0, textures textures) "

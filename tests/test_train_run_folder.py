@@ -60,8 +60,11 @@ def read_state(path):
         return {k: f[k] for k in f.files if k != "progress_json"}
 
 
-def assert_same_state(a, b):
+def assert_same_state(a, b, best_models=True):
+    """Checkpoints a and b hold equal arrays (the best models' copies too, if asked)."""
     a, b = read_state(a), read_state(b)
+    if not best_models:
+        a, b = ({k: v for k, v in d.items() if not k.startswith("best_")} for d in (a, b))
     assert set(a) == set(b)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
@@ -154,7 +157,7 @@ def test_restart_clears_the_run_and_starts_anew(tmp_path, train, capsys):
 def test_a_nan_stop_in_epoch_1_says_no_checkpoint_was_written(tmp_path, train, capsys):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert train(tmp_path / "r", "--epochs", "1", "--lr", "1e30") == 3
+        assert train(tmp_path / "r", "--epochs", "1", "--lr", "1e30", "--cpu-cores", "2") == 3
     assert [w for w in caught if issubclass(w.category, RuntimeWarning)] == []
     line = one_line_error(capsys, ["epoch 1, step", "NaN", "--restart"])
     assert "kept" not in line and "before its first checkpoint" in line
@@ -327,7 +330,8 @@ def test_eval_every_validates_within_epochs_and_leaves_training_alone(tmp_path, 
     assert train(tmp_path / "plain", "--epochs", "2", "--ifm", "--samples", "4") == 0
     assert train(tmp_path / "often", "--epochs", "2", "--ifm", "--samples", "4",
                  "--eval-every", "1") == 0
-    assert_same_state(tmp_path / "plain" / "checkpoint.npz", tmp_path / "often" / "checkpoint.npz")
+    assert_same_state(tmp_path / "plain" / "checkpoint.npz", tmp_path / "often" / "checkpoint.npz",
+                      best_models=False)      # the chosen models differ; training does not
     with open(tmp_path / "often" / "evaluations.csv") as f:
         rows = list(csv.DictReader(f))
     assert [(int(r["epoch"]), int(r["step"])) for r in rows] == [(1, 1), (1, 2), (2, 1), (2, 2)]
@@ -346,3 +350,174 @@ def test_wrapped_texture_crops_are_recorded(tmp_path, train):
     assert wrap["settings"]["texture_crops"] == "wrap"
     assert wrap["data"]["rendering"]["crops"] == "wrap"
     assert wrap["data"]["cache_key"] != inside["data"]["cache_key"]
+
+
+# --- what a resume may change, and where its data come from ------------------------------------
+
+def test_resume_refuses_flags_the_run_left_unset(tmp_path, train, capsys):
+    folder = tmp_path / "r"
+    assert train(folder, "--epochs", "1") == 0
+    for flags, words in ((["--eval-every", "2"], "--eval-every 2 (the run has None)"),
+                         (["--limit-train", "64"], "--limit-train 64 (the run has 128)")):
+        assert train.resume(folder, "--epochs", "2", *flags) == 2
+        one_line_error(capsys, [words])
+
+
+def test_a_run_from_environment_variables_resumes_without_them(tmp_path, sources, textures,
+                                                               monkeypatch, capsys):
+    mnist, _ = sources
+    monkeypatch.setenv("IFM_MNIST_DIR", str(mnist))
+    monkeypatch.setenv("IFM_TEXTURES", str(textures))
+    monkeypatch.setenv("IFM_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "r"
+    assert main(["--out", str(folder), "--epochs", "1"] + QUICK) == 0
+    config = json.loads((folder / "config.json").read_text())
+    assert config["settings"]["textures"] is None            # as typed: nothing
+    assert config["sources"] == {"mnist_dir": str(mnist), "textures": str(textures),
+                                 "cache_dir": str(tmp_path / "cache")}
+    for name in ("IFM_MNIST_DIR", "IFM_TEXTURES", "IFM_CACHE_DIR"):
+        monkeypatch.delenv(name)
+    assert main(["--out", str(folder), "--resume", "--epochs", "2", "--quiet"]) == 0
+    # The locations may be given anew (the content is checked, not the path).
+    copy = tmp_path / "textures-copy"
+    copy.mkdir()
+    for f in textures.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    assert main(["--out", str(folder), "--resume", "--epochs", "3", "--quiet",
+                 "--textures", str(copy)]) == 0
+    config = json.loads((folder / "config.json").read_text())
+    assert config["sources"]["textures"] == str(copy)
+    assert config["resumed"][-1]["sources_before"]["textures"] == str(textures)
+
+
+def test_a_gpu_run_without_a_gpu_says_where_it_can_continue(tmp_path, train, capsys):
+    from nn import backend
+    if backend.gpu_available():
+        pytest.skip("a GPU is present")
+    folder = tmp_path / "r"
+    assert train(folder, "--epochs", "1") == 0
+    config = json.loads((folder / "config.json").read_text())
+    config["device"] = "gpu"
+    (folder / "config.json").write_text(json.dumps(config))
+    assert train.resume(folder, "--epochs", "2") == 2
+    line = one_line_error(capsys, ["made on the GPU", "--restart"])
+    assert "--device cpu" not in line
+
+
+def test_an_out_that_is_a_file_is_refused(tmp_path, train, capsys):
+    (tmp_path / "file").write_text("x")
+    assert train(tmp_path / "file", "--epochs", "1") == 2
+    one_line_error(capsys, ["is a file, not a folder"])
+
+
+# --- checkpoints that are npz files but not a run's -------------------------------------------
+
+def rewrite_checkpoint(path, change):
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    change(arrays)
+    np.savez(path, **arrays)
+
+
+def set_progress(**values):
+    def change(arrays):
+        progress = json.loads(str(arrays["progress_json"]))
+        progress.update(values)
+        arrays["progress_json"] = np.array(json.dumps(progress))
+    return change
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda a: a.update(progress_json=np.array("5")), "not a JSON object"),
+    (set_progress(epoch_done="x"), "epoch_done"),
+    (set_progress(best=None), "best record"),
+    (set_progress(partial={"next_step": 1}), "mid-epoch record"),
+    (lambda a: [a.pop(k) for k in list(a) if k.startswith("opt/")], "optimizer state: missing"),
+    (lambda a: a.update({"opt/bogus/x": np.zeros(1)}), "unexpected"),
+], ids=["progress-5", "epoch-x", "best-null", "partial", "no-optimizer", "extra-entry"])
+def test_a_checkpoint_of_the_wrong_form_is_refused(tmp_path, train, capsys, change, words):
+    folder = tmp_path / "r"
+    assert train(folder, "--epochs", "1") == 0
+    rewrite_checkpoint(folder / "checkpoint.npz", change)
+    before = (folder / "config.json").read_bytes()
+    assert train.resume(folder, "--epochs", "2") == 2
+    one_line_error(capsys, ["checkpoint.npz", words])
+    assert (folder / "config.json").read_bytes() == before
+
+
+# --- interrupts and kills at the edges --------------------------------------------------------
+
+def test_an_interrupt_during_the_report_says_training_is_complete(tmp_path, train, monkeypatch,
+                                                                 capsys):
+    original = run_module.Trainer.evaluate
+
+    def evaluate(self, split):
+        if split is self.test_data:
+            raise KeyboardInterrupt
+        return original(self, split)
+
+    monkeypatch.setattr(run_module.Trainer, "evaluate", evaluate)
+    assert train(tmp_path / "r", "--epochs", "1") == 130
+    one_line_error(capsys, ["training is complete", "--resume"])
+    monkeypatch.setattr(run_module.Trainer, "evaluate", original)
+    assert train.resume(tmp_path / "r") == 0
+    assert (tmp_path / "r" / "report.json").exists()
+
+
+def test_an_interrupt_in_an_epochs_last_step_stops_after_that_epoch(tmp_path, train,
+                                                                   monkeypatch, capsys):
+    original = run_module.Trainer.train_step
+
+    def step(self, index, epoch, s):
+        if (epoch, s) == (1, 1):                    # the last of 2 steps
+            os.kill(os.getpid(), signal.SIGINT)
+        return original(self, index, epoch, s)
+
+    monkeypatch.setattr(run_module.Trainer, "train_step", step)
+    assert train(tmp_path / "r", "--epochs", "2") == 130
+    assert "end of epoch 1" in capsys.readouterr().err
+    progress = json.loads(str(np.load(tmp_path / "r" / "checkpoint.npz")["progress_json"]))
+    assert progress["epoch_done"] == 1 and progress["partial"] is None
+
+
+def test_a_resume_that_adds_epochs_removes_the_old_report(tmp_path, train, monkeypatch):
+    folder = tmp_path / "r"
+    assert train(folder, "--epochs", "1") == 0
+    restore = kill_at(monkeypatch, 2, 1)
+    with pytest.raises(Killed):
+        train.resume(folder, "--epochs", "3")
+    restore()
+    assert not (folder / "report.json").exists() and not (folder / "report.md").exists()
+
+
+def test_a_resume_restores_the_best_models_its_checkpoint_knows(tmp_path, train, monkeypatch):
+    folder = tmp_path / "r"
+    assert train(folder, "--epochs", "1", "--eval-every", "1") == 0
+    kept = read_state(folder / "best_digit.npz")
+    # As if a better model had been saved after the checkpoint, then lost to a kill -9.
+    np.savez(folder / "best_digit.npz", **{k: v + 1 for k, v in kept.items()})
+    restore = kill_at(monkeypatch, 2, 0)
+    with pytest.raises(Killed):
+        train.resume(folder, "--epochs", "2")
+    restore()
+    restored = read_state(folder / "best_digit.npz")
+    for k in kept:
+        np.testing.assert_array_equal(restored[k], kept[k], err_msg=k)
+
+
+def test_an_interrupted_checkpoint_write_leaves_the_old_one_whole(tmp_path, train, monkeypatch,
+                                                                 capsys):
+    folder = tmp_path / "r"
+    assert train(folder, "--epochs", "1") == 0
+    before = (folder / "checkpoint.npz").read_bytes()
+    import nn.serialization
+
+    def savez_then_interrupt(f, **arrays):
+        f.write(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nn.serialization.np, "savez", savez_then_interrupt)
+    assert train.resume(folder, "--epochs", "2") == 130
+    assert "second interrupt" in capsys.readouterr().err
+    assert (folder / "checkpoint.npz").read_bytes() == before
+    assert not list(folder.glob("*.tmp-*"))
