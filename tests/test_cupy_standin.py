@@ -5,13 +5,13 @@ These run on any machine (the stand-in is installed for each test and removed
 after, also where a real CuPy exists). ``IFM_CUPY_STANDIN=1 python3 -m pytest
 -q -m gpu`` runs the gpu tests against the same stand-in.
 """
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import cupy_standin
 from nn import backend
+from test_train_gpu_parity import config, tiny_dataset
 
 # One train_step on the stand-in (K = 64, SGD, batch 128), measured 2026-12-01:
 # IFM 2427 calls, baseline 943; both 0 host reads (uploads: IFM 6, baseline 0).
@@ -105,24 +105,12 @@ def test_reports_one_fake_device(cp):
     np.testing.assert_array_equal(cp.asnumpy(x), [2.0, 0.0, 1.0])
 
 
-def tiny_dataset(rng, n=128):
-    def split():
-        return SimpleNamespace(images=rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8),
-                               digit=rng.integers(0, 10, n), texture=rng.integers(0, 10, n))
-    return SimpleNamespace(train=split(), val=split(), test=split(),
-                           mean=np.array([0.4, 0.5, 0.6]), std=np.array([0.2, 0.25, 0.3]))
-
-
 @pytest.mark.filterwarnings("ignore:`ndarray.scatter_add` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("method", ["ifm", "baseline"])
 def test_one_training_step_reads_nothing_back(cp, method, capsys):
     from experiment.trainer import Trainer
-    cfg = {"seed": 5, "limit_train": None, "limit_eval": None, "optimizer": "sgd", "lr": 0.01,
-           "momentum": 0.9, "weight_decay": 0.0, "batch_size": 128, "ifm": method == "ifm",
-           "lam": 30.0, "samples": 64, "estimator": "jsd", "marginal": "image",
-           "upsample": "nearest", "pairs": [[1, 2], [2, 3], [3, 4]],
-           "pair_features": "pre-pool", "init": "kaiming", "epochs": 1}
-    trainer = Trainer(cfg, tiny_dataset(np.random.default_rng(0)), "gpu")
+    cfg = config(batch_size=128, samples=64, ifm=method == "ifm")
+    trainer = Trainer(cfg, tiny_dataset(np.random.default_rng(0), n=128), "gpu")
     index = trainer.batch_index(trainer.epoch_order(1), 0)
     with cupy_standin.counting() as c:
         loss, correct, F_values, total = trainer.train_step(index, 1, 0)
