@@ -1,15 +1,16 @@
 """The classifier of the paper's Table 1.
 
 Four blocks Conv3x3(pad 1)-BN-LeakyReLU(0.2)-MaxPool2 with 32, 64, 128, 128
-channels, then FC(512, 10). On 32x32 inputs the block outputs before pooling
-are H_1 (N, 32, 32, 32), H_2 (N, 64, 16, 16), H_3 (N, 128, 8, 8) and
-H_4 (N, 128, 4, 4); after the last pool 128 * 2 * 2 = 512 features remain.
+channels, then FC(512, 10). Arrays are batch last (nn/layout.py): the input
+x is (3, 32, 32, N), the block outputs before pooling are H_1 (32, 32, 32, N),
+H_2 (64, 16, 16, N), H_3 (128, 8, 8, N) and H_4 (128, 4, 4, N); after the
+last pool 128 * 2 * 2 = 512 features (512, N) remain, and the logits are (10, N).
 
 The IFM regularizer reads H_1..H_4 and hands back extra gradients for them, so
 ``backward`` takes an optional list of per-block gradients that are added where
 each H_l leaves its block. ``features_at`` says where that is: "pre-pool"
 (default: after LeakyReLU, before pooling, the maps above) or "post-pool"
-(after pooling: (N, 32, 16, 16) ... (N, 128, 2, 2), still a factor 2 apart).
+(after pooling: (32, 16, 16, N) ... (128, 2, 2, N), still a factor 2 apart).
 """
 import numpy as np
 
@@ -45,7 +46,7 @@ class Classifier(Container):
         self.features = []
 
     def forward(self, x):
-        """Logits (N, 10); keeps H_1..H_4 in ``self.features``."""
+        """Logits (10, N) of x (3, H, W, N); keeps H_1..H_4 in ``self.features``."""
         self.features = []
         for block, pool in zip(self.blocks, self.pools):
             h = block.forward(x)

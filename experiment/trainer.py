@@ -18,8 +18,9 @@ host reads them only when a progress line is shown and at the end of an epoch.
 import numpy as np
 
 from nn import SGD, Adam, softmax_cross_entropy
-from nn.backend import get_array_module, to_numpy, xp_for
+from nn.backend import to_numpy, xp_for
 from nn.init import fan_in_uniform_
+from nn.layout import from_nchw
 from nn.module import Container
 
 from .classifier import Classifier
@@ -45,19 +46,16 @@ class DeviceSplit:
         self.images = xp.asarray(split.images[:n])
         self.digit = xp.asarray(split.digit[:n].astype(np.int64))
         self.texture = xp.asarray(split.texture[:n].astype(np.int64))
-        self.mean = xp.asarray(np.asarray(mean, np.float32).reshape(1, 3, 1, 1))
-        self.inv_std = xp.asarray((1.0 / np.asarray(std, np.float32)).reshape(1, 3, 1, 1))
+        self.mean = xp.asarray(np.asarray(mean, np.float32).reshape(3, 1, 1, 1))
+        self.inv_std = xp.asarray((1.0 / np.asarray(std, np.float32)).reshape(3, 1, 1, 1))
 
     def inputs(self, index):
-        """x = (image / 255 - mean) / std as float32, for the rows in ``index``.
+        """x = (image / 255 - mean) / std, float32 (3, H, W, B), for the rows in ``index``.
 
-        x is (B, 3, H, W) with memory (3, H, W, B), the layout the conv layers
-        work in (nn/conv.py): the first im2col then reads contiguous rows.
+        The one conversion from the (B, 3, H, W) images to the library's
+        batch-last layout (nn/layout.py) happens here, fused with the cast.
         """
-        xp = get_array_module(self.images)
-        images = self.images[index]
-        x = xp.empty(images.shape[1:] + images.shape[:1], dtype=np.float32).transpose(3, 0, 1, 2)
-        x[...] = images
+        x = from_nchw(self.images[index], np.float32)
         x *= np.float32(1 / 255)
         x -= self.mean
         x *= self.inv_std
@@ -143,7 +141,7 @@ class Trainer:
         y = self.train_data.digit[index]
         logits = self.model.forward(x)
         loss, dlogits = softmax_cross_entropy(logits, y)
-        correct = (logits.argmax(axis=1) == y).sum()
+        correct = (logits.argmax(axis=0) == y).sum()
         F_values, dfeatures, total = [], None, loss
         if self.regularizer is not None:
             rng = np.random.default_rng([self.cfg["seed"], 2, epoch, step])
@@ -163,7 +161,7 @@ class Trainer:
         texture_ok = xp.zeros((), dtype=xp.int64)
         for start in range(0, split.n, EVAL_BATCH):
             index = xp.arange(start, min(start + EVAL_BATCH, split.n))
-            pred = self.model.forward(split.inputs(index)).argmax(axis=1)
+            pred = self.model.forward(split.inputs(index)).argmax(axis=0)
             digit_ok += (pred == split.digit[index]).sum()
             texture_ok += (pred == split.texture[index]).sum()
         self.model.train()

@@ -4,11 +4,11 @@
     F = block.forward(h_low, h_high, rng)        # 0-d array, to be maximized
     dh_low, dh_high = block.backward(dF)         # dF * dF/dH_l, dF * dF/dH_{l+1}
 
-Forward, for H_l (N, C_l, h, w) and H_{l+1} (N, C_{l+1}, h/2, w/2):
+Forward, for H_l (C_l, h, w, N) and H_{l+1} (C_{l+1}, h/2, w/2, N) (batch last):
     1. positions of S_P joint and S_Q marginal pairs (``sampling``), drawn on
        the host from ``rng`` and moved to the device in one ``xp.asarray``;
-    2. z = [H_l vector, up(H_{l+1}) vector] per row, (S, C_l+C_{l+1}), and D's
-       first layer a = z W^T + b, computed together (``pairs.pair_linear_forward``:
+    2. z = [H_l vector; up(H_{l+1}) vector] per column, (C_l+C_{l+1}, S), and
+       D's first layer a = W z + b, computed together (``pairs.pair_linear_forward``:
        where a map has fewer positions than there are rows, it is projected
        first and the projections are gathered, so z is never built for it);
     3. V = D's remaining layers on a, all rows in one batch,
@@ -68,20 +68,20 @@ class IFMBlock(Container):
 
     def sample(self, low_shape, rng):
         """PairIndex for an H_l of this shape (host arrays, nothing moved)."""
-        N, _, h, w = low_shape
+        _, h, w, N = low_shape
         draw = sample_infonce_pairs if self.estimator == "infonce" else sample_pairs
         return draw(N, h, w, self.samples, self.marginal, rng)
 
     def forward(self, h_low, h_high, rng):
         """F (0-d array on the maps' device). ``rng``: numpy Generator driving the sampling."""
-        if h_low.shape[1] != self.c_low or h_high.shape[1] != self.c_high:
+        if h_low.shape[0] != self.c_low or h_high.shape[0] != self.c_high:
             raise ValueError(f"IFMBlock({self.c_low}, {self.c_high}) got maps with "
-                             f"{h_low.shape[1]} and {h_high.shape[1]} channels")
+                             f"{h_low.shape[0]} and {h_high.shape[0]} channels")
         scale = upsample_scale(h_low.shape, h_high.shape)
         index = self.sample(h_low.shape, rng)
         high_s = index.high_s
         if self.upsample == "nearest":
-            high_s = coarse_locations(high_s, h_low.shape[3], scale)
+            high_s = coarse_locations(high_s, h_low.shape[2], scale)
         xp = get_array_module(h_low)
         device_index = xp.asarray(np.stack([index.low_n, index.low_s, index.high_n, high_s]))
         first = self.critic.first_layer

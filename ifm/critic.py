@@ -1,19 +1,20 @@
 """The discriminator D (paper Table 2) and the estimator it feeds.
 
-D maps a pair vector z = [h_l, h_{l+1}] (S, C_l + C_{l+1}) to one score per row:
+D maps pair vectors z = [h_l; h_{l+1}] (C_l + C_{l+1}, S), batch last, to one
+score per column:
     FC(C_l+C_{l+1}, 256)-BN-LReLU(0.2)-FC(256, 128)-BN-LReLU(0.2)
     -FC(128, 64)-BN-LReLU(0.2)-FC(64, 1)
 built from nn layers (``hidden`` changes the widths; tests use small ones).
 
-``PairCritic`` runs D on the joint and marginal rows in ONE batch, joint rows
-first: V = D(z)[:, 0], V_P = V[:S_P], V_Q = V[S_P:]. The batch-norm layers of D
+``PairCritic`` runs D on the joint and marginal pairs in ONE batch, joint pairs
+first: V = D(z)[0], V_P = V[:S_P], V_Q = V[S_P:]. The batch-norm layers of D
 therefore normalize with statistics of joint and marginal rows together, the
 same statistics for both kinds of sample; in two separate batches BN would
 normalize each kind by its own mean and variance, which both hides the
 difference D must detect and hands it a shortcut (the batch a row came in).
 
-Forward:   V = D(z)[:, 0];  F, dF/dV_P, dF/dV_Q = estimator(V_P, V_Q)
-Backward:  dV = dF * [dF/dV_P, dF/dV_Q];  dz = D.backward(dV[:, None])
+Forward:   V = D(z)[0];  F, dF/dV_P, dF/dV_Q = estimator(V_P, V_Q)
+Backward:  dV = dF * [dF/dV_P, dF/dV_Q];  dz = D.backward(dV[None, :])
            (fills D's gradients with dF * dF/dtheta, overwriting them)
 ``forward_after_first``/``backward_to_first`` start and stop after D's first
 linear layer: IFMBlock computes that layer fused with the pair gather
@@ -80,18 +81,18 @@ class PairCritic(Container):
         return self.D.layers[0]
 
     def forward(self, z, n_joint, groups=None):
-        """F (0-d) for z (S, in_features) whose first n_joint rows are joint pairs.
+        """F (0-d) for z (in_features, S) whose first n_joint columns are joint pairs.
 
         ``groups`` = (G, B) reshapes the scores for InfoNCE: V_P (G, B), V_Q (G, B, B-1).
         """
         return self.forward_after_first(self.first_layer.forward(z), n_joint, groups)
 
     def forward_after_first(self, a, n_joint, groups=None):
-        """F from a = first_layer(z) (S, 256): D's remaining layers, then the estimator."""
+        """F from a = first_layer(z) (256, S): D's remaining layers, then the estimator."""
         V = a
         for layer in self.D.layers[1:]:
             V = layer.forward(V)
-        V = V[:, 0]
+        V = V[0]
         v_joint, v_marg = V[:n_joint], V[n_joint:]
         if groups is not None:
             G, B = groups
@@ -103,7 +104,7 @@ class PairCritic(Container):
         return F
 
     def backward(self, dF=1.0):
-        """dz = dF * dF/dz (S, in_features); D's grads become dF * dF/dtheta."""
+        """dz = dF * dF/dz (in_features, S); D's grads become dF * dF/dtheta."""
         return self.first_layer.backward(self.backward_to_first(dF))
 
     def backward_to_first(self, dF=1.0):
@@ -111,7 +112,7 @@ class PairCritic(Container):
         if self._dV is None:
             raise RuntimeError("backward called before forward")
         xp = get_array_module(self._dV)
-        d = (self._dV * xp.asarray(dF, dtype=self._dV.dtype))[:, None]
+        d = (self._dV * xp.asarray(dF, dtype=self._dV.dtype))[None, :]
         for layer in reversed(self.D.layers[1:]):
             d = layer.backward(d)
         return d

@@ -1,16 +1,17 @@
 """Pair vectors from two feature maps, fused with D's first linear layer.
 
-Shapes: H_l (N, C_l, h, w), H_{l+1} (N, C_h, h/s, w/s) with an integer factor s
-(2 in the paper), U = up(H_{l+1}) (N, C_h, h, w). For rows r = 0..S-1 with
-positions (n_r, s_r) from ``sampling`` (low side) and (m_r, t_r) (high side):
+Shapes (batch last, nn/layout.py): H_l (C_l, h, w, N), H_{l+1} (C_h, h/s, w/s, N)
+with an integer factor s (2 in the paper), U = up(H_{l+1}) (C_h, h, w, N). For
+rows r = 0..S-1 with positions (n_r, s_r) from ``sampling`` (low side) and
+(m_r, t_r) (high side), s_r = y*w + x a location on the (h, w) grid:
 
-Pairs:     z[r] = [ H_l[n_r, :, s_r] , U[m_r, :, t_r] ]              z (S, C_l + C_h)
-Nearest:   U[m, :, y*w + x] = H_{l+1}[m, :, (y//s)*(w/s) + x//s], so the high
+Pairs:     z[:, r] = [ H_l[:, s_r, n_r] ; U[:, t_r, m_r] ]          z (C_l + C_h, S)
+Nearest:   U[:, y*w + x, m] = H_{l+1}[:, (y//s)*(w/s) + x//s, m], so the high
            half is gathered straight from H_{l+1} at the coarse location
            (no upsampled map is built).
 Bilinear:  U = A_h H_{l+1} A_w^T (nn.upsample), then gathered.
 D's first layer, W = [W_l | W_h] (out, C_l + C_h), b (out,):
-           a[r] = z[r] W^T + b = W_l H_l[n_r, :, s_r] + W_h U[m_r, :, t_r] + b
+           a[:, r] = W z[:, r] + b = W_l H_l[:, s_r, n_r] + W_h U[:, t_r, m_r] + b
 With M = channel_matrix(map) (C, L), L = h*w*N positions, and G = the S
 gathered columns of M, each half is computed in the cheaper of two equal ways
 (a linear map commutes with picking columns):
@@ -18,42 +19,32 @@ gathered columns of M, each half is computed in the cheaper of two equal ways
            project, then gather:  A = (W_half M)[:, cols]     2 out C L flops
 ``project_first``: project when the map has fewer positions than there are
 rows (L < S: with K = all always; with K = 64 for the 8x8 and 4x4 maps).
-Backward, from da (S, out) and dA = da^T:
-           db = sum_r da[r]
-           gathered:   dW_half = dA G^T,   dG = W_half^T dA,   dM = scatter(dG)
-           projected:  dP = scatter(dA),   dW_half = dP M^T,   dM = W_half^T dP
+Backward, from da (out, S):
+           db = sum_r da[:, r]
+           gathered:   dW_half = da G^T,   dG = W_half^T da,   dM = scatter(dG)
+           projected:  dP = scatter(da),   dW_half = dP M^T,   dM = W_half^T dP
 The scatter is the gather's adjoint: a position drawn several times
 (marginals are drawn with replacement; nearest maps s*s fine locations to one
 coarse one) receives the sum of its rows. dH_l = dM_l as a map; dH_{l+1} =
 dM_h as a map at coarse locations (nearest), or A_h^T dU A_w (bilinear).
-Every array is feature-major, as in nn.linear: A is (out, S), a = A^T.
 """
 from typing import NamedTuple
 
 import numpy as np
 
 from nn.backend import get_array_module
-from nn.parallel import add_to_rows, matmul, run_in_blocks, sum_rows
+from nn.parallel import channel_sum, matmul, per_channel, run_in_blocks
 from nn.upsample import bilinear_upsample_backward, bilinear_upsample_forward
 
 
 def channel_matrix(H):
-    """H (N, C, h, w) as the matrix (C, h*w*N): column s*N + n holds H[n, :, s].
-
-    A view when H's memory is (C, h, w, N), the layout the conv layers hand
-    over (nn.conv); a copy otherwise.
-    """
-    return H.transpose(1, 2, 3, 0).reshape(H.shape[1], -1)
+    """H (C, h, w, N) as the matrix (C, h*w*N): column s*N + n holds H[:, s, n] (a view)."""
+    return H.reshape(H.shape[0], -1)
 
 
 def map_from_channel_matrix(M, shape):
-    """The inverse of ``channel_matrix``: M (C, h*w*N) as a map of ``shape`` (N, C, h, w).
-
-    A view whose memory is (C, h, w, N), the conv layers' layout, so the
-    classifier adds the pair gradients to its own without a layout change.
-    """
-    N, C, h, w = shape
-    return M.reshape(C, h, w, N).transpose(3, 0, 1, 2)
+    """The inverse of ``channel_matrix``: M (C, h*w*N) as a map of ``shape`` (C, h, w, N)."""
+    return M.reshape(shape)
 
 
 def gather_columns(M, cols):
@@ -95,11 +86,11 @@ def scatter_add_columns(cols, values, num_cols):
 
 def upsample_scale(low_shape, high_shape):
     """The integer factor s with (h, w) = s * (h', w'); ValueError otherwise."""
-    (N, _, h, w), (N2, _, h2, w2) = low_shape, high_shape
+    (_, h, w, N), (_, h2, w2, N2) = low_shape, high_shape
     if N != N2:
         raise ValueError(f"H_l and H_l+1 hold different batch sizes: {low_shape} vs {high_shape}")
     if h2 < 1 or w2 < 1 or h % h2 or w % w2 or h // h2 != w // w2:
-        raise ValueError(f"H_l+1 {high_shape[2:]} must be H_l {low_shape[2:]} divided by one "
+        raise ValueError(f"H_l+1 {high_shape[1:3]} must be H_l {low_shape[1:3]} divided by one "
                          "integer factor (2 between adjacent conv blocks)")
     return h // h2
 
@@ -135,7 +126,7 @@ def _high_map(h_high, upsample, scale):
 
 
 def pair_linear_forward(h_low, h_high, index, W, b, upsample="nearest", project=None):
-    """a = z W^T + b (S, out) for the pair vectors z, and the cache.
+    """a = W z + b (out, S) for the pair vectors z, and the cache.
 
     ``index`` (4, S) on h_low's device; with upsample="nearest" index[3] holds
     locations on H_{l+1}'s own grid (``sampling.coarse_locations``), with
@@ -144,44 +135,39 @@ def pair_linear_forward(h_low, h_high, index, W, b, upsample="nearest", project=
     """
     scale = upsample_scale(h_low.shape, h_high.shape)
     low_n, low_s, high_n, high_s = index
-    N, C_l = h_low.shape[:2]
+    C_l, N = h_low.shape[0], h_low.shape[3]
     U = _high_map(h_high, upsample, scale)
     S = len(low_n)
-    A, halves = None, []
+    A, halves = [], []
     for H, cols, W_half in ((h_low, low_s * N + low_n, W[:, :C_l]),
                             (U, high_s * N + high_n, W[:, C_l:])):
         M = channel_matrix(H)
         projected = project_first(M.shape[1], S) if project is None else project
         if projected:
-            A_half = gather_columns(matmul(W_half, M), cols)        # (out, S)
+            A.append(gather_columns(matmul(W_half, M), cols))         # (out, S)
         else:
             G = gather_columns(M, cols)                             # (C, S)
-            A_half = matmul(W_half, G)
+            A.append(matmul(W_half, G))
         halves.append(PairHalf(projected, M if projected else G, cols, W_half, H.shape))
-        if A is None:
-            A = A_half
-        else:
-            add_to_rows(A, A_half)
-    add_to_rows(A, b)
-    return A.T, PairLinearCache(tuple(halves), h_high.shape, upsample, scale)
+    a = per_channel(lambda a_low, a_high, b: a_low + a_high + b, *A, b[:, None])
+    return a, PairLinearCache(tuple(halves), h_high.shape, upsample, scale)
 
 
 def pair_linear_backward(da, cache):
-    """(dH_l, dH_{l+1}, dW, db) from da (S, out). See the module docstring."""
+    """(dH_l, dH_{l+1}, dW, db) from da (out, S). See the module docstring."""
     xp = get_array_module(da)
-    dA = da.T                                       # (out, S)
     dW_halves, dH = [], []
     for half in cache.halves:
-        L = half.shape[0] * half.shape[2] * half.shape[3]
+        C, h, w, N = half.shape
         if half.projected:
-            dP = scatter_add_columns(half.cols, dA, L)              # (out, L)
+            dP = scatter_add_columns(half.cols, da, h * w * N)       # (out, L)
             dW_halves.append(matmul(dP, half.data.T))
             dM = matmul(half.W.T, dP)                               # (C, L)
         else:
-            dW_halves.append(matmul(dA, half.data.T))
-            dM = scatter_add_columns(half.cols, matmul(half.W.T, dA), L)
+            dW_halves.append(matmul(da, half.data.T))
+            dM = scatter_add_columns(half.cols, matmul(half.W.T, da), h * w * N)
         dH.append(map_from_channel_matrix(dM, half.shape))
     dh_low, dh_high = dH
     if cache.upsample == "bilinear":
         dh_high = bilinear_upsample_backward(dh_high, cache.scale, cache.high_shape)
-    return dh_low, dh_high, xp.concatenate(dW_halves, axis=1), sum_rows(dA)
+    return dh_low, dh_high, xp.concatenate(dW_halves, axis=1), channel_sum(da)

@@ -1,6 +1,6 @@
 """Drawing the positions of joint and marginal pairs (paper Section 3.2, Fig. 2).
 
-H_l is (N, C_l, h, w) and H_{l+1}, brought up to (h, w), is (N, C_{l+1}, h, w).
+H_l is (C_l, h, w, N) and H_{l+1}, brought up to (h, w), is (C_{l+1}, h, w, N).
 A position is an image n and a flat location s = y * w + x on that (h, w) grid.
 All randomness comes from the numpy Generator passed in and every draw is
 vectorized, so the same generator state gives the same pairs (a gradient

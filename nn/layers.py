@@ -1,5 +1,9 @@
 """The layers: thin stateful wrappers around the pure forward/backward pairs.
 
+Activations are batch last: feature maps (C, H, W, N), features (F, N); the
+shape is the memory order (C-contiguous). A network converts its (N, C, H, W)
+images once, at its entry (``nn.layout.from_nchw``).
+
 Parameter names and shapes follow the common framework layout, so weights can
 be compared one to one: Conv2d W (O, C, k, k), b (O,); Linear W (out, in),
 b (out,); BatchNorm gamma, beta (C,) with running_mean, running_var buffers.
@@ -94,12 +98,12 @@ class _BatchNorm(Module):
 
 
 class BatchNorm2d(_BatchNorm):
-    """Batch norm of (N, C, H, W) maps, statistics per channel over N, H, W."""
+    """Batch norm of (C, H, W, N) maps, statistics per channel over H, W, N."""
     expected_ndim = 4
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch norm of (N, C) features, statistics per feature over N."""
+    """Batch norm of (C, N) features, statistics per feature over N."""
     expected_ndim = 2
 
 
@@ -135,7 +139,7 @@ class MaxPool2d(Module):
 
 
 class Upsample(Module):
-    """Integer-factor upsampling of NCHW maps, "nearest" or "bilinear" (half-pixel)."""
+    """Integer-factor upsampling of (C, H, W, N) maps, "nearest" or "bilinear" (half-pixel)."""
 
     def __init__(self, scale_factor, mode="nearest"):
         super().__init__()
@@ -159,7 +163,8 @@ class Upsample(Module):
 
 
 class Flatten(Module):
-    """(N, ...) -> (N, prod(...)); backward restores the shape."""
+    """(C, H, W, N) -> (C*H*W, N), features ordered (c, i, j) as in NCHW frameworks;
+    backward restores the shape."""
 
     def __init__(self):
         super().__init__()
@@ -167,7 +172,7 @@ class Flatten(Module):
 
     def forward(self, x):
         self._shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        return x.reshape(-1, x.shape[-1])
 
     def backward(self, dy):
         return dy.reshape(self._shape)

@@ -1,74 +1,62 @@
-"""Max pooling with a 2x2 window and stride 2.
+"""Max pooling with a 2x2 window and stride 2, batch last.
 
-x (N, C, H, W) -> y (N, C, H//2, W//2); an odd last row/column is dropped
-(floor mode, as the common frameworks do).
+x (C, H, W, N) -> y (C, H//2, W//2, N); an odd last row/column is dropped
+(floor mode, as the common frameworks do). With the taps
+x_uv = x[:, u::2, v::2, :] (u, v in {0, 1}, cut to H//2 x W//2):
 
-Forward:  y[n, c, i, j] = max_{u, v in {0, 1}} x[n, c, 2i + u, 2j + v]
-Backward: the whole dy[n, c, i, j] goes to the first maximum of its window in
-          the order (0,0), (0,1), (1,0), (1,1): deterministic on ties.
+Forward:  y = max(x_00, x_01, x_10, x_11)
+Backward: dx_uv = dy * [x_uv is the first tap equal to y], in the order
+          00, 01, 10, 11: the whole gradient goes to one input, also on ties.
 
-Each of the four taps (u, v) is a strided view x[:, :, u::2, v::2], so both
-directions are a few elementwise passes over quarter-size arrays: no window
-copies, no argmax. Backward recomputes which tap held the maximum from the
-cached input and output (tap == y, and no earlier tap did). Channels are
-independent: both directions run over channel blocks (nn.parallel).
+Backward recomputes which tap held the maximum from the cached x and y (no
+argmax is kept). Channels are independent (``per_channel``).
 """
 from typing import NamedTuple
 
 from .backend import get_array_module
-from .parallel import run_in_blocks
+from .parallel import per_channel
 
 TAPS = ((0, 0), (0, 1), (1, 0), (1, 1))
 
 
 class MaxPoolCache(NamedTuple):
-    x: object           # (N, C, H, W) input
-    y: object           # (N, C, H//2, W//2) output
+    x: object           # (C, H, W, N) input
+    y: object           # (C, H//2, W//2, N) output
 
 
-def _tap(x, u, v, Ho, Wo):
-    return x[:, :, u:2 * Ho:2, v:2 * Wo:2]
+def _taps(x, Ho, Wo):
+    """The four strided views x_uv (C, Ho, Wo, N)."""
+    return [x[:, u:2 * Ho:2, v:2 * Wo:2] for u, v in TAPS]
 
 
 def maxpool2x2_forward(x):
     """Returns (y, cache)."""
     xp = get_array_module(x)
-    N, C, H, W = x.shape
+    C, H, W, N = x.shape
     if H < 2 or W < 2:
         raise ValueError(f"max-pool 2x2 needs an input of at least 2x2, got {H}x{W}")
     Ho, Wo = H // 2, W // 2
-    y = xp.empty_like(_tap(x, 0, 0, Ho, Wo))     # x's memory layout, quarter size
 
-    def channels(lo, hi):
-        xc, yc = x[:, lo:hi], y[:, lo:hi]
-        a, b, c, d = (_tap(xc, u, v, Ho, Wo) for u, v in TAPS)
-        xp.maximum(a, b, out=yc)
-        xp.maximum(yc, xp.maximum(c, d), out=yc)
+    def window_max(x):
+        a, b, c, d = _taps(x, Ho, Wo)
+        return xp.maximum(xp.maximum(a, b), xp.maximum(c, d))
 
-    run_in_blocks(channels, C, x.nbytes, xp)
+    y = per_channel(window_max, x, shape=(C, Ho, Wo, N))
     return y, MaxPoolCache(x, y)
 
 
 def maxpool2x2_backward(dy, cache):
     xp = get_array_module(dy)
     x, y = cache
-    Ho, Wo = y.shape[2], y.shape[3]
-    # The four taps cover dx unless H or W is odd (the dropped edge gets 0).
-    # *_like keeps x's memory layout (the conv layers hand over channel-major views).
-    even = x.shape[2:] == (2 * Ho, 2 * Wo)
-    dx = xp.empty_like(x, dtype=dy.dtype) if even else xp.zeros_like(x, dtype=dy.dtype)
+    Ho, Wo = y.shape[1:3]
 
-    def channels(lo, hi):
-        xc, yc, dyc, dxc = x[:, lo:hi], y[:, lo:hi], dy[:, lo:hi], dx[:, lo:hi]
-        taken = None
-        for u, v in TAPS:
-            hit = _tap(xc, u, v, Ho, Wo) == yc
-            if taken is None:
-                taken = hit
-            else:
-                hit &= ~taken
-                taken |= hit
-            xp.multiply(dyc, hit, out=_tap(dxc, u, v, Ho, Wo))
+    def route_to_first_max(x, y, dy):
+        dx = xp.zeros(x.shape, dtype=dy.dtype)
+        taken = xp.zeros(y.shape, dtype=bool)
+        for x_uv, dx_uv in zip(_taps(x, Ho, Wo), _taps(dx, Ho, Wo)):
+            hit = (x_uv == y) & ~taken
+            taken |= hit
+            dx_uv[...] = dy * hit
+        return dx
 
-    run_in_blocks(channels, x.shape[1], x.nbytes, xp)
-    return dx
+    return per_channel(route_to_first_max, x, y, dy, dtype=dy.dtype)

@@ -70,12 +70,12 @@ def split_features(model, split, blocks=True, batch=BATCH):
         index = np.arange(start, min(start + batch, split.n))
         model.forward(split.inputs(index))
         feats = []
-        for H in model.features if blocks else []:
-            N, C, h, w = H.shape
+        for H in model.features if blocks else []:     # (C, h, w, N), batch last
+            C, h, w, N = H.shape
             g = h // GRID
-            feats.append(H.reshape(N, C, GRID, g, GRID, g).mean(axis=(3, 5)).reshape(N, -1))
+            feats.append(H.reshape(C, GRID, g, GRID, g, N).mean(axis=(2, 4)).reshape(-1, N).T)
         H = model.features[-1]
-        feats.append(maxpool2x2_forward(H)[0].reshape(H.shape[0], -1))
+        feats.append(maxpool2x2_forward(H)[0].reshape(-1, H.shape[3]).T)
         if out is None:
             out = [[] for _ in feats]
         for acc, f in zip(out, feats):
@@ -84,7 +84,9 @@ def split_features(model, split, blocks=True, batch=BATCH):
 
 
 def fit_probe(X, y, X_test, seed=0, epochs=30, batch=256):
-    """Predicted classes (N_test,) of a linear softmax probe fitted on X (N, D), y (N,)."""
+    """Predicted classes (N_test,) of a linear softmax probe fitted on X (N, D), y (N,).
+
+    The probe is an nn.Linear, batch last: it reads the transposed rows (D, batch)."""
     mean, std = X.mean(0), X.std(0) + 1e-6
     X, X_test = (X - mean) / std, (X_test - mean) / std
     rng = np.random.default_rng(seed)
@@ -95,10 +97,10 @@ def fit_probe(X, y, X_test, seed=0, epochs=30, batch=256):
         order = rng.permutation(len(X))
         for s in range(0, len(X), batch):
             idx = order[s:s + batch]
-            _, dlogits = nn.softmax_cross_entropy(probe.forward(X[idx]), y[idx])
+            _, dlogits = nn.softmax_cross_entropy(probe.forward(X[idx].T), y[idx])
             probe.backward(dlogits)
             opt.step(probe.grads)
-    return probe.forward(X_test).argmax(1)
+    return probe.forward(X_test.T).argmax(0)
 
 
 def accuracy(pred, labels):

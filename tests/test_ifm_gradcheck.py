@@ -32,8 +32,8 @@ def zero_gradients(estimator, prefix=""):
 
 def maps(N=2, c_low=3, c_high=4, h=4, w=4, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((N, c_low, h, w)),
-            rng.standard_normal((N, c_high, h // 2, w // 2)))
+    return (rng.standard_normal((c_low, h, w, N)),
+            rng.standard_normal((c_high, h // 2, w // 2, N)))
 
 
 def block_gradients(block, h_low, h_high, rng):
@@ -137,7 +137,7 @@ def test_regularizer_gradients_of_the_loss_term():
     reg = IFMRegularizer(channels, lam=lam, samples=3, rng=np.random.default_rng(0),
                          hidden=SMALL, dtype=np.float64)
     rng = np.random.default_rng(5)
-    features = [rng.standard_normal((2, c, 8 >> i, 8 >> i)) for i, c in enumerate(channels)]
+    features = [rng.standard_normal((c, 8 >> i, 8 >> i, 2)) for i, c in enumerate(channels)]
 
     def L():
         return reg.loss(reg.forward(features, np.random.default_rng(SEED)))
@@ -157,7 +157,7 @@ def test_regularizer_leaves_unpaired_features_alone():
     reg = IFMRegularizer([3, 4, 5], pairs=[(2, 3)], samples=2, rng=np.random.default_rng(0),
                          hidden=SMALL, dtype=np.float64)
     rng = np.random.default_rng(1)
-    features = [rng.standard_normal((2, c, 8 >> i, 8 >> i)) for i, c in enumerate([3, 4, 5])]
+    features = [rng.standard_normal((c, 8 >> i, 8 >> i, 2)) for i, c in enumerate([3, 4, 5])]
     reg.forward(features, rng)
     d = reg.backward()
     assert d[0] is None and d[1].shape == features[1].shape and d[2].shape == features[2].shape

@@ -15,8 +15,8 @@ D_KEYS = ["0.W", "0.b", "1.gamma", "1.beta", "3.W", "3.b", "4.gamma", "4.beta",
 
 def maps(N=4, seed=0, dtype=np.float32):
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((N, 3, 8, 8)).astype(dtype),
-            rng.standard_normal((N, 4, 4, 4)).astype(dtype))
+    return (rng.standard_normal((3, 8, 8, N)).astype(dtype),
+            rng.standard_normal((4, 4, 4, N)).astype(dtype))
 
 
 def test_block_params_are_Ds_table2_layers():
@@ -102,7 +102,7 @@ def test_training_step_with_the_classifier(features_at):
     reg = IFMRegularizer(list(model.channels), lam=2.0, samples=4, rng=rng, hidden=SMALL,
                          dtype=np.float64)
     assert not any("ifm" in k for k in model.state_dict())
-    x = rng.standard_normal((2, 3, 32, 32))
+    x = rng.standard_normal((3, 32, 32, 2))
     y = np.array([3, 7])
 
     def total_loss():

@@ -130,34 +130,34 @@ def test_coarse_locations():
 
 # ----------------------------------------------------------- gather / scatter
 def gather_vectors(H, n, s):
-    """(S, C) vectors H[n_r, :, s_r] through the library's column gather."""
-    return gather_columns(channel_matrix(H), s * H.shape[0] + n).T
+    """(C, S) vectors H[:, s_r, n_r] of a map H (C, h, w, N), through the library's gather."""
+    return gather_columns(channel_matrix(H), s * H.shape[3] + n)
 
 
 def scatter_vectors(dvec, n, s, shape):
     """The adjoint of gather_vectors through the library's column scatter."""
-    N, _, h, w = shape
-    return map_from_channel_matrix(scatter_add_columns(s * N + n, dvec.T, h * w * N), shape)
+    _, h, w, N = shape
+    return map_from_channel_matrix(scatter_add_columns(s * N + n, dvec, h * w * N), shape)
 
 
 def scatter_loop(dvec, n, s, shape):
     """Loop oracle of the scatter."""
     out = np.zeros(shape)
-    w = shape[3]
+    w = shape[2]
     for r in range(len(n)):
-        out[n[r], :, s[r] // w, s[r] % w] += dvec[r]
+        out[:, s[r] // w, s[r] % w, n[r]] += dvec[:, r]
     return out
 
 
 def test_gather_and_scatter_against_loops_with_repeats():
     rng = np.random.default_rng(0)
-    H = rng.standard_normal((2, 3, 3, 5))
+    H = rng.standard_normal((3, 3, 5, 2))
     n = np.array([0, 1, 1, 0, 1, 1])
     s = np.array([4, 14, 14, 0, 7, 14])                                # (1, 14) three times
     vec = gather_vectors(H, n, s)
     for r in range(len(n)):
-        np.testing.assert_array_equal(vec[r], H[n[r], :, s[r] // 5, s[r] % 5])
-    dvec = rng.standard_normal((6, 3))
+        np.testing.assert_array_equal(vec[:, r], H[:, s[r] // 5, s[r] % 5, n[r]])
+    dvec = rng.standard_normal((3, 6))
     np.testing.assert_allclose(scatter_vectors(dvec, n, s, H.shape),
                                scatter_loop(dvec, n, s, H.shape), rtol=1e-14)
     # adjoint identity: <gather(H), dvec> = <H, scatter(dvec)>
@@ -165,67 +165,67 @@ def test_gather_and_scatter_against_loops_with_repeats():
 
 
 def pair_features(h_low, h_high, index, upsample="nearest", project=None):
-    """z (S, C_l + C_h) and its cache: the fused first layer with W = I, b = 0."""
-    C = h_low.shape[1] + h_high.shape[1]
+    """z (C_l + C_h, S) and its cache: the fused first layer with W = I, b = 0."""
+    C = h_low.shape[0] + h_high.shape[0]
     return pair_linear_forward(h_low, h_high, index, np.eye(C), np.zeros(C), upsample, project)
 
 
 @pytest.mark.parametrize("project", [False, True])
 def test_nearest_direct_gather_equals_explicit_upsampling(project):
     rng = np.random.default_rng(1)
-    h_low, h_high = rng.standard_normal((3, 2, 6, 4)), rng.standard_normal((3, 5, 3, 2))
+    h_low, h_high = rng.standard_normal((2, 6, 4, 3)), rng.standard_normal((5, 3, 2, 3))
     idx = sample_pairs(3, 6, 4, 9, "batch", rng)
     coarse = coarse_locations(idx.high_s, 4, 2)
     index = np.stack([idx.low_n, idx.low_s, idx.high_n, coarse])
     z, cache = pair_features(h_low, h_high, index, project=project)
     up = nearest_upsample_forward(h_high, 2)
-    np.testing.assert_array_equal(z[:, 2:], gather_vectors(up, idx.high_n, idx.high_s))
-    np.testing.assert_array_equal(z[:, :2], gather_vectors(h_low, idx.low_n, idx.low_s))
+    np.testing.assert_array_equal(z[2:], gather_vectors(up, idx.high_n, idx.high_s))
+    np.testing.assert_array_equal(z[:2], gather_vectors(h_low, idx.low_n, idx.low_s))
     dz = rng.standard_normal(z.shape)
     dh_low, dh_high, _, _ = pair_linear_backward(dz, cache)
-    d_up = scatter_vectors(dz[:, 2:], idx.high_n, idx.high_s, up.shape)
+    d_up = scatter_vectors(dz[2:], idx.high_n, idx.high_s, up.shape)
     explicit = nearest_upsample_backward(d_up, 2)
     np.testing.assert_allclose(dh_high, explicit, rtol=1e-13, atol=1e-15)
-    np.testing.assert_allclose(dh_low, scatter_vectors(dz[:, :2], idx.low_n, idx.low_s,
+    np.testing.assert_allclose(dh_low, scatter_vectors(dz[:2], idx.low_n, idx.low_s,
                                                        h_low.shape), rtol=1e-13, atol=1e-15)
 
 
 @pytest.mark.parametrize("project", [False, True])
 def test_bilinear_gathers_from_the_upsampled_map(project):
     rng = np.random.default_rng(2)
-    h_low, h_high = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 2, 2, 2))
+    h_low, h_high = rng.standard_normal((3, 4, 4, 2)), rng.standard_normal((2, 2, 2, 2))
     idx = sample_pairs(2, 4, 4, 5, "image", rng)
     z, _ = pair_features(h_low, h_high, np.stack(idx[:4]), "bilinear", project)
     up = bilinear_upsample_forward(h_high, 2)
-    np.testing.assert_allclose(z[:, 3:], gather_vectors(up, idx.high_n, idx.high_s), rtol=1e-15)
+    np.testing.assert_allclose(z[3:], gather_vectors(up, idx.high_n, idx.high_s), rtol=1e-15)
 
 
 @pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
 @pytest.mark.parametrize("project", [False, True, None])
 def test_fused_first_layer_is_the_linear_layer_on_the_pair_vectors(upsample, project):
-    """a = z W^T + b, and its backward (dz = da W scattered, dW = da^T z, db = sum da),
+    """a = W z + b, and its backward (dz = W^T da scattered, dW = da z^T, db = sum da),
     whichever order (gather then project, or project then gather) each half takes."""
     rng = np.random.default_rng(4)
-    h_low, h_high = rng.standard_normal((3, 4, 6, 4)), rng.standard_normal((3, 5, 3, 2))
+    h_low, h_high = rng.standard_normal((4, 6, 4, 3)), rng.standard_normal((5, 3, 2, 3))
     idx = sample_pairs(3, 6, 4, 7, "image", rng)
     high_s = coarse_locations(idx.high_s, 4, 2) if upsample == "nearest" else idx.high_s
     index = np.stack([idx.low_n, idx.low_s, idx.high_n, high_s])
     W, b = rng.standard_normal((6, 9)), rng.standard_normal(6)
     a, cache = pair_linear_forward(h_low, h_high, index, W, b, upsample, project)
     z, z_cache = pair_features(h_low, h_high, index, upsample, project=False)
-    np.testing.assert_allclose(a, z @ W.T + b, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(a, W @ z + b[:, None], rtol=1e-12, atol=1e-12)
     da = rng.standard_normal(a.shape)
     dh_low, dh_high, dW, db = pair_linear_backward(da, cache)
-    dz_low, dz_high, _, _ = pair_linear_backward(da @ W, z_cache)
-    np.testing.assert_allclose(dW, da.T @ z, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(db, da.sum(axis=0), rtol=1e-12, atol=1e-12)
+    dz_low, dz_high, _, _ = pair_linear_backward(W.T @ da, z_cache)
+    np.testing.assert_allclose(dW, da @ z.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db, da.sum(axis=1), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dh_low, dz_low, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dh_high, dz_high, rtol=1e-12, atol=1e-12)
 
 
 def test_block_joint_rows_are_the_concatenated_vectors_at_one_position():
     rng = np.random.default_rng(3)
-    h_low, h_high = rng.standard_normal((2, 3, 4, 4)), rng.standard_normal((2, 4, 2, 2))
+    h_low, h_high = rng.standard_normal((3, 4, 4, 2)), rng.standard_normal((4, 2, 2, 2))
     block = IFMBlock(3, 4, samples=3, rng=rng, dtype=np.float64)
     block.forward(h_low, h_high, np.random.default_rng(0))
     idx = block.last_index
@@ -236,8 +236,9 @@ def test_block_joint_rows_are_the_concatenated_vectors_at_one_position():
     for r in range(idx.n_joint):
         n, s = idx.low_n[r], idx.low_s[r]
         y, x = divmod(s, 4)
-        z = np.concatenate([h_low[n, :, y, x], h_high[n, :, y // 2, x // 2]])
-        np.testing.assert_allclose(seen[0][r], first["W"] @ z + first["b"], rtol=1e-12, atol=1e-14)
+        z = np.concatenate([h_low[:, y, x, n], h_high[:, y // 2, x // 2, n]])
+        np.testing.assert_allclose(seen[0][:, r], first["W"] @ z + first["b"],
+                                   rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.no_split
@@ -245,15 +246,15 @@ def test_bad_shapes_are_refused():
     block = IFMBlock(3, 4, samples=2, rng=np.random.default_rng(0))
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError):
-        block.forward(np.zeros((2, 3, 4, 4)), np.zeros((2, 4, 3, 3)), rng)      # not h/2
+        block.forward(np.zeros((3, 4, 4, 2)), np.zeros((4, 3, 3, 2)), rng)      # not h/2
     with pytest.raises(ValueError):
-        block.forward(np.zeros((2, 3, 4, 4)), np.zeros((3, 4, 2, 2)), rng)      # batch sizes
+        block.forward(np.zeros((3, 4, 4, 2)), np.zeros((4, 2, 2, 3)), rng)      # batch sizes
     with pytest.raises(ValueError):
-        block.forward(np.zeros((2, 5, 4, 4)), np.zeros((2, 4, 2, 2)), rng)      # channels
+        block.forward(np.zeros((5, 4, 4, 2)), np.zeros((4, 2, 2, 2)), rng)      # channels
     for kw in ({"upsample": "cubic"}, {"marginal": "none"}, {"estimator": "mine"},
                {"samples": 0}, {"estimator": "jsd", "dv_ema": 0.1}):
         with pytest.raises(ValueError):
             IFMBlock(3, 4, **kw)
     with pytest.raises(ValueError):                        # InfoNCE needs >= 2 per group
         IFMBlock(3, 4, samples=1, estimator="infonce").forward(
-            np.zeros((2, 3, 4, 4), np.float32), np.zeros((2, 4, 2, 2), np.float32), rng)
+            np.zeros((3, 4, 4, 2), np.float32), np.zeros((4, 2, 2, 2), np.float32), rng)

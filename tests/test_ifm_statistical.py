@@ -36,12 +36,12 @@ def true_mi(rho, d=D_DIM):
 
 
 def gaussian_pairs(rng, n, rho, d=D_DIM):
-    """(2n, 2d) float32: n joint rows [x, y], then n marginal rows [x', y'']."""
+    """(2d, 2n) float32, batch last: n joint columns [x; y], then n marginal columns [x'; y'']."""
     x = rng.standard_normal((n, d))
     y = rho * x + math.sqrt(1 - rho ** 2) * rng.standard_normal((n, d))
     x_m, y_m = rng.standard_normal((n, d)), rng.standard_normal((n, d))
     z = np.concatenate([np.concatenate([x, y], 1), np.concatenate([x_m, y_m], 1)])
-    return z.astype(np.float32)
+    return np.ascontiguousarray(z.T, dtype=np.float32)
 
 
 def train_and_estimate(estimator, rho, seed=0, steps=STEPS, dv_ema=None):

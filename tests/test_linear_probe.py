@@ -81,7 +81,7 @@ def test_head_inputs_are_what_the_fc_layer_sees(run):
                                         (100, 512)]
     logits = model.forward(split.inputs(np.arange(split.n)))
     W, b = model.fc.params["W"], model.fc.params["b"]
-    np.testing.assert_allclose(feats[-1] @ W.T + b, logits, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(feats[-1] @ W.T + b, logits.T, rtol=1e-4, atol=1e-4)
     (head,) = linear_probe.split_features(model, split, blocks=False, batch=30)
     np.testing.assert_array_equal(head, feats[-1])
 
@@ -94,9 +94,10 @@ def test_batchnorm_statistics_are_the_splits(run):
     linear_probe.estimate_batchnorm_statistics(model, split, batch=25)   # two batches of 25
     conv = model.blocks[0][0].forward(split.inputs(np.arange(split.n)))
     bn = model.blocks[0][1]
-    np.testing.assert_allclose(bn.running_mean, conv.mean(axis=(0, 2, 3)), rtol=1e-4,
+    np.testing.assert_allclose(bn.running_mean, conv.mean(axis=(1, 2, 3)), rtol=1e-4,
                                atol=1e-5)
-    halves = [conv[:25].var(axis=(0, 2, 3), ddof=1), conv[25:].var(axis=(0, 2, 3), ddof=1)]
+    halves = [conv[..., :25].var(axis=(1, 2, 3), ddof=1),
+              conv[..., 25:].var(axis=(1, 2, 3), ddof=1)]
     np.testing.assert_allclose(bn.running_var, np.mean(halves, axis=0), rtol=1e-4)
     assert bn.momentum == 0.1 and not model.training
     for key, value in model.params.items():

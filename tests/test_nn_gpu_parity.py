@@ -4,7 +4,9 @@ Every op runs once with NumPy arrays and once with CuPy arrays built from the
 same host data; forward outputs, input and parameter gradients (and batch-norm
 running statistics) must agree. The NumPy side is itself checked against
 central differences and loop references elsewhere, so agreement here carries
-those checks over to the GPU. All tests skip without CuPy and a CUDA device.
+those checks over to the GPU. Arrays are batch last (maps (C, H, W, N),
+features and logits (F, N), nn/layout.py). All tests skip without CuPy and a
+CUDA device.
 
 Agreement is normwise: max|gpu - cpu| / max|cpu| below 1e-10 in float64 (only
 summation order differs) and 1e-4 in float32.
@@ -14,7 +16,7 @@ import pytest
 from gradcheck import distinct_values
 
 import nn
-from nn import activations, batchnorm, conv, linear, losses, pooling, upsample
+from nn import activations, batchnorm, conv, layout, linear, losses, pooling, upsample
 
 pytestmark = pytest.mark.gpu
 
@@ -42,7 +44,7 @@ def largest(arrays):
 
 def conv_case(k, padding, stride):
     def data(rng):
-        return [rng.standard_normal((2, 3, 7, 6)), rng.standard_normal((5, 3, k, k)),
+        return [rng.standard_normal((3, 7, 6, 2)), rng.standard_normal((5, 3, k, k)),
                 rng.standard_normal(5)]
 
     def run(xp, normal, x, W, b):
@@ -54,7 +56,7 @@ def conv_case(k, padding, stride):
 
 def batchnorm_case(shape, train):
     def data(rng):
-        C = shape[1]
+        C = shape[0]
         return [rng.standard_normal(shape) * 2.0 + 1.0, rng.standard_normal(C),
                 rng.standard_normal(C), rng.standard_normal(C), rng.uniform(0.5, 2.0, C)]
 
@@ -81,7 +83,7 @@ def layer_case(make_layer, make_x):
 
 def linear_case():
     def data(rng):
-        return [rng.standard_normal((4, 5)), rng.standard_normal((3, 5)), rng.standard_normal(3)]
+        return [rng.standard_normal((5, 4)), rng.standard_normal((3, 5)), rng.standard_normal(3)]
 
     def run(xp, normal, x, W, b):
         y, cache = linear.linear_forward(x, W, b)
@@ -92,7 +94,7 @@ def linear_case():
 
 def softmax_case():
     def data(rng):
-        return [rng.standard_normal((6, 7)) * 3.0, rng.integers(0, 7, size=6)]
+        return [rng.standard_normal((7, 6)) * 3.0, rng.integers(0, 7, size=6)]
 
     def run(xp, normal, logits, labels):
         loss, dlogits = losses.softmax_cross_entropy(logits, labels)
@@ -113,7 +115,7 @@ def leaky_relu_case():
 
 def maxpool_case():
     def data(rng):
-        return [distinct_values(rng, (2, 3, 5, 7))]
+        return [distinct_values(rng, (3, 5, 7, 2))]
 
     def run(xp, normal, x):
         y, cache = pooling.maxpool2x2_forward(x)
@@ -122,9 +124,22 @@ def maxpool_case():
     return data, run
 
 
+def layout_case():
+    """nn.layout.from_nchw, the network's entry (also with the cast the trainer fuses in)."""
+    def data(rng):
+        return [rng.standard_normal((2, 3, 4, 5))]
+
+    def run(xp, normal, images):
+        x = layout.from_nchw(images)
+        x32 = layout.from_nchw(images, np.float32)
+        assert x.flags.c_contiguous and x32.flags.c_contiguous and x32.dtype == np.float32
+        return {"x": x, "x float32": x32.astype(images.dtype)}
+    return data, run
+
+
 def upsample_case(mode, s):
     def data(rng):
-        return [rng.standard_normal((2, 3, 3, 5))]
+        return [rng.standard_normal((3, 3, 5, 2))]
 
     def run(xp, normal, x):
         if mode == "nearest":
@@ -142,15 +157,16 @@ CASES = {
     **{f"conv2d k{k} p{p} s{s}": conv_case(k, p, s)
        for k, p, s in [(1, 0, 1), (2, 1, 2), (3, 1, 1), (3, 2, 2), (5, 2, 1)]},
     **{f"batchnorm {len(shape)}-D {'train' if t else 'eval'}": batchnorm_case(shape, t)
-       for shape in [(6, 3), (3, 3, 3, 5)] for t in (True, False)},
+       for shape in [(3, 6), (3, 3, 5, 3)] for t in (True, False)},
     "leaky_relu": leaky_relu_case(),
     "maxpool2x2": maxpool_case(),
     **{f"upsample {mode} x{s}": upsample_case(mode, s)
        for mode in ("nearest", "bilinear") for s in (2, 3)},
-    "Flatten": layer_case(nn.Flatten, lambda r: r.standard_normal((2, 3, 3, 5))),
-    "MaxPool2d": layer_case(nn.MaxPool2d, lambda r: distinct_values(r, (2, 2, 4, 6))),
+    "Flatten": layer_case(nn.Flatten, lambda r: r.standard_normal((3, 3, 5, 2))),
+    "MaxPool2d": layer_case(nn.MaxPool2d, lambda r: distinct_values(r, (2, 4, 6, 2))),
     "Upsample bilinear": layer_case(lambda: nn.Upsample(2, "bilinear"),
-                                    lambda r: r.standard_normal((1, 2, 4, 3))),
+                                    lambda r: r.standard_normal((2, 4, 3, 1))),
+    "layout": layout_case(),
     "linear": linear_case(),
     "softmax_cross_entropy": softmax_case(),
 }
@@ -203,7 +219,7 @@ def test_network_parity(cupy, dtype):
     of all the parameters (a normwise check of the whole vector), not one by one.
     """
     rng = np.random.default_rng(3)
-    x = rng.standard_normal((5, 3, 8, 9)).astype(dtype)
+    x = rng.standard_normal((3, 8, 9, 5)).astype(dtype)
     labels = rng.integers(0, 10, size=5)
     cpu_model, gpu_model = network(1, dtype), network(1, dtype).to("gpu")
     cpu_opt = nn.SGD(cpu_model.params, lr=0.1, momentum=0.9, weight_decay=1e-3)
@@ -257,8 +273,18 @@ def test_optimizer_parity(cupy, make, dtype):
     assert gpu_opt.step_count == cpu_opt.step_count == 3
 
 
+def test_to_nchw_on_the_device(cupy):
+    """nn.layout.to_nchw (used to compare with NCHW code) on CuPy arrays."""
+    if not hasattr(cupy, "ascontiguousarray"):
+        pytest.skip("this CuPy (the stand-in) has no ascontiguousarray, which to_nchw calls")
+    x = np.random.default_rng(5).standard_normal((3, 4, 5, 2))
+    back = layout.to_nchw(cupy.asarray(x))
+    assert isinstance(back, cupy.ndarray) and back.flags.c_contiguous
+    np.testing.assert_array_equal(nn.to_numpy(back), x.transpose(3, 0, 1, 2))
+
+
 def test_loss_stays_on_the_device(cupy):
-    logits = cupy.asarray(np.random.default_rng(0).standard_normal((4, 3)))
+    logits = cupy.asarray(np.random.default_rng(0).standard_normal((3, 4)))     # (K, N)
     loss, dlogits = nn.softmax_cross_entropy(logits, cupy.asarray(np.array([0, 1, 2, 0])))
     assert isinstance(loss, cupy.ndarray) and loss.shape == ()
     assert isinstance(dlogits, cupy.ndarray)

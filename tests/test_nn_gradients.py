@@ -2,7 +2,8 @@
 
 Each check uses L = sum(dy * f(x)) with a random upstream gradient dy (an
 all-ones dy makes the batch-norm input gradient vanish whatever the bug) and
-compares d L / d(every input and parameter). Shapes are tiny and odd; inputs
+compares d L / d(every input and parameter). Arrays are batch last (maps
+(C, H, W, N), features (F, N), nn/layout.py). Shapes are tiny and odd; inputs
 of the piecewise-linear ops are kept far (>> eps) from kinks and ties.
 The measure and the tolerance are in gradcheck.py.
 """
@@ -25,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("cores_mode")
 @pytest.mark.parametrize("padding", [0, 1, 2])
 @pytest.mark.parametrize("k", [1, 2, 3, 5])
 def test_conv2d_gradients(rng, k, padding, stride):
-    x = rng.standard_normal((2, 3, 7, 5))          # C = 3, odd non-square H x W
+    x = rng.standard_normal((3, 7, 5, 2))          # C = 3, odd non-square H x W, N = 2
     W = rng.standard_normal((5, 3, k, k))           # O = 5
     b = rng.standard_normal(5)
     y, cache = conv.conv2d_forward(x, W, b, padding, stride)
@@ -39,7 +40,7 @@ def test_conv2d_gradients(rng, k, padding, stride):
 
 
 def test_conv2d_gradients_random_direction_larger_shape(rng):
-    x = rng.standard_normal((3, 4, 13, 11))
+    x = rng.standard_normal((4, 13, 11, 3))
     W = rng.standard_normal((6, 4, 3, 3))
     b = rng.standard_normal(6)
     y, cache = conv.conv2d_forward(x, W, b, 1, 2)
@@ -54,9 +55,9 @@ def test_conv2d_gradients_random_direction_larger_shape(rng):
 
 
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
-@pytest.mark.parametrize("shape", [(5, 3), (3, 3, 3, 5)], ids=["NC", "NCHW"])
+@pytest.mark.parametrize("shape", [(3, 5), (3, 3, 5, 3)], ids=["CN", "CHWN"])
 def test_batchnorm_gradients(rng, shape, train):
-    C = shape[1]
+    C = shape[0]
     x = rng.standard_normal(shape) * 2.0 + 0.5
     gamma = rng.uniform(0.5, 1.5, C) * rng.choice([-1.0, 1.0], C)
     beta = rng.standard_normal(C)
@@ -93,7 +94,7 @@ def test_leaky_relu_gradients(rng, slope):
     check_gradients("leaky_relu", loss, {"x": x}, {"x": dx})
 
 
-@pytest.mark.parametrize("shape", [(2, 3, 4, 6), (2, 3, 5, 7), (1, 2, 3, 2)])
+@pytest.mark.parametrize("shape", [(3, 4, 6, 2), (3, 5, 7, 2), (2, 3, 2, 1)])
 def test_maxpool_gradients(rng, shape):
     x = distinct_values(rng, shape)
     y, cache = pooling.maxpool2x2_forward(x)
@@ -107,7 +108,7 @@ def test_maxpool_gradients(rng, shape):
 
 
 def test_linear_gradients(rng):
-    x = rng.standard_normal((4, 5))
+    x = rng.standard_normal((5, 4))                 # (in, N)
     W = rng.standard_normal((3, 5))
     b = rng.standard_normal(3)
     y, cache = linear.linear_forward(x, W, b)
@@ -122,7 +123,7 @@ def test_linear_gradients(rng):
 
 @pytest.mark.no_split
 def test_softmax_cross_entropy_gradient(rng):
-    logits = rng.standard_normal((5, 7)) * 3.0
+    logits = rng.standard_normal((7, 5)) * 3.0      # K = 7 classes, N = 5 samples
     labels = rng.integers(0, 7, size=5)
     _, dlogits = losses.softmax_cross_entropy(logits, labels)
 
@@ -136,7 +137,7 @@ def test_softmax_cross_entropy_gradient(rng):
 @pytest.mark.parametrize("factor", [2, 3])
 @pytest.mark.parametrize("mode", ["nearest", "bilinear"])
 def test_upsample_gradients(rng, mode, factor):
-    x = rng.standard_normal((2, 3, 3, 5))
+    x = rng.standard_normal((3, 3, 5, 2))
     if mode == "nearest":
         def forward():
             return upsample.nearest_upsample_forward(x, factor)
@@ -186,21 +187,21 @@ def with_running_stats(bn, rng):
 F64 = np.float64
 MODULES = {
     "Conv2d": lambda r: (nn.Conv2d(3, 5, 3, padding=1, stride=2, rng=r, dtype=F64),
-                         r.standard_normal((2, 3, 5, 6))),
-    "Linear": lambda r: (nn.Linear(5, 3, rng=r, dtype=F64), r.standard_normal((4, 5))),
+                         r.standard_normal((3, 5, 6, 2))),
+    "Linear": lambda r: (nn.Linear(5, 3, rng=r, dtype=F64), r.standard_normal((5, 4))),
     "BatchNorm1d train": lambda r: (with_running_stats(nn.BatchNorm1d(3, dtype=F64), r),
-                                    r.standard_normal((6, 3))),
+                                    r.standard_normal((3, 6))),
     "BatchNorm1d eval": lambda r: (with_running_stats(nn.BatchNorm1d(3, dtype=F64), r).eval(),
-                                   r.standard_normal((6, 3))),
+                                   r.standard_normal((3, 6))),
     "BatchNorm2d train": lambda r: (with_running_stats(nn.BatchNorm2d(3, dtype=F64), r),
-                                    r.standard_normal((2, 3, 3, 5))),
+                                    r.standard_normal((3, 3, 5, 2))),
     "BatchNorm2d eval": lambda r: (with_running_stats(nn.BatchNorm2d(3, dtype=F64), r).eval(),
-                                   r.standard_normal((2, 3, 3, 5))),
-    "LeakyReLU": lambda r: (nn.LeakyReLU(0.2), away_from_zero(r, (2, 3, 3, 5))),
-    "MaxPool2d": lambda r: (nn.MaxPool2d(2), distinct_values(r, (2, 3, 5, 7))),
-    "Upsample nearest": lambda r: (nn.Upsample(3, "nearest"), r.standard_normal((2, 2, 3, 5))),
-    "Upsample bilinear": lambda r: (nn.Upsample(2, "bilinear"), r.standard_normal((2, 2, 3, 5))),
-    "Flatten": lambda r: (nn.Flatten(), r.standard_normal((2, 3, 3, 5))),
+                                   r.standard_normal((3, 3, 5, 2))),
+    "LeakyReLU": lambda r: (nn.LeakyReLU(0.2), away_from_zero(r, (3, 3, 5, 2))),
+    "MaxPool2d": lambda r: (nn.MaxPool2d(2), distinct_values(r, (3, 5, 7, 2))),
+    "Upsample nearest": lambda r: (nn.Upsample(3, "nearest"), r.standard_normal((2, 3, 5, 2))),
+    "Upsample bilinear": lambda r: (nn.Upsample(2, "bilinear"), r.standard_normal((2, 3, 5, 2))),
+    "Flatten": lambda r: (nn.Flatten(), r.standard_normal((3, 3, 5, 2))),
 }
 # Layers whose code never calls nn.parallel: their split reruns are dropped (conftest.py).
 SERIAL_ONLY = {"Upsample nearest", "Upsample bilinear", "Flatten"}
@@ -216,7 +217,7 @@ def test_module_gradients(rng, name):
 # ---- a whole network ---------------------------------------------------------------------
 
 def build_network(rng, dtype=np.float64):
-    """conv-bn-lrelu-pool-flatten-linear on (N, 3, 6, 7) inputs, 5 classes."""
+    """conv-bn-lrelu-pool-flatten-linear on (3, 6, 7, N) inputs, 5 classes."""
     model = nn.Sequential(
         nn.Conv2d(3, 4, 3, padding=1, rng=rng, dtype=dtype),
         nn.BatchNorm2d(4, dtype=dtype),
@@ -235,9 +236,9 @@ def min_margins(model, x):
     """Smallest |pre-activation| and smallest gap between a pool window's top two values."""
     z = model[1].forward(model[0].forward(x))
     a = model[2].forward(z)
-    N, C, H, W = a.shape
-    win = a[:, :, :H // 2 * 2, :W // 2 * 2].reshape(N, C, H // 2, 2, W // 2, 2)
-    win = np.sort(win.transpose(0, 1, 2, 4, 3, 5).reshape(N, C, H // 2, W // 2, 4), axis=-1)
+    C, H, W, N = a.shape
+    win = a[:, :H // 2 * 2, :W // 2 * 2].reshape(C, H // 2, 2, W // 2, 2, N)
+    win = np.sort(win.transpose(0, 1, 3, 5, 2, 4).reshape(C, H // 2, W // 2, N, 4), axis=-1)
     return np.abs(z).min(), (win[..., 3] - win[..., 2]).min()
 
 
@@ -248,7 +249,7 @@ def test_network_gradients(mode):
     for seed in range(50):
         rng = np.random.default_rng(seed)
         model = build_network(rng)
-        x = rng.standard_normal((4, 3, 6, 7))
+        x = rng.standard_normal((3, 6, 7, 4))
         labels = rng.integers(0, 5, size=4)
         if mode == "eval":
             for _ in range(3):          # non-trivial running statistics, then freeze them

@@ -1,4 +1,7 @@
-"""Module plumbing: live parameter views, devices, dtypes, and input validation."""
+"""Module plumbing: live parameter views, devices, dtypes, and input validation.
+
+Activations are batch last (nn/layout.py): maps (C, H, W, N), features (F, N).
+"""
 import numpy as np
 import pytest
 
@@ -34,8 +37,9 @@ def test_keys_of_params_grads_and_buffers(rng):
 
 def test_backward_fills_every_gradient_with_its_parameters_shape(rng):
     model = small_model(rng)
-    x = rng.standard_normal((2, 3, 4, 7)).astype(np.float32)
+    x = rng.standard_normal((3, 4, 7, 2)).astype(np.float32)
     y = model.forward(x)
+    assert y.shape == (5, 2)
     model.backward(rng.standard_normal(y.shape).astype(np.float32))
     for k in model.params:
         assert model.grads[k].shape == model.params[k].shape, k
@@ -44,8 +48,8 @@ def test_backward_fills_every_gradient_with_its_parameters_shape(rng):
 
 def test_backward_overwrites_gradients_instead_of_accumulating(rng):
     model = small_model(rng, np.float64)
-    x = rng.standard_normal((2, 3, 4, 7))
-    dy = rng.standard_normal((2, 5))
+    x = rng.standard_normal((3, 4, 7, 2))
+    dy = rng.standard_normal((5, 2))
     model.forward(x)
     model.backward(dy)
     first = {k: g.copy() for k, g in model.grads.items()}
@@ -58,7 +62,7 @@ def test_backward_overwrites_gradients_instead_of_accumulating(rng):
 def test_assigning_a_parameter_through_the_view_changes_the_next_forward(rng):
     model = small_model(rng, np.float64)
     model.eval()
-    x = rng.standard_normal((2, 3, 4, 7))
+    x = rng.standard_normal((3, 4, 7, 2))
     before = model.forward(x)
     new_W = rng.standard_normal((4, 3, 3, 3))
     model.params["0.W"] = new_W
@@ -110,7 +114,7 @@ def test_to_cpu_keeps_numpy_arrays(rng):
     for store in (model.params, model.grads, model.buffers):
         for k, a in store.items():
             assert type(a) is np.ndarray, k
-    y = model.forward(rng.standard_normal((2, 3, 4, 7)).astype(np.float32))
+    y = model.forward(rng.standard_normal((3, 4, 7, 2)).astype(np.float32))
     assert type(y) is np.ndarray
 
 
@@ -147,7 +151,7 @@ def test_astype_float64_casts_params_grads_and_buffers(rng):
         for k, a in store.items():
             assert a.dtype == np.float64, k
     np.testing.assert_array_equal(model.params["0.W"], W32)
-    x = rng.standard_normal((2, 3, 4, 7))
+    x = rng.standard_normal((3, 4, 7, 2))
     y = model.forward(x)
     assert y.dtype == np.float64
     assert model.backward(np.ones_like(y)).dtype == np.float64
@@ -158,17 +162,17 @@ def test_astype_float64_casts_params_grads_and_buffers(rng):
 # ---- dtype: float32 in, float32 out, forward and backward, every layer ---------------------
 
 F32_LAYERS = {
-    "Conv2d": lambda r: (nn.Conv2d(3, 5, 3, padding=1, stride=2, rng=r), (2, 3, 5, 6)),
-    "Linear": lambda r: (nn.Linear(6, 3, rng=r), (4, 6)),
-    "BatchNorm1d": lambda r: (nn.BatchNorm1d(3), (4, 3)),
-    "BatchNorm1d eval": lambda r: (nn.BatchNorm1d(3).eval(), (4, 3)),
-    "BatchNorm2d": lambda r: (nn.BatchNorm2d(3), (2, 3, 3, 5)),
-    "BatchNorm2d eval": lambda r: (nn.BatchNorm2d(3).eval(), (2, 3, 3, 5)),
-    "LeakyReLU": lambda r: (nn.LeakyReLU(0.2), (2, 3, 3, 5)),
-    "MaxPool2d": lambda r: (nn.MaxPool2d(2), (2, 3, 5, 7)),
-    "Upsample nearest": lambda r: (nn.Upsample(2), (2, 3, 3, 5)),
-    "Upsample bilinear": lambda r: (nn.Upsample(3, "bilinear"), (2, 3, 3, 5)),
-    "Flatten": lambda r: (nn.Flatten(), (2, 3, 3, 5)),
+    "Conv2d": lambda r: (nn.Conv2d(3, 5, 3, padding=1, stride=2, rng=r), (3, 5, 6, 2)),
+    "Linear": lambda r: (nn.Linear(6, 3, rng=r), (6, 4)),
+    "BatchNorm1d": lambda r: (nn.BatchNorm1d(3), (3, 4)),
+    "BatchNorm1d eval": lambda r: (nn.BatchNorm1d(3).eval(), (3, 4)),
+    "BatchNorm2d": lambda r: (nn.BatchNorm2d(3), (3, 3, 5, 2)),
+    "BatchNorm2d eval": lambda r: (nn.BatchNorm2d(3).eval(), (3, 3, 5, 2)),
+    "LeakyReLU": lambda r: (nn.LeakyReLU(0.2), (3, 3, 5, 2)),
+    "MaxPool2d": lambda r: (nn.MaxPool2d(2), (3, 5, 7, 2)),
+    "Upsample nearest": lambda r: (nn.Upsample(2), (3, 3, 5, 2)),
+    "Upsample bilinear": lambda r: (nn.Upsample(3, "bilinear"), (3, 3, 5, 2)),
+    "Flatten": lambda r: (nn.Flatten(), (3, 3, 5, 2)),
 }
 
 
@@ -191,9 +195,9 @@ def test_float32_network_and_loss_stay_float32(xp, rng):
     model = small_model(rng)
     if xp is not np:
         model.to("gpu")
-    x = xp.asarray(rng.standard_normal((2, 3, 4, 7)).astype(np.float32))
+    x = xp.asarray(rng.standard_normal((3, 4, 7, 2)).astype(np.float32))
     logits = model.forward(x)
-    assert logits.dtype == np.float32
+    assert logits.dtype == np.float32 and logits.shape == (5, 2)
     loss, dlogits = nn.softmax_cross_entropy(logits, xp.asarray(np.array([1, 4])))
     assert loss.dtype == np.float32 and loss.shape == ()
     assert dlogits.dtype == np.float32
@@ -207,17 +211,17 @@ def test_float32_network_and_loss_stay_float32(xp, rng):
 def test_conv_with_wrong_channels_is_refused(rng):
     layer = nn.Conv2d(3, 4, 3, rng=rng)
     with pytest.raises(ValueError, match="2 channels.*expects 3"):
-        layer.forward(np.zeros((1, 2, 5, 5), dtype=np.float32))
+        layer.forward(np.zeros((2, 5, 5, 1), dtype=np.float32))
 
 
 def test_conv_input_smaller_than_the_kernel_is_refused(rng):
     with pytest.raises(ValueError, match="smaller than kernel"):
-        nn.Conv2d(3, 4, 5, rng=rng).forward(np.zeros((1, 3, 4, 6), dtype=np.float32))
+        nn.Conv2d(3, 4, 5, rng=rng).forward(np.zeros((3, 4, 6, 1), dtype=np.float32))
 
 
-@pytest.mark.parametrize("layer, shape", [(nn.BatchNorm2d(3), (4, 3)),
-                                          (nn.BatchNorm2d(3), (4, 3, 5)),
-                                          (nn.BatchNorm1d(3), (4, 3, 2, 2))])
+@pytest.mark.parametrize("layer, shape", [(nn.BatchNorm2d(3), (3, 4)),
+                                          (nn.BatchNorm2d(3), (3, 5, 4)),
+                                          (nn.BatchNorm1d(3), (3, 2, 2, 4))])
 def test_batchnorm_refuses_the_wrong_rank(layer, shape):
     with pytest.raises(ValueError, match=f"{type(layer).__name__} expects"):
         layer.forward(np.zeros(shape, dtype=np.float32))
@@ -235,8 +239,8 @@ def test_upsample_refuses_an_unknown_mode():
 
 
 def test_upsample_accepts_an_integral_float_factor():
-    y = nn.Upsample(2.0).forward(np.ones((1, 1, 2, 3), dtype=np.float32))
-    assert y.shape == (1, 1, 4, 6)
+    y = nn.Upsample(2.0).forward(np.ones((1, 2, 3, 1), dtype=np.float32))
+    assert y.shape == (1, 4, 6, 1)
 
 
 @pytest.mark.parametrize("kernel_size", [1, 3, 4])
@@ -247,7 +251,7 @@ def test_maxpool_refuses_other_window_sizes(kernel_size):
 
 def test_maxpool_refuses_an_input_below_2x2():
     with pytest.raises(ValueError, match="at least 2x2"):
-        nn.MaxPool2d(2).forward(np.zeros((1, 1, 1, 4), dtype=np.float32))
+        nn.MaxPool2d(2).forward(np.zeros((1, 1, 4, 1), dtype=np.float32))
 
 
 # ---- initialization ----------------------------------------------------------------------
@@ -268,8 +272,8 @@ def test_kaiming_normal_initialization(make, fan_in):
 def test_conv_without_input_grad_gives_the_same_parameter_gradients():
     from nn import Conv2d
     rng = np.random.default_rng(5)
-    x = rng.standard_normal((2, 3, 5, 6))
-    dy = rng.standard_normal((2, 4, 5, 6))
+    x = rng.standard_normal((3, 5, 6, 2))
+    dy = rng.standard_normal((4, 5, 6, 2))
     full = Conv2d(3, 4, 3, padding=1, rng=np.random.default_rng(1)).astype(np.float64)
     lean = Conv2d(3, 4, 3, padding=1, rng=np.random.default_rng(1)).astype(np.float64)
     lean.input_grad = False

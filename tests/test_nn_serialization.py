@@ -24,7 +24,7 @@ def trained(seed=0):
     model = build(seed)
     rng = np.random.default_rng(seed + 100)
     for _ in range(3):
-        model.forward(rng.standard_normal((4, 3, 6, 7)).astype(np.float32))
+        model.forward(rng.standard_normal((3, 6, 7, 4)).astype(np.float32))
     for k, p in model.params.items():
         p += rng.standard_normal(p.shape).astype(np.float32)
     return model
@@ -41,7 +41,7 @@ def test_round_trip_into_a_fresh_model(tmp_path):
     for k, a in model.state_dict().items():
         np.testing.assert_array_equal(fresh.state_dict()[k], a, err_msg=k)
         assert fresh.state_dict()[k].dtype == np.float32
-    x = np.random.default_rng(1).standard_normal((2, 3, 6, 7)).astype(np.float32)
+    x = np.random.default_rng(1).standard_normal((3, 6, 7, 2)).astype(np.float32)
     np.testing.assert_array_equal(fresh.eval().forward(x), model.eval().forward(x))
 
 

@@ -2,7 +2,8 @@
 
 Random labels carry no signal, so reaching 100% train accuracy needs every
 gradient to point the right way through conv, batch norm, leaky ReLU,
-max-pool and the linear layer, plus a working optimizer.
+max-pool and the linear layer, plus a working optimizer. Batch last: the
+inputs are (3, 8, 8, 32), the logits (10, 32).
 """
 import numpy as np
 import pytest
@@ -24,7 +25,9 @@ def tiny_network(rng):
 @pytest.mark.parametrize("optimizer", ["sgd_momentum", "adam"])
 def test_tiny_network_overfits_32_random_samples(optimizer):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((32, 3, 8, 8)).astype(np.float32)
+    # The samples as drawn (N, C, H, W), laid out (C, H, W, N).
+    x = np.ascontiguousarray(rng.standard_normal((32, 3, 8, 8)).astype(np.float32)
+                             .transpose(1, 2, 3, 0))
     labels = rng.integers(0, 10, size=32)
     model = tiny_network(rng)
     if optimizer == "adam":
@@ -39,13 +42,13 @@ def test_tiny_network_overfits_32_random_samples(optimizer):
         losses.append(float(loss))
         model.backward(dlogits)
         opt.step(model.grads)
-        if (logits.argmax(axis=1) == labels).all() and float(loss) < 0.05:
+        if (logits.argmax(axis=0) == labels).all() and float(loss) < 0.05:
             break
 
     assert losses[0] > 2.0                     # chance level is log(10) = 2.3
-    assert (model.forward(x).argmax(axis=1) == labels).mean() == 1.0
+    assert (model.forward(x).argmax(axis=0) == labels).mean() == 1.0
     assert losses[-1] < 0.05, f"loss only fell to {losses[-1]:.3f} in {len(losses)} steps"
     assert model.forward(x).dtype == np.float32
     # With the running statistics frozen, eval mode must classify the samples too.
     model.eval()
-    assert (model.forward(x).argmax(axis=1) == labels).mean() >= 0.9
+    assert (model.forward(x).argmax(axis=0) == labels).mean() >= 0.9

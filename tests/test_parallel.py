@@ -1,8 +1,11 @@
-"""nn.parallel on real threads: the split products, the block partition, and a whole step.
+"""nn.parallel on real threads: each primitive split, the block partition, and a whole step.
 
-The numeric suites (gradient checks, loop references) also run every op split
-into blocks, one block after the other (the ``cores_mode`` fixture); here the
-blocks run on worker threads, as in training.
+Each primitive (matmul with and without bias, per_channel, channel_sum,
+channel_dot), run on arrays large enough to split, must equal the plain
+expression it stands for. The numeric suites (gradient checks, loop
+references) also run every op split into blocks, one block after the other
+(the ``cores_mode`` fixture); here the blocks run on worker threads, as in
+training.
 """
 import threading
 
@@ -16,18 +19,151 @@ from test_train_gpu_parity import config, normwise_error, tiny_dataset
 from experiment.trainer import Trainer
 
 
+@pytest.fixture
+def split_calls(monkeypatch):
+    """How many tasks each split of nn.parallel handed over (a list, one entry per split).
+
+    Proves that a result came from the split path, not from the plain expression.
+    """
+    calls, run = [], parallel._run
+
+    def counted(tasks):
+        calls.append(len(tasks))
+        return run(tasks)
+
+    monkeypatch.setattr(parallel, "_run", counted)
+    return calls
+
+
+PRODUCTS = [(64, 288, 4099), (4099, 96, 64), (33, 20001, 29), (5, 7, 3)]
+PRODUCT_IDS = ["columns", "rows", "shared", "small"]
+
+
+@pytest.mark.parametrize("bias", [False, True], ids=["no bias", "bias"])
 @pytest.mark.parametrize("n", [2, 3])
-@pytest.mark.parametrize("shape", [(64, 288, 4099), (4099, 96, 64), (33, 20001, 29), (5, 7, 3)],
-                         ids=["columns", "rows", "shared", "small"])
-def test_split_product_equals_the_product(rng, shape, n):
+@pytest.mark.parametrize("shape", PRODUCTS, ids=PRODUCT_IDS)
+def test_split_product_equals_the_product(rng, shape, n, bias, split_calls):
     M, K, N = shape
     a, b = rng.standard_normal((M, K)), rng.standard_normal((K, N))
+    c = rng.standard_normal(M) if bias else None
+    plus = c[:, None] if bias else 0.0
     with parallel.using_cores(n):
-        got = parallel.matmul(a, b)
+        got = parallel.matmul(a, b, bias=c)
         got_transposed = parallel.matmul(b.T, a.T)      # non-contiguous operands
-    np.testing.assert_allclose(got, a @ b, rtol=1e-12, atol=1e-12 * np.sqrt(K))
+    expected = a @ b + plus
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.sqrt(K))
     np.testing.assert_allclose(got_transposed, (a @ b).T, rtol=1e-12, atol=1e-12 * np.sqrt(K))
     assert got.shape == (M, N) and got.dtype == np.float64
+    if shape == (5, 7, 3):
+        assert split_calls == [], "a small product is not split"
+    else:
+        assert split_calls == [n, n], "both products were split into one band per core"
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_split_product_with_bias_keeps_float32(rng, n, split_calls):
+    a = rng.standard_normal((64, 288)).astype(np.float32)
+    b = rng.standard_normal((288, 4099)).astype(np.float32)
+    c = rng.standard_normal(64).astype(np.float32)
+    with parallel.using_cores(n):
+        got = parallel.matmul(a, b, bias=c)
+    assert got.dtype == np.float32 and split_calls == [n]
+    expected = a.astype(np.float64) @ b.astype(np.float64) + c[:, None]
+    assert np.abs(got - expected).max() < 1e-6 * np.abs(expected).max()     # normwise
+
+
+def _threads_that_ran(f, record):
+    def recorded(*arrays):
+        record.add(threading.get_ident())
+        return f(*arrays)
+    return recorded
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_per_channel_with_column_arguments_equals_the_expression(rng, n):
+    """Batch norm's map: blocks of rows of x, of the per-channel columns, a scalar whole."""
+    x = rng.standard_normal((37, 5, 6, 300))             # ~2.7 MB, above MIN_PARALLEL_BYTES
+    scale, shift = rng.standard_normal((37, 1, 1, 1)), rng.standard_normal((37, 1, 1, 1))
+    offset = rng.standard_normal((1, 1, 1, 300))         # one row: every block gets it whole
+    assert x.nbytes > parallel.MIN_PARALLEL_BYTES
+
+    def f(x, scale, shift, offset, k):
+        return (x * scale + shift) * k + offset
+
+    threads = set()
+    with parallel.using_cores(n):
+        got = parallel.per_channel(_threads_that_ran(f, threads), x, scale, shift, offset, 0.5)
+    np.testing.assert_array_equal(got, f(x, scale, shift, offset, 0.5))
+    assert got.shape == x.shape and got.dtype == np.float64 and got.flags.c_contiguous
+    assert len(threads) > 1, "the blocks ran on the worker threads too"
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_per_channel_with_another_output_shape_and_dtype(rng, n):
+    """A max-pool-like map: the result (C, H/2, W/2, N) is smaller than the input."""
+    x = rng.standard_normal((16, 8, 10, 64)).astype(np.float32)       # ~0.33 MB
+    C, H, W, N = x.shape
+    assert x.nbytes > parallel.MIN_PARALLEL_BYTES
+
+    def pool(x):
+        return np.maximum(np.maximum(x[:, 0::2, 0::2], x[:, 0::2, 1::2]),
+                          np.maximum(x[:, 1::2, 0::2], x[:, 1::2, 1::2]))
+
+    threads = set()
+    with parallel.using_cores(n):
+        got = parallel.per_channel(_threads_that_ran(pool, threads), x,
+                                   shape=(C, H // 2, W // 2, N))
+        wide = parallel.per_channel(lambda x: pool(x) > 0, x, shape=(C, H // 2, W // 2, N),
+                                    dtype=bool)
+    np.testing.assert_array_equal(got, pool(x))
+    assert got.shape == (C, H // 2, W // 2, N) and got.dtype == np.float32
+    assert len(threads) > 1, "the blocks ran on the worker threads too"
+    np.testing.assert_array_equal(wide, pool(x) > 0)
+    assert wide.dtype == bool
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_per_channel_leaves_small_arrays_and_one_channel_to_f(rng, n):
+    """Below MIN_PARALLEL_BYTES, or with one channel: f(*arrays) itself, in this thread."""
+    small, one = rng.standard_normal((4, 10)), rng.standard_normal((1, 10 ** 5))
+    calls = []
+
+    def f(x):
+        calls.append(threading.get_ident())
+        return x * 2.0
+
+    with parallel.using_cores(n):
+        for x in (small, one):
+            np.testing.assert_array_equal(parallel.per_channel(f, x), x * 2.0)
+    assert calls == [threading.get_ident()] * 2
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_channel_sum_equals_the_row_sums(rng, n, dtype, split_calls):
+    A = rng.standard_normal((96, 4099)).astype(dtype)          # (C, M), above MIN_PARALLEL_BYTES
+    assert A.nbytes > parallel.MIN_PARALLEL_BYTES
+    with parallel.using_cores(n):
+        got = parallel.channel_sum(A)
+    assert split_calls == [n], "the sum was split over the cores"
+    assert got.shape == (96,) and got.dtype == dtype
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(got, A.sum(axis=1), rtol=rtol,
+                               atol=rtol * np.abs(A).sum(axis=1).max())
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_channel_dot_equals_the_row_products(rng, n, dtype, split_calls):
+    A = rng.standard_normal((96, 4099)).astype(dtype)
+    B = rng.standard_normal((96, 4099)).astype(dtype)
+    with parallel.using_cores(n):
+        got = parallel.channel_dot(A, B)
+    assert split_calls == [n], "the dot products were split over the cores"
+    assert got.shape == (96,) and got.dtype == dtype
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(got, (A * B).sum(axis=1), rtol=rtol,
+                               atol=rtol * np.abs(A * B).sum(axis=1).max())
 
 
 def test_workers_run_under_the_callers_errstate():
