@@ -5,8 +5,8 @@ M = H*W*N (or N) values of each channel in its row. With mu, sigma^2 the
 batch mean and biased variance of a row, s = 1 / sqrt(sigma^2 + eps):
 
 Forward (train):  xc = X - mu,  y = gamma * s * xc + beta        (x_hat = s xc)
-Running stats:    r_mu  <- (1 - m) r_mu  + m mu
-                  r_var <- (1 - m) r_var + m sigma^2 * M / (M - 1)   (unbiased)
+Running stats:    r_mu  <- r_mu  + m (mu - r_mu)
+                  r_var <- r_var + m (sigma^2 M / (M - 1) - r_var)    (unbiased)
 Forward (eval):   the same with mu = r_mu, sigma^2 = r_var
 Backward (train): dbeta = sum dy,  dgamma = s * sum dy * xc,
                   dx = gamma s (dy - dbeta / M) - xc * gamma s^2 dgamma / M
@@ -18,7 +18,6 @@ plain xp expressions on CuPy, channel blocks on the CPU's cores).
 """
 from typing import NamedTuple
 
-from .backend import get_array_module
 from .parallel import channel_dot, channel_sum, per_channel
 
 
@@ -33,7 +32,6 @@ class BatchNormCache(NamedTuple):
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, train,
                       momentum=0.1, eps=1e-5):
     """Returns (y, cache); in training mode updates running_mean/var in place."""
-    xp = get_array_module(x)
     C = x.shape[0]
     X = x.reshape(C, -1)
     M = X.shape[1]
@@ -43,14 +41,12 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train,
         mu = channel_sum(X) / M
         xc = per_channel(lambda X, mu: X - mu, X, mu[:, None])
         var = channel_dot(xc, xc) / M
-        running_mean *= 1 - momentum
-        running_mean += momentum * mu.astype(running_mean.dtype, copy=False)
-        running_var *= 1 - momentum
-        running_var += (momentum * M / (M - 1)) * var.astype(running_var.dtype, copy=False)
+        running_mean += momentum * (mu - running_mean)
+        running_var += momentum * (var * (M / (M - 1)) - running_var)
     else:
         mu, var = (r.astype(x.dtype, copy=False) for r in (running_mean, running_var))
         xc = per_channel(lambda X, mu: X - mu, X, mu[:, None])
-    s = 1 / xp.sqrt(var + eps)
+    s = (var + eps) ** -0.5
     y = per_channel(lambda xc, g, b: xc * g + b, xc, (gamma * s)[:, None], beta[:, None])
     return y.reshape(x.shape), BatchNormCache(xc, s, gamma, x.shape, train)
 

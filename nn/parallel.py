@@ -1,29 +1,29 @@
-"""Spread a step's NumPy work over the CPU's cores.
+"""The CPU seam: a few named primitives, plain xp expressions, split over the cores on NumPy.
 
-NumPy runs each elementwise pass, reduction and copy on one core; only matrix
-products run on several, in OpenBLAS's threads. Those threads keep spinning
-for a while after each product, so a Python thread of ours beside them gains
-nothing (docs/performance.md has the measurement). ``use_cores(n)`` divides
-the labour differently: OpenBLAS runs single-threaded, and this module keeps
-n - 1 worker threads that, with the calling thread, run
+The ops of nn/ and ifm/ are written as their formulas on xp. Where a formula
+has a CPU-specific fast form, they reach it through one of these primitives,
+each equal to a plain expression (tests/test_parallel.py checks each):
 
-- ``matmul(a, b)``: one product split into n bands, one per thread: bands of
-  rows of a, of columns of b, or of the shared dimension (then the partial
-  products are summed), whichever dimension is largest;
-- ``run_in_blocks(fn, n, nbytes, xp)``: fn(lo, hi) for every block of a
-  partition of range(n), e.g. channel blocks of an op whose channels are
-  independent (batch norm, leaky ReLU, max-pool, im2col, col2im).
+- ``matmul(a, b, bias)``          a @ b + bias[:, None]
+- ``per_channel(f, *arrays)``     f(*arrays), for f acting on each row of axis 0 alone
+- ``channel_sum(A)``              A.sum(axis=1)
+- ``channel_dot(A, B)``           (A * B).sum(axis=1)
+- ``run_in_blocks(fn, n, ...)``   fn(0, n), for fn(lo, hi) acting on rows lo..hi alone
 
-NumPy releases the GIL inside its loops, so the threads run at the same time.
-Without ``use_cores`` (the default on import) both run in the calling thread
-and OpenBLAS keeps its own threads. CuPy arrays always take the one-call path:
-a GPU kernel is parallel already.
+On CuPy, and on NumPy until ``use_cores(n)`` is called, each is exactly that
+expression (one call). ``use_cores(n)`` makes OpenBLAS single-threaded and
+keeps n - 1 worker threads that, with the calling thread, split each
+primitive: a product into n bands (rows of a, columns of b, or the shared
+dimension, whichever is largest), the others into blocks of rows of about
+BLOCK_BYTES, so that the several passes of a formula over a block stay in a
+core's L2 cache. NumPy releases the GIL inside its loops, so the threads run
+at the same time. (OpenBLAS's own threads keep spinning after each product,
+so a Python thread of ours beside them gains nothing; docs/performance.md.)
 
 The split changes which thread computes what, never the formula. Results
-differ from the unsplit ones only by float rounding: NumPy may sum a channel
-block in another order than the whole array (measured: ~1e-7 relative in
-float32 for batch norm), and a product split along its shared dimension adds
-its partial products at the end.
+differ from the unsplit ones only by float rounding: a block may be summed in
+another order than the whole array, and a product split along its shared
+dimension adds its partial products at the end.
 """
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +32,6 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import openblas
-from .backend import get_array_module
 
 # Below these sizes a thread handoff (tens of microseconds) costs more than it saves.
 MIN_PARALLEL_BYTES = 1 << 18
@@ -122,6 +121,15 @@ def _run(tasks):
             f.result()
 
 
+def _splits(on_host):
+    """Whether work on these arrays is split: NumPy arrays (``on_host``) under ``use_cores``.
+
+    CuPy arrays never are (a GPU kernel is parallel already); asking costs no
+    call into CuPy.
+    """
+    return _pool is not None and on_host
+
+
 def _bands(n, parts):
     """Edges of ``parts`` nearly equal consecutive ranges covering range(n)."""
     return [n * i // parts for i in range(parts + 1)]
@@ -135,7 +143,7 @@ def run_in_blocks(fn, n, nbytes, xp=np):
     core gets a run of consecutive blocks. One call fn(0, n) on CuPy, without
     ``use_cores``, or for small work.
     """
-    if _pool is None or xp is not np or n < 2 or nbytes < MIN_PARALLEL_BYTES:
+    if not _splits(xp is np) or n < 2 or nbytes < MIN_PARALLEL_BYTES:
         fn(0, n)
         return
     blocks = min(n, max(_cores, -(-nbytes // BLOCK_BYTES)))
@@ -161,7 +169,7 @@ def matmul(a, b, bias=None):
     """
     M, K = a.shape
     N = b.shape[1]
-    if _pool is None or get_array_module(a, b) is not np or 2 * M * K * N < MIN_PARALLEL_FLOPS:
+    if not _splits(isinstance(a, np.ndarray)) or 2 * M * K * N < MIN_PARALLEL_FLOPS:
         out = a @ b
         if bias is not None:
             out += bias[:, None]
@@ -223,10 +231,11 @@ def per_channel(f, *arrays, shape=None, dtype=None):
     stay in cache, and writes them into the result.
     """
     first = arrays[0]
-    xp = get_array_module(*arrays)
+    if not _splits(isinstance(first, np.ndarray)):
+        return f(*arrays)
     n = first.shape[0]
     nbytes = first.nbytes if shape is None else max(first.nbytes, np.prod(shape) * first.itemsize)
-    if _pool is None or xp is not np or n < 2 or nbytes < MIN_PARALLEL_BYTES:
+    if n < 2 or nbytes < MIN_PARALLEL_BYTES:
         return f(*arrays)
     out = np.empty(first.shape if shape is None else shape,
                    dtype=np.result_type(*arrays) if dtype is None else dtype)
@@ -235,20 +244,19 @@ def per_channel(f, *arrays, shape=None, dtype=None):
     def rows(lo, hi):
         out[lo:hi] = f(*blocks(lo, hi))
 
-    run_in_blocks(rows, n, nbytes, xp)
+    run_in_blocks(rows, n, nbytes)
     return out
 
 
 def channel_sum(A):
     """sum_m A[c, m], per row of A (C, M): (C,)."""
-    xp = get_array_module(A)
-    if _pool is None or xp is not np:
+    if not _splits(isinstance(A, np.ndarray)):
         return A.sum(axis=1)
     out = np.empty(A.shape[0], dtype=A.dtype)
 
     def rows(lo, hi):
         out[lo:hi] = A[lo:hi].sum(axis=1)
-    run_in_blocks(rows, A.shape[0], A.nbytes, xp)
+    run_in_blocks(rows, A.shape[0], A.nbytes)
     return out
 
 
@@ -259,12 +267,11 @@ def channel_dot(A, B):
     cache, and NumPy's pairwise sum keeps float32 accurate (an einsum would
     accumulate M products in one running sum: 1e-5 relative at M = 5e5).
     """
-    xp = get_array_module(A, B)
-    if _pool is None or xp is not np:
+    if not _splits(isinstance(A, np.ndarray)):
         return (A * B).sum(axis=1)
     out = np.empty(A.shape[0], dtype=np.result_type(A, B))
 
     def rows(lo, hi):
         out[lo:hi] = (A[lo:hi] * B[lo:hi]).sum(axis=1)
-    run_in_blocks(rows, A.shape[0], A.nbytes + B.nbytes, xp)
+    run_in_blocks(rows, A.shape[0], A.nbytes + B.nbytes)
     return out

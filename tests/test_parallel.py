@@ -16,7 +16,7 @@ import nn
 from nn import openblas, parallel
 from test_train_gpu_parity import config, normwise_error, tiny_dataset
 
-from experiment.trainer import Trainer
+from experiment.trainer import Trainer, build_optimizer
 
 
 @pytest.fixture
@@ -237,13 +237,13 @@ def test_use_cores_rejects_zero():
                                      {"pair_features": "post-pool", "samples": "all"}],
                          ids=["ifm", "baseline", "bilinear", "postpool-all"])
 def test_a_training_step_on_two_threads_matches_one(changes):
-    """One Trainer step (float32, arrays large enough to split) with 1 and 2 cores.
+    """One Trainer step in float64 (arrays large enough to split) with 1 and 2 cores.
 
-    Blocked ops and split products round differently (~1e-7 relative: sums
-    taken in another order). One step, not several: after a step
-    those differences move some of D's pre-activations across leaky ReLU's
-    kink, which changes the next gradients by much more than the rounding
-    (measured: 0.3% in one of D's weights at step 2 of the bilinear case).
+    Blocked ops and split products differ from the unsplit ones only in
+    rounding, so in float64 the two agree to ~1e-15. (In float32 the ~1e-7
+    differences can move a few of D's pre-activations across leaky ReLU's
+    kink, and the gradients then differ by far more than the rounding:
+    measured up to 4% in one of D's weights after one step.)
     """
     cfg = config(**changes)
     dataset = tiny_dataset(np.random.default_rng(0))
@@ -251,12 +251,15 @@ def test_a_training_step_on_two_threads_matches_one(changes):
     for n in (1, 2):
         with parallel.using_cores(n):
             trainer = Trainer(cfg, dataset, "cpu")
+            trainer.trainable.astype(np.float64)
+            trainer.optimizer = build_optimizer(cfg, trainer.trainable.params)
+            split_inputs = trainer.train_data.inputs
+            trainer.train_data.inputs = lambda index: split_inputs(index).astype(np.float64)
             loss, _, F, _ = trainer.train_step(trainer.batch_index(trainer.epoch_order(1), 0),
                                                1, 0)
-            params = {k: nn.to_numpy(v).astype(np.float64)
-                      for k, v in trainer.trainable.params.items()}
+            params = {k: nn.to_numpy(v) for k, v in trainer.trainable.params.items()}
         results.append((float(loss), [float(f) for f in F], params))
     (loss_1, F_1, params_1), (loss_2, F_2, params_2) = results
-    assert loss_2 == pytest.approx(loss_1, rel=1e-6)
-    np.testing.assert_allclose(F_2, F_1, rtol=1e-6)
-    assert normwise_error(params_2, params_1) < 1e-6
+    assert loss_2 == pytest.approx(loss_1, rel=1e-12)
+    np.testing.assert_allclose(F_2, F_1, rtol=1e-12)
+    assert normwise_error(params_2, params_1) < 1e-12
