@@ -114,8 +114,8 @@ def test_adam_weight_decay(rng):
                          ids=["SGD", "Adam"])
 def test_updates_are_in_place_and_keep_float32(xp, rng, make):
     _, params, grads = setup(xp, rng, dtype=np.float32)
-    before = dict(params)
     opt = make(params)
+    before = dict(params)                   # the views into the flat buffer
     for step in grads:
         opt.step(on(xp, step, np.float32))
     for k, p in params.items():
