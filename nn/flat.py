@@ -21,7 +21,6 @@ class FlatLayout:
         for key, a in arrays.items():
             groups.setdefault((get_array_module(a), a.dtype), []).append((key, a.shape, a.size))
         self.groups = list(groups.items())      # [((xp, dtype), [(key, shape, size)])]
-        self.shapes = {key: shape for _, entries in self.groups for key, shape, _ in entries}
 
     def zeros(self):
         """One zero buffer (N,) per group."""

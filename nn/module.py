@@ -48,7 +48,8 @@ class Module:
         return state
 
     def to(self, device):
-        """Move parameters, gradients and buffers to "cpu" or "gpu" in place."""
+        """Move parameters, gradients and buffers to "cpu" or "gpu" (new dict entries;
+        an optimizer built before lays its flat buffers out anew at its next step)."""
         for store in (self.params, self.grads, self.buffers):
             for key in list(store):
                 store[key] = to_device(store[key], device)
@@ -57,7 +58,8 @@ class Module:
         return self
 
     def astype(self, dtype):
-        """Cast parameters, gradients and buffers (e.g. to float64 for checks)."""
+        """Cast parameters, gradients and buffers (e.g. to float64 for checks); new
+        dict entries, as ``to()``."""
         for store in (self.params, self.grads, self.buffers):
             for key in list(store):
                 store[key] = store[key].astype(dtype)
@@ -66,7 +68,7 @@ class Module:
         return self
 
     def _zero_grads(self):
-        """Give every parameter a zero gradient (called once params exist)."""
+        """Give every parameter a zero gradient (called once, when the params exist)."""
         self.grads = zeros_like_params(self.params)
 
     def _set_grads(self, **grads):
