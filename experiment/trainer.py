@@ -62,11 +62,11 @@ class DeviceSplit:
         return x
 
 
-def build_optimizer(cfg, params):
+def build_optimizer(cfg, params, grads=None):
     if cfg["optimizer"] == "sgd":
         return SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
-                   weight_decay=cfg["weight_decay"])
-    return Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+                   weight_decay=cfg["weight_decay"], grads=grads)
+    return Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], grads=grads)
 
 
 def build_regularizer(cfg, channels, rng):
@@ -110,7 +110,7 @@ class Trainer:
             parts.append(("ifm", self.regularizer))
         self.trainable = Container(parts)
         self.trainable.to(device)
-        self.optimizer = build_optimizer(cfg, self.trainable.params)
+        self.optimizer = build_optimizer(cfg, self.trainable.params, self.trainable.grads)
         self.train_data = DeviceSplit(dataset.train, dataset.mean, dataset.std, self.xp,
                                       cfg["limit_train"])
         self.val_data = DeviceSplit(dataset.val, dataset.mean, dataset.std, self.xp,

@@ -60,6 +60,14 @@ def to_device(array, device):
     return xp.asarray(array)
 
 
+def copy_into(target, value):
+    """``target[...] = value`` from either device, cast to target's dtype (in place)."""
+    if get_array_module(target) is np:
+        target[...] = to_numpy(value)
+    else:
+        target[...] = get_array_module(target).asarray(value)
+
+
 def to_numpy(array):
     """A NumPy view/copy of a NumPy or CuPy array (a device-to-host copy on GPU)."""
     if _cupy is not None and isinstance(array, _cupy.ndarray):

@@ -12,6 +12,8 @@ a weight std of 1 / sqrt(3 fan_in): about 2.4x smaller than Kaiming's with a = 0
 """
 import numpy as np
 
+from .backend import copy_into
+
 
 def kaiming_normal(shape, fan_in, rng, negative_slope=0.2, dtype=np.float32):
     gain = np.sqrt(2.0 / (1.0 + negative_slope ** 2))
@@ -26,13 +28,14 @@ def default_rng(rng):
 def fan_in_uniform_(params, rng):
     """Redraw every weight W (ndim >= 2, fan_in = prod(W.shape[1:])) and its bias b in place.
 
-    ``params`` maps "<layer>.W" / "<layer>.b" to arrays (a module's ``params``);
-    other entries (batch-norm gamma and beta) are left as they are.
+    ``params`` maps "<layer>.W" / "<layer>.b" to arrays (a module's ``params``, on
+    either device; written into, so views stay attached); other entries
+    (batch-norm gamma and beta) are left as they are.
     """
     for key in [k for k in params if k.endswith("W") and params[k].ndim >= 2]:
         W = params[key]
         bound = 1.0 / np.sqrt(np.prod(W.shape[1:]))
-        params[key] = rng.uniform(-bound, bound, W.shape).astype(W.dtype)
+        copy_into(W, rng.uniform(-bound, bound, W.shape).astype(W.dtype))
         bias = key[:-1] + "b"
         if bias in params:
-            params[bias] = rng.uniform(-bound, bound, params[bias].shape).astype(W.dtype)
+            copy_into(params[bias], rng.uniform(-bound, bound, params[bias].shape).astype(W.dtype))

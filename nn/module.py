@@ -3,10 +3,11 @@
 A module keeps ``params`` and ``grads`` (dicts with the same keys) and, for
 batch norm, ``buffers`` (running statistics). ``forward`` caches what
 ``backward`` needs; ``backward(dy)`` fills ``grads`` (overwriting, not
-accumulating) and returns dx. The math lives in the pure functions of the
+accumulating: copied into the existing arrays, which may be views into an
+optimizer's flat buffer, nn/flat.py) and returns dx. The math lives in the pure functions of the
 sibling modules; the classes here only hold state and call them.
 """
-from collections.abc import MutableMapping
+from collections.abc import ItemsView, MutableMapping
 
 
 from .backend import get_array_module, to_device
@@ -47,7 +48,8 @@ class Module:
         return state
 
     def to(self, device):
-        """Move parameters, gradients and buffers to "cpu" or "gpu" in place."""
+        """Move parameters, gradients and buffers to "cpu" or "gpu" (new dict entries;
+        an optimizer built before lays its flat buffers out anew at its next step)."""
         for store in (self.params, self.grads, self.buffers):
             for key in list(store):
                 store[key] = to_device(store[key], device)
@@ -56,7 +58,8 @@ class Module:
         return self
 
     def astype(self, dtype):
-        """Cast parameters, gradients and buffers (e.g. to float64 for checks)."""
+        """Cast parameters, gradients and buffers (e.g. to float64 for checks); new
+        dict entries, as ``to()``."""
         for store in (self.params, self.grads, self.buffers):
             for key in list(store):
                 store[key] = store[key].astype(dtype)
@@ -65,19 +68,20 @@ class Module:
         return self
 
     def _zero_grads(self):
-        """Give every parameter a zero gradient (called once params exist)."""
+        """Give every parameter a zero gradient (called once, when the params exist)."""
         self.grads = zeros_like_params(self.params)
 
     def _set_grads(self, **grads):
         for key, g in grads.items():
-            self.grads[key] = g
+            self.grads[key][...] = g
 
 
 class NamespacedDict(MutableMapping):
     """A live, flat view of several modules' dicts: key "prefix.name".
 
     Reading and assigning go straight to the owning module's dict, so
-    ``model.params["0.W"] = new`` takes effect on the next forward.
+    ``model.params["0.W"] = new`` takes effect on the next forward (and an
+    optimizer built before lays its flat buffers out anew at its next step).
     """
 
     def __init__(self, owners, attribute):
@@ -111,6 +115,18 @@ class NamespacedDict(MutableMapping):
 
     def __len__(self):
         return sum(len(getattr(m, self._attribute)) for _, m in self._owners)
+
+    def items(self):
+        return _NamespacedItems(self)
+
+
+class _NamespacedItems(ItemsView):
+    """(key, array) pairs read from the owners' dicts directly, not key by key."""
+
+    def __iter__(self):
+        for prefix, module in self._mapping._owners:
+            for name, value in getattr(module, self._mapping._attribute).items():
+                yield f"{prefix}.{name}", value
 
 
 class Container(Module):

@@ -1,8 +1,10 @@
-"""Optimizers updating parameter arrays in place.
+"""Optimizers updating parameter arrays in place, a few array ops over all of them.
 
-Both take ``params`` and ``grads`` as dicts with the same keys (a model's, or
-several models' merged) and keep their state keyed the same way, allocated
-once. Updates happen in place, so every view of a parameter stays valid.
+Both take ``params`` (a live dict, a model's or several models' merged) and,
+optionally, the ``grads`` dict its backward fills, and flatten them (nn/flat.py):
+``params[k]`` becomes a view into one buffer P (N,) per dtype, ``grads[k]`` one
+into G (N,). ``step(grads)`` copies into G only entries that are not views of
+it. The state is flat too, laid out as P. Per group, elementwise over (N,):
 
 SGD (the common-framework form, coupled weight decay):
     g <- g + wd * p;   v <- mu * v + g;   p <- p - lr * v
@@ -15,77 +17,103 @@ import math
 
 import numpy as np
 
-from .backend import get_array_module, to_device
+from .backend import copy_into, get_array_module
+from .flat import FlatParameters
 
 
 class Optimizer:
-    """Base: holds the live ``params`` dict, the learning rate and array state.
+    """Base: the live ``params`` dict flattened (nn/flat.py), the learning rate, flat state.
 
-    ``self.state`` maps a slot name ("velocity", "m", "v") to a dict of arrays
-    keyed like ``params``; ``self.step_count`` counts updates.
+    Each state slot ("velocity", "m", "v") is one buffer (N,) per group of P,
+    laid out as P; ``state[slot][k]`` is key k's view (shape of ``params[k]``);
+    ``self.step_count`` counts updates. When an entry of ``params`` or ``grads``
+    was replaced (``to()``, ``astype()``, assignment), the next use lays P, G and
+    the state out anew around the new arrays and keeps the state's values.
     """
 
-    def __init__(self, params, lr):
+    def __init__(self, params, lr, grads=None, slots=()):
         if not lr > 0:
             raise ValueError(f"learning rate must be positive, got {lr}")
-        self.params = params
+        self.params, self.grads = params, grads
         self.lr = lr
-        self.state = {}
         self.step_count = 0
+        self.flat = FlatParameters(params, grads)
+        self._slots = {slot: self.flat.layout.zeros() for slot in slots}
 
-    def _new_slot(self, slot):
-        self.state[slot] = {k: get_array_module(p).zeros_like(p) for k, p in self.params.items()}
+    def _flat(self):
+        """The flat parameters, laid out anew (state kept) if a parameter was replaced."""
+        if not self.flat.holds():
+            kept = self._state_views()
+            self.flat = FlatParameters(self.params, self.grads)
+            self._slots = {slot: self.flat.layout.zeros() for slot in self._slots}
+            self._copy_state(kept)
+        return self.flat
+
+    def _state_views(self):
+        """{"slot/key": view} into the current state buffers."""
+        layout = self.flat.layout
+        return {f"{slot}/{k}": view for slot, buffers in self._slots.items()
+                for k, view in layout.views(buffers).items()}
+
+    def _copy_state(self, arrays):
+        """Copy {"slot/key": array} into the state in place: the same entries and shapes."""
+        state = self._state_views()
+        if set(arrays) != set(state):
+            raise ValueError(f"optimizer state: missing {sorted(set(state) - set(arrays))}, "
+                             f"unexpected {sorted(set(arrays) - set(state))}")
+        for key, target in state.items():
+            if tuple(target.shape) != tuple(arrays[key].shape):
+                raise ValueError(f"optimizer state {key!r}: shape {arrays[key].shape} "
+                                 f"!= {target.shape}")
+        for key, target in state.items():
+            copy_into(target, arrays[key])
+
+    @property
+    def state(self):
+        """{slot: {key: view}}, each view shaped as ``params[key]``."""
+        layout = self._flat().layout
+        return {slot: layout.views(buffers) for slot, buffers in self._slots.items()}
 
     def step(self, grads):
+        """One update from ``grads`` (keyed like ``params``) on the flat buffers."""
+        flat = self._flat()
+        G = flat.gradients(grads)
+        self.step_count += 1
+        self._update(flat.P, G)
+
+    def _update(self, P, G):
+        """Update each group's P (N,) in place from its G (N,) and state buffers."""
         raise NotImplementedError
 
     def state_dict(self):
-        """Flat dict of arrays "slot/key", plus "step_count" (for checkpoints)."""
-        out = {f"{slot}/{k}": a for slot, arrays in self.state.items() for k, a in arrays.items()}
+        """Flat dict of arrays "slot/key" (views), plus "step_count" (for checkpoints)."""
+        self._flat()
+        out = self._state_views()
         out["step_count"] = np.array(self.step_count)
         return out
 
     def load_state_dict(self, state):
         """Copy a ``state_dict`` back in place: the same entries and shapes, or ValueError."""
-        expected = {"step_count"} | {f"{slot}/{k}" for slot, arrays in self.state.items()
-                                     for k in arrays}
-        if set(state) != expected:
-            raise ValueError(f"optimizer state: missing {sorted(expected - set(state))}, "
-                             f"unexpected {sorted(set(state) - expected)}")
-        for key, value in state.items():
-            if key == "step_count":
-                self.step_count = int(value)
-                continue
-            slot, _, k = key.partition("/")
-            if slot not in self.state or k not in self.state[slot]:
-                raise KeyError(f"optimizer state has no entry {key!r}")
-            target = self.state[slot][k]
-            if tuple(target.shape) != tuple(value.shape):
-                raise ValueError(f"optimizer state {key!r}: shape {value.shape} != {target.shape}")
-            target[...] = get_array_module(target).asarray(value)
-
-    def to(self, device):
-        for arrays in self.state.values():
-            for k in arrays:
-                arrays[k] = to_device(arrays[k], device)
-        return self
+        if "step_count" not in state:
+            raise ValueError("optimizer state: missing ['step_count']")
+        self._flat()
+        self._copy_state({k: v for k, v in state.items() if k != "step_count"})
+        self.step_count = int(state["step_count"])
 
 
 class SGD(Optimizer):
-    def __init__(self, params, lr=0.01, momentum=0.0, weight_decay=0.0):
-        super().__init__(params, lr)
-        self.momentum, self.weight_decay = momentum, weight_decay
-        if momentum:
-            self._new_slot("velocity")
+    """Per group, P, G, V (N,):  G' = G + wd * P;  V <- mu * V + G';  P <- P - lr * V."""
 
-    def step(self, grads):
-        self.step_count += 1
-        for k, p in self.params.items():
-            g = grads[k]
+    def __init__(self, params, lr=0.01, momentum=0.0, weight_decay=0.0, grads=None):
+        super().__init__(params, lr, grads, ["velocity"] if momentum else [])
+        self.momentum, self.weight_decay = momentum, weight_decay
+
+    def _update(self, P, G):
+        for i, (p, g) in enumerate(zip(P, G)):
             if self.weight_decay:
                 g = g + self.weight_decay * p
             if self.momentum:
-                v = self.state["velocity"][k]
+                v = self._slots["velocity"][i]
                 v *= self.momentum
                 v += g
                 g = v
@@ -93,25 +121,24 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
-        super().__init__(params, lr)
+    """Per group, P, G, M, V (N,), the module docstring's update with host scalars
+    step_size = lr * sqrt(1 - b2^t) / (1 - b1^t) and eps_hat = eps * sqrt(1 - b2^t)."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 grads=None):
+        super().__init__(params, lr, grads, ["m", "v"])
         self.b1, self.b2 = betas
         self.eps, self.weight_decay = eps, weight_decay
-        self._new_slot("m")
-        self._new_slot("v")
 
-    def step(self, grads):
-        self.step_count += 1
+    def _update(self, P, G):
         t = self.step_count
         correction2 = math.sqrt(1 - self.b2 ** t)
         step_size = self.lr * correction2 / (1 - self.b1 ** t)
         eps_hat = self.eps * correction2
-        for k, p in self.params.items():
-            g = grads[k]
+        for p, g, m, v in zip(P, G, self._slots["m"], self._slots["v"]):
             if self.weight_decay:
                 g = g + self.weight_decay * p
             xp = get_array_module(p)
-            m, v = self.state["m"][k], self.state["v"][k]
             m += (1 - self.b1) * (g - m)
             v += (1 - self.b2) * (g * g - v)
             p -= step_size * m / (xp.sqrt(v) + eps_hat)

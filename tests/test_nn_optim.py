@@ -114,8 +114,8 @@ def test_adam_weight_decay(rng):
                          ids=["SGD", "Adam"])
 def test_updates_are_in_place_and_keep_float32(xp, rng, make):
     _, params, grads = setup(xp, rng, dtype=np.float32)
-    before = dict(params)
     opt = make(params)
+    before = dict(params)                   # the views into the flat buffer
     for step in grads:
         opt.step(on(xp, step, np.float32))
     for k, p in params.items():
@@ -191,3 +191,109 @@ def test_non_positive_learning_rate_is_refused(lr):
     with pytest.raises(ValueError, match="learning rate"):
         nn.Adam({"w": np.zeros(2)}, lr=lr)
 
+
+
+# ---- the flat update against the per-parameter one, exactly -----------------------------
+
+def per_parameter_sgd(p0, grads, lr, momentum=0.0, weight_decay=0.0):
+    """The update key by key, each array on its own: (params, per-key state dict)."""
+    params = {k: p.copy() for k, p in p0.items()}
+    velocity = {k: np.zeros_like(p) for k, p in p0.items()}
+    for step in grads:
+        for k, p in params.items():
+            g = step[k]
+            if weight_decay:
+                g = g + weight_decay * p
+            if momentum:
+                v = velocity[k]
+                v *= momentum
+                v += g
+                g = v
+            p -= lr * g
+    state = {f"velocity/{k}": v for k, v in velocity.items()} if momentum else {}
+    return params, {**state, "step_count": np.array(len(grads))}
+
+
+def per_parameter_adam(p0, grads, lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    """Adam key by key, with the module docstring's host-scalar bias corrections."""
+    (b1, b2), params = betas, {k: p.copy() for k, p in p0.items()}
+    m = {k: np.zeros_like(p) for k, p in p0.items()}
+    v = {k: np.zeros_like(p) for k, p in p0.items()}
+    for t, step in enumerate(grads, start=1):
+        correction2 = np.sqrt(1 - b2 ** t)
+        step_size, eps_hat = lr * correction2 / (1 - b1 ** t), eps * correction2
+        for k, p in params.items():
+            g = step[k] + weight_decay * p if weight_decay else step[k]
+            m[k] += (1 - b1) * (g - m[k])
+            v[k] += (1 - b2) * (g * g - v[k])
+            p -= step_size * m[k] / (np.sqrt(v[k]) + eps_hat)
+    state = {**{f"m/{k}": a for k, a in m.items()}, **{f"v/{k}": a for k, a in v.items()}}
+    return params, {**state, "step_count": np.array(len(grads))}
+
+
+def three_shapes(rng, steps=3):
+    """Parameters as small as one update, so that its last bit shows in p."""
+    p0 = {"a.W": 0.01 * rng.standard_normal((2, 3)), "b.b": 0.01 * rng.standard_normal(4),
+          "c.W": 0.01 * rng.standard_normal((3, 1, 2, 2))}
+    grads = [{k: rng.standard_normal(p.shape) for k, p in p0.items()} for _ in range(steps)]
+    return p0, grads
+
+
+FLAT_CASES = {
+    "SGD plain": (lambda p: nn.SGD(p, lr=0.1), lambda p0, g: per_parameter_sgd(p0, g, 0.1)),
+    "SGD momentum": (lambda p: nn.SGD(p, lr=0.1, momentum=0.9),
+                     lambda p0, g: per_parameter_sgd(p0, g, 0.1, momentum=0.9)),
+    "SGD weight decay": (lambda p: nn.SGD(p, lr=0.1, weight_decay=0.01),
+                         lambda p0, g: per_parameter_sgd(p0, g, 0.1, weight_decay=0.01)),
+    "SGD both": (lambda p: nn.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
+                 lambda p0, g: per_parameter_sgd(p0, g, 0.1, 0.9, 0.01)),
+    "Adam": (lambda p: nn.Adam(p, lr=0.01, betas=(0.9, 0.99)),
+             lambda p0, g: per_parameter_adam(p0, g, 0.01, (0.9, 0.99))),
+    "Adam weight decay": (lambda p: nn.Adam(p, lr=0.01, weight_decay=0.1),
+                          lambda p0, g: per_parameter_adam(p0, g, 0.01, weight_decay=0.1)),
+}
+
+
+@pytest.mark.parametrize("case", list(FLAT_CASES))
+def test_flat_update_equals_the_per_parameter_one_exactly(rng, case):
+    make, reference = FLAT_CASES[case]
+    p0, grads = three_shapes(rng)
+    params = {k: p.copy() for k, p in p0.items()}
+    opt = make(params)
+    for step in grads:
+        opt.step(step)
+    expected, expected_state = reference(p0, grads)
+    for k in p0:
+        np.testing.assert_array_equal(params[k], expected[k], err_msg=k)
+    state = opt.state_dict()
+    assert set(state) == set(expected_state)
+    for k, a in expected_state.items():
+        np.testing.assert_array_equal(state[k], a, err_msg=k)
+
+
+@pytest.mark.parametrize("case", [c for c in FLAT_CASES if c != "SGD plain"])
+def test_an_old_per_key_state_dict_loads_and_continues_exactly(rng, tmp_path, case):
+    """A checkpoint of separate per-key arrays (as written before the flat buffers)."""
+    make, reference = FLAT_CASES[case]
+    p0, grads = three_shapes(rng)
+    after_two, old_state = reference(p0, grads[:2])
+    np.savez(tmp_path / "opt.npz", **old_state)
+    with np.load(tmp_path / "opt.npz", allow_pickle=False) as f:
+        saved = {k: f[k] for k in f.files}
+    params = {k: p.copy() for k, p in after_two.items()}
+    opt = make(params)
+    opt.load_state_dict(saved)
+    assert opt.step_count == 2
+    opt.step(grads[2])
+    expected, _ = reference(p0, grads)
+    for k in p0:
+        np.testing.assert_array_equal(params[k], expected[k], err_msg=k)
+
+
+def test_state_dict_of_a_model_keeps_the_per_key_names(rng):
+    model = nn.Sequential(nn.Linear(3, 4, rng=rng), nn.BatchNorm1d(4), nn.Linear(4, 2, rng=rng))
+    state = nn.SGD(model.params, lr=0.1, momentum=0.9, grads=model.grads).state_dict()
+    assert list(state) == [f"velocity/{k}" for k in ("0.W", "0.b", "1.gamma", "1.beta",
+                                                      "2.W", "2.b")] + ["step_count"]
+    for k, p in model.params.items():
+        assert state[f"velocity/{k}"].shape == p.shape and state[f"velocity/{k}"].dtype == p.dtype
