@@ -54,7 +54,7 @@ def fingerprint(name, changes):
     cfg = config(**changes)
     trainer = Trainer(cfg, dataset(), "cpu")
     trainer.trainable.astype(np.float64)
-    trainer.optimizer = build_optimizer(cfg, trainer.trainable.params)
+    trainer.optimizer = build_optimizer(cfg, trainer.trainable.params, trainer.trainable.grads)
     split_inputs = trainer.train_data.inputs
     trainer.train_data.inputs = lambda index: split_inputs(index).astype(np.float64)
     order = trainer.epoch_order(1)

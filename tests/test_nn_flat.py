@@ -25,7 +25,7 @@ def backward(model, rng):
     """Fill the model's grads from a random batch and a random upstream gradient."""
     dtype = model.params["0.W"].dtype
     xp = nn.get_array_module(model.params["0.W"])
-    y = model.forward(xp.asarray(rng.standard_normal((2, 3, 4, 7)).astype(dtype)))
+    y = model.forward(xp.asarray(rng.standard_normal((3, 4, 7, 2)).astype(dtype)))
     model.backward(xp.asarray(rng.standard_normal(y.shape).astype(dtype)))
 
 

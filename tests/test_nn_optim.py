@@ -176,11 +176,11 @@ def test_optimizer_follows_the_live_params_of_a_model(rng):
     model = nn.Sequential(nn.Linear(3, 2, rng=rng, dtype=np.float64))
     opt = nn.SGD(model.params, lr=0.5)
     W = model.params["0.W"].copy()
-    x = rng.standard_normal((4, 3))
+    x = rng.standard_normal((3, 4))                     # (features, N), batch last
     model.forward(x)
-    model.backward(np.ones((4, 2)))
+    model.backward(np.ones((2, 4)))
     opt.step(model.grads)
-    np.testing.assert_allclose(model.params["0.W"], W - 0.5 * np.ones((2, 4)) @ x, rtol=1e-13)
+    np.testing.assert_allclose(model.params["0.W"], W - 0.5 * np.ones((2, 4)) @ x.T, rtol=1e-13)
     np.testing.assert_allclose(model.params["0.b"], -0.5 * 4 * np.ones(2), rtol=1e-13)
 
 

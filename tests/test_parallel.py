@@ -252,7 +252,8 @@ def test_a_training_step_on_two_threads_matches_one(changes):
         with parallel.using_cores(n):
             trainer = Trainer(cfg, dataset, "cpu")
             trainer.trainable.astype(np.float64)
-            trainer.optimizer = build_optimizer(cfg, trainer.trainable.params)
+            trainer.optimizer = build_optimizer(cfg, trainer.trainable.params,
+                                                trainer.trainable.grads)
             split_inputs = trainer.train_data.inputs
             trainer.train_data.inputs = lambda index: split_inputs(index).astype(np.float64)
             loss, _, F, _ = trainer.train_step(trainer.batch_index(trainer.epoch_order(1), 0),
