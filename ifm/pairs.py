@@ -1,4 +1,4 @@
-"""Pair vectors from two feature maps, fused with D's first linear layer.
+"""The pair layer: pair vectors from two feature maps, fused with D's first linear layer.
 
 Shapes: H_l (N, C_l, h, w), H_{l+1} (N, C_h, h/s, w/s) with an integer factor s
 (2 in the paper), U = up(H_{l+1}) (N, C_h, h, w). For rows r = 0..S-1 with
@@ -27,12 +27,19 @@ The scatter is the gather's adjoint: a position drawn several times
 coarse one) receives the sum of its rows. dH_l = dM_l as a map; dH_{l+1} =
 dM_h as a map at coarse locations (nearest), or A_h^T dU A_w (bilinear).
 Every array is feature-major, as in nn.linear: A is (out, S), a = A^T.
+
+``PairLinear`` is the layer (it owns W and b); ``pair_linear_forward``/
+``pair_linear_backward`` its fast path, and ``pair_linear_reference_forward``/
+``pair_linear_reference_backward`` the plain formula it is tested against
+(z built row by row, then a = z W^T + b).
 """
 from typing import NamedTuple
 
 import numpy as np
 
 from nn.backend import get_array_module
+from nn.init import default_rng, kaiming_normal
+from nn.module import Module
 from nn.parallel import add_to_rows, matmul, run_in_blocks, sum_rows
 from nn.upsample import bilinear_upsample_backward, bilinear_upsample_forward
 
@@ -185,3 +192,119 @@ def pair_linear_backward(da, cache):
     if cache.upsample == "bilinear":
         dh_high = bilinear_upsample_backward(dh_high, cache.scale, cache.high_shape)
     return dh_low, dh_high, xp.concatenate(dW_halves, axis=1), sum_rows(dA)
+
+
+class PairReferenceCache(NamedTuple):
+    z: object           # (S, C_l + C_h) pair vectors
+    E_low: object       # (S, N*h*w) selection matrix of the H_l half
+    E_high: object      # (S, N*h'*w') selection matrix of the high half
+    W: object           # (out, C_l + C_h)
+    low_shape: tuple    # H_l shape
+    gathered_shape: tuple   # the map the high half is gathered from (H_{l+1} or U)
+    high_shape: tuple   # H_{l+1} shape
+    upsample: str
+    scale: int
+
+
+def _rows(H):
+    """H (N, C, h, w) as X (N*h*w, C): row (n*h + y)*w + x holds H[n, :, y, x]."""
+    return H.transpose(0, 2, 3, 1).reshape(-1, H.shape[1])
+
+
+def _selection(n, s, shape, dtype):
+    """E (S, N*h*w): E[r, n_r*h*w + s_r] = 1, so E X picks the vector of each row."""
+    xp = get_array_module(n)
+    N, _, h, w = shape
+    E = xp.zeros((len(n), N * h * w), dtype=dtype)
+    E[xp.arange(len(n)), n * (h * w) + s] = 1
+    return E
+
+
+def pair_linear_reference_forward(h_low, h_high, index, W, b, upsample="nearest"):
+    """The plain formula, the oracle for ``pair_linear_forward``. Returns (a, cache).
+
+        z = [E_l X_l, E_h X_h] (S, C_l + C_h),   a = z W^T + b (S, out)
+
+    X_l (N*h*w, C_l) holds H_l's vectors as rows, X_h those of the map the high
+    half is read from, and E (S, positions) the one-hot selection matrices of
+    ``index`` (4, S) = (n, s, m, t), as for ``pair_linear_forward``: with
+    "nearest", t is a location on H_{l+1}'s own grid, where U's value is
+    H_{l+1}'s; with "bilinear", on the (h, w) grid of U = A_h H_{l+1} A_w^T.
+    """
+    scale = upsample_scale(h_low.shape, h_high.shape)
+    xp = get_array_module(h_low)
+    low_n, low_s, high_n, high_s = index
+    U = _high_map(h_high, upsample, scale)
+    E_low = _selection(low_n, low_s, h_low.shape, h_low.dtype)
+    E_high = _selection(high_n, high_s, U.shape, U.dtype)
+    z = xp.concatenate([E_low @ _rows(h_low), E_high @ _rows(U)], axis=1)
+    a = z @ W.T + b
+    return a, PairReferenceCache(z, E_low, E_high, W, h_low.shape, U.shape, h_high.shape,
+                                 upsample, scale)
+
+
+def pair_linear_reference_backward(da, cache):
+    """(dH_l, dH_{l+1}, dW, db) from da (S, out), by the plain formula:
+
+        dz = da W (S, C_l + C_h),  dW = da^T z,  db = sum_r da[r],
+        dX_l = E_l^T dz[:, :C_l],  dX_h = E_h^T dz[:, C_l:]  (repeated rows add up),
+        dH_{l+1} = dX_h as a map (nearest) or A_h^T dU A_w (bilinear, dU = dX_h as a map).
+    """
+    C_l = cache.low_shape[1]
+    dz = da @ cache.W
+
+    def as_map(dX, shape):
+        N, C, h, w = shape
+        return dX.reshape(N, h, w, C).transpose(0, 3, 1, 2)
+
+    dh_low = as_map(cache.E_low.T @ dz[:, :C_l], cache.low_shape)
+    dh_high = as_map(cache.E_high.T @ dz[:, C_l:], cache.gathered_shape)
+    if cache.upsample == "bilinear":
+        dh_high = bilinear_upsample_backward(dh_high, cache.scale, cache.high_shape)
+    return dh_low, dh_high, da.T @ cache.z, da.sum(axis=0)
+
+
+class PairLinear(Module):
+    """The pair layer: D's first linear layer on the pair vectors of H_l and up(H_{l+1}).
+
+        a = z W^T + b,   z[r] = [H_l[n_r, :, s_r], U[m_r, :, t_r]]
+
+    W (out, C_l + C_h) and b (out,) are D's first layer's, drawn as nn.Linear
+    draws them (Kaiming normal for fan_in = C_l + C_h, b = 0).
+    forward(h_low (N, C_l, h, w), h_high (N, C_h, h/s, w/s), index (4, S)) -> a (S, out);
+    backward(da (S, out)) -> (dH_l, dH_{l+1}), and fills grads["W"], grads["b"]
+    (overwritten). ``index`` as for ``pair_linear_forward``. ``project``
+    (None, True or False) chooses the order of each half (``project_first``).
+    """
+
+    def __init__(self, c_low, c_high, out_features, upsample="nearest", rng=None,
+                 dtype=np.float32, negative_slope=0.2):
+        super().__init__()
+        if upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
+        in_features = c_low + c_high
+        self.params["W"] = kaiming_normal((out_features, in_features), in_features,
+                                          default_rng(rng), negative_slope, dtype)
+        self.params["b"] = np.zeros(out_features, dtype=dtype)
+        self._zero_grads()
+        self.c_low, self.c_high, self.upsample = c_low, c_high, upsample
+        self.project = None
+        self._cache = None
+
+    def __call__(self, h_low, h_high, index):
+        return self.forward(h_low, h_high, index)
+
+    def forward(self, h_low, h_high, index):
+        if h_low.shape[1] != self.c_low or h_high.shape[1] != self.c_high:
+            raise ValueError(f"PairLinear({self.c_low}, {self.c_high}) got maps with "
+                             f"{h_low.shape[1]} and {h_high.shape[1]} channels")
+        a, self._cache = pair_linear_forward(h_low, h_high, index, self.params["W"],
+                                             self.params["b"], self.upsample, self.project)
+        return a
+
+    def backward(self, da):
+        if self._cache is None:
+            raise RuntimeError("backward called before forward")
+        dh_low, dh_high, dW, db = pair_linear_backward(da, self._cache)
+        self._set_grads(W=dW, b=db)
+        return dh_low, dh_high
