@@ -167,9 +167,9 @@ class Trainer:
         pair. Per pair and step the index is (4, S_t) int32 (S_t = 2 N_t K, or
         G B^2 for InfoNCE): at batch 128, 375 steps, pairs (1,2), (2,3), (3,4)
         pre-pool, about 300 MB on the device with K = 64 and 2 GB with K = all
-        (the host holds about three times that while drawing). A batch whose size differs from the schedule's
-        (a caller's own index) gets its positions drawn and uploaded on the spot,
-        from the same generator.
+        (the host holds about three times that while drawing). A batch whose
+        size differs from the schedule's (a caller's own index) gets its
+        positions drawn and uploaded on the spot, from the same generator.
         """
         from ifm.block import upload_positions
         shapes = [tuple(H.shape) for H in features]

@@ -13,8 +13,7 @@ import pytest
 from gradcheck import check_gradients, upstream
 
 from ifm import IFMBlock, PairLinear, make_discriminator
-from ifm.pairs import (pair_linear_backward, pair_linear_forward,
-                       pair_linear_reference_backward, pair_linear_reference_forward)
+from ifm.pairs import pair_linear_reference_backward, pair_linear_reference_forward
 from ifm.sampling import coarse_locations, sample_pairs
 from nn import Linear
 from nn.backend import to_device, to_numpy
@@ -107,7 +106,10 @@ def test_pair_layer_equals_the_reference(xp, upsample, marginal, project):
 
     device = "cpu" if xp is np else "gpu"
     layer.to(device)
-    on = lambda x: to_device(np.ascontiguousarray(x) if device == "gpu" else x, device)  # noqa: E731
+
+    def on(x):
+        return to_device(np.ascontiguousarray(x) if device == "gpu" else x, device)
+
     a = layer.forward(on(h_low), on(h_high), on(index))
     dh_low, dh_high = layer.backward(on(da))
     got = {"h_low": dh_low, "h_high": dh_high, **layer.grads}
