@@ -12,6 +12,14 @@ epoch e from [seed, 1, e], the IFM sampling of step s of epoch e from
 [seed, 2, e, s]. So a run interrupted anywhere and resumed from its checkpoint
 replays exactly what an uninterrupted run does.
 
+The IFM pair positions of POSITIONS_AHEAD steps are drawn on the host at
+once (``ifm_positions``), still one generator [seed, 2, e, s] per step, and
+moved to the device in one upload per pair (ifm.block.upload_positions); each
+step takes its slice. The per-step generators are kept, rather than one stream per
+epoch, so that a step's positions depend on (seed, e, s) alone: old runs and
+resumed ones replay the same samples, and a run resumed mid-epoch draws from
+its first step on what an uninterrupted run draws there.
+
 Device discipline: data, labels and running metrics stay on the device; the
 host reads them only when a progress line is shown and at the end of an epoch.
 """
@@ -26,6 +34,7 @@ from nn.module import Container
 from .classifier import Classifier
 
 EVAL_BATCH = 1000
+POSITIONS_AHEAD = 64    # IFM steps whose pair positions are drawn and uploaded together
 NO_STEP = 2 ** 62       # "no non-finite loss yet" in EpochAccumulator.first_bad_step
 
 
@@ -118,6 +127,7 @@ class Trainer:
         self.test_data = DeviceSplit(dataset.test, dataset.mean, dataset.std, self.xp,
                                      cfg["limit_eval"])
         self.pair_names = [f"F_{a}_{b}" for a, b in cfg["pairs"]] if cfg["ifm"] else []
+        self._epoch_positions = None    # (key, {step: [device PairPositions per pair]})
 
     # ------------------------------------------------------------------ steps
     def steps_per_epoch(self):
@@ -135,6 +145,50 @@ class Trainer:
             index = order[-2:]
         return index
 
+    def batch_size_at(self, step):
+        """The length of ``batch_index(order, step)``, without the order."""
+        B, n = self.cfg["batch_size"], self.train_data.n
+        size = len(range(n)[step * B:(step + 1) * B])
+        return size if size >= 2 else min(2, n)
+
+    def draw_ifm_positions(self, epoch, step, feature_shapes):
+        """[host PairPositions per pair] of one step, from its generator [seed, 2, epoch, step]."""
+        rng = np.random.default_rng([self.cfg["seed"], 2, epoch, step])
+        return self.regularizer.draw(feature_shapes, rng)
+
+    def ifm_positions(self, epoch, step, features):
+        """[device PairPositions per pair] of this step: a slice of an upload.
+
+        At a call for a step the last upload does not hold, the positions of
+        this step and of the next POSITIONS_AHEAD - 1 steps of the epoch are
+        drawn on the host, step t from its own generator with batch size
+        ``batch_size_at(t)`` and the features' (C, h, w), and uploaded once per
+        pair. Per pair and step the index is (4, S_t) int32 (S_t = 2 N_t K, or
+        G B^2 for InfoNCE): at batch 128, pairs (1,2), (2,3), (3,4) pre-pool,
+        64 steps hold about 50 MB with K = 64 and 350 MB with K = all. A batch
+        whose size differs from the schedule's (a caller's own index) gets its
+        positions drawn and uploaded on the spot, from the same generator.
+        """
+        from ifm.block import upload_positions
+        shapes = [tuple(H.shape) for H in features]
+        key = (epoch, tuple(s[:3] for s in shapes))
+        planned = self._epoch_positions
+        if planned is None or planned[0] != key or step not in planned[1]:
+            self._epoch_positions = None            # free the last upload first
+            steps = range(step, max(min(self.steps_per_epoch(), step + POSITIONS_AHEAD),
+                                    step + 1))
+            sizes = [self.batch_size_at(t) for t in steps]
+            drawn = [self.draw_ifm_positions(epoch, t, [s[:3] + (N,) for s in shapes])
+                     for t, N in zip(steps, sizes)]
+            per_pair = [upload_positions(list(pair), self.xp) for pair in zip(*drawn)]
+            planned = (key, {t: (N, list(p)) for t, N, p in zip(steps, sizes, zip(*per_pair))})
+            self._epoch_positions = planned
+        N, positions = planned[1][step]
+        if N != shapes[0][3]:
+            positions = [p._replace(index=self.xp.asarray(p.index))
+                         for p in self.draw_ifm_positions(epoch, step, shapes)]
+        return positions
+
     def train_step(self, index, epoch, step):
         """One optimizer step; returns device scalars (L_clf, correct, [F_l], total loss)."""
         x = self.train_data.inputs(index)
@@ -144,8 +198,8 @@ class Trainer:
         correct = (logits.argmax(axis=0) == y).sum()
         F_values, dfeatures, total = [], None, loss
         if self.regularizer is not None:
-            rng = np.random.default_rng([self.cfg["seed"], 2, epoch, step])
-            F_values = self.regularizer.forward(self.model.features, rng)
+            positions = self.ifm_positions(epoch, step, self.model.features)
+            F_values = self.regularizer.forward(self.model.features, positions=positions)
             dfeatures = self.regularizer.backward()
             total = loss - self.cfg["lam"] * sum(F_values)
         self.model.backward(dlogits, dfeatures)

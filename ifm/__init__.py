@@ -7,13 +7,16 @@ loss L = L_clf - lambda * sum_l F_l. Every backward is written by hand; see
 docs/math.md for the derivation.
 
 Modules: ``estimators`` (F and dF/dV), ``sampling`` (pair positions),
-``pairs`` (gather/scatter of pair vectors), ``critic`` (D), ``block``,
+``pairs`` (the pair layer: gather of pair vectors and D's first layer),
+``critic`` (the rest of D and the estimator), ``block``,
 ``regularizer``.
 """
-from .block import IFMBlock
-from .critic import PairCritic, make_discriminator
+from .block import IFMBlock, PairPositions, upload_positions
+from .critic import Critic, PairCritic, make_discriminator
 from .estimators import ESTIMATORS, DVMovingAverage, jsd_divergence
+from .pairs import PairLinear
 from .regularizer import IFMRegularizer
 
-__all__ = ["IFMBlock", "IFMRegularizer", "ESTIMATORS", "PairCritic", "make_discriminator",
-           "DVMovingAverage", "jsd_divergence"]
+__all__ = ["IFMBlock", "IFMRegularizer", "ESTIMATORS", "Critic", "PairCritic", "PairLinear",
+           "PairPositions", "make_discriminator", "upload_positions", "DVMovingAverage",
+           "jsd_divergence"]

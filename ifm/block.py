@@ -6,28 +6,64 @@
 
 Forward, for H_l (C_l, h, w, N) and H_{l+1} (C_{l+1}, h/2, w/2, N) (batch last):
     1. positions of S_P joint and S_Q marginal pairs (``sampling``), drawn on
-       the host from ``rng`` and moved to the device in one ``xp.asarray``;
+       the host from ``rng`` (``draw``) and moved to the device in one
+       ``xp.asarray``; or given ready on the device (``positions=``, e.g. one
+       step's slice of an epoch's positions, see ``upload_positions``);
     2. z = [H_l vector; up(H_{l+1}) vector] per column, (C_l+C_{l+1}, S), and
-       D's first layer a = W z + b, computed together (``pairs.pair_linear_forward``:
-       where a map has fewer positions than there are rows, it is projected
-       first and the projections are gathered, so z is never built for it);
+       D's first layer a = W z + b, computed together by the pair layer
+       (``pairs.PairLinear``: where a map has fewer positions than there are
+       rows, it is projected first and the projections are gathered, so z is
+       never built for it);
     3. V = D's remaining layers on a, all rows in one batch,
-       F = estimator(V_P, V_Q) (``critic``).
+       F = estimator(V_P, V_Q) (``critic.Critic``).
 Backward, the same steps in reverse:
-    dF -> dV = dF * dF/dV -> D's layers: their grads and da -> first layer:
-    dW, db, and the scatter-add into dH_l and into dU = d up(H_{l+1}) ->
+    dF -> dV = dF * dF/dV -> D's remaining layers: their grads and da -> pair
+    layer: dW, db, and the scatter-add into dH_l and into dU = d up(H_{l+1}) ->
     dH_{l+1} (directly at coarse locations for nearest, A_h^T dU A_w for
     bilinear).
 D is not part of the classifier: its parameters live here only.
 """
+from typing import NamedTuple, Optional
+
 import numpy as np
 
 from nn.backend import get_array_module
+from nn.init import default_rng
 from nn.module import Container
 
-from .critic import HIDDEN, PairCritic
-from .pairs import pair_linear_backward, pair_linear_forward, upsample_scale
+from .critic import HIDDEN, Critic
+from .pairs import PairLinear, upsample_scale
 from .sampling import coarse_locations, locations_per_image, sample_infonce_pairs, sample_pairs
+
+
+class PairPositions(NamedTuple):
+    """The pair positions of one forward, as the pair layer takes them.
+
+    index (4, S) int: rows n, s, m, t of ``pairs.pair_linear_forward`` (image and
+    location of the H_l half, image and location of the H_{l+1} half; t on
+    H_{l+1}'s own grid for nearest upsampling), on the host or on the device.
+    """
+    index: object
+    n_joint: int
+    groups: Optional[tuple] = None   # (G, B) for InfoNCE, else None
+
+
+def upload_positions(steps, xp):
+    """One block's positions of many steps, moved to the device in ONE ``xp.asarray``.
+
+    ``steps``: host PairPositions of steps 0..T-1 (index (4, S_t) each). The
+    indices are joined into one (4, sum_t S_t) int32 array (every value is
+    below N*h*w < 2^31) and uploaded; step t gets the view [:, o_t:o_t + S_t].
+    Returns the device PairPositions, in order.
+    """
+    sizes = [p.index.shape[1] for p in steps]
+    host = np.empty((4, sum(sizes)), dtype=np.int32)
+    offsets = np.cumsum([0] + sizes)
+    for p, lo, hi in zip(steps, offsets[:-1], offsets[1:]):
+        host[:, lo:hi] = p.index
+    device = xp.asarray(host)
+    return [p._replace(index=device[:, lo:hi])
+            for p, lo, hi in zip(steps, offsets[:-1], offsets[1:])]
 
 
 class IFMBlock(Container):
@@ -39,11 +75,12 @@ class IFMBlock(Container):
     upsample:  "nearest" (default) or "bilinear".
     marginal:  "image" (default: both halves of a marginal pair from one image)
                or "batch" (each half from an independently drawn image).
-    rng:       numpy Generator for D's initial weights.
+    rng:       numpy Generator for D's initial weights (the pair layer's first).
     dv_ema:    alpha of MINE's moving-average gradient correction (estimator "dv").
     hidden:    D's hidden widths (Table 2: 256, 128, 64).
 
-    ``params``/``grads``/``buffers`` are live flat views of D's, keyed "i.name".
+    ``params``/``grads``/``buffers`` are live flat views of D's, keyed "i.name"
+    by the layer's index in D ("0.W", "0.b" are the pair layer's).
     """
 
     def __init__(self, c_low, c_high, samples=64, estimator="jsd", upsample="nearest",
@@ -53,13 +90,14 @@ class IFMBlock(Container):
         if marginal not in ("image", "batch"):
             raise ValueError(f"marginal must be 'image' or 'batch', got {marginal!r}")
         locations_per_image(samples, 1)                     # validates samples
-        self.critic = PairCritic(c_low + c_high, estimator, hidden, rng, dtype, dv_ema)
-        super().__init__(self.critic.named_layers)
+        rng = default_rng(rng)
+        self.pair_layer = PairLinear(c_low, c_high, hidden[0], upsample, rng, dtype)
+        self.critic = Critic(estimator, hidden, rng, dtype, dv_ema)
+        super().__init__([("0", self.pair_layer)] + self.critic.named_layers)
         self.c_low, self.c_high = c_low, c_high
         self.samples, self.estimator = samples, estimator
         self.upsample, self.marginal = upsample, marginal
-        self._cache = None
-        self.last_index = None      # the host PairIndex of the last forward (for inspection)
+        self.last_index = None      # the host PairIndex of the last forward that drew one
 
     def train(self, mode=True):
         super().train(mode)
@@ -72,31 +110,35 @@ class IFMBlock(Container):
         draw = sample_infonce_pairs if self.estimator == "infonce" else sample_pairs
         return draw(N, h, w, self.samples, self.marginal, rng)
 
-    def forward(self, h_low, h_high, rng):
-        """F (0-d array on the maps' device). ``rng``: numpy Generator driving the sampling."""
+    def draw(self, low_shape, high_shape, rng):
+        """(PairIndex, host PairPositions) for maps H_l, H_{l+1} of these shapes, from ``rng``."""
+        scale = upsample_scale(low_shape, high_shape)
+        index = self.sample(low_shape, rng)
+        high_s = index.high_s
+        if self.upsample == "nearest":
+            high_s = coarse_locations(high_s, low_shape[2], scale)
+        rows = np.stack([index.low_n, index.low_s, index.high_n, high_s])
+        return index, PairPositions(rows, index.n_joint, index.groups)
+
+    def forward(self, h_low, h_high, rng=None, positions=None):
+        """F (0-d array on the maps' device).
+
+        Either ``rng`` (numpy Generator: the positions are drawn here, then
+        uploaded) or ``positions`` (PairPositions already on the maps' device).
+        """
         if h_low.shape[0] != self.c_low or h_high.shape[0] != self.c_high:
             raise ValueError(f"IFMBlock({self.c_low}, {self.c_high}) got maps with "
                              f"{h_low.shape[0]} and {h_high.shape[0]} channels")
-        scale = upsample_scale(h_low.shape, h_high.shape)
-        index = self.sample(h_low.shape, rng)
-        high_s = index.high_s
-        if self.upsample == "nearest":
-            high_s = coarse_locations(high_s, h_low.shape[2], scale)
-        xp = get_array_module(h_low)
-        device_index = xp.asarray(np.stack([index.low_n, index.low_s, index.high_n, high_s]))
-        first = self.critic.first_layer
-        a, pair_cache = pair_linear_forward(h_low, h_high, device_index, first.params["W"],
-                                            first.params["b"], self.upsample)
-        F = self.critic.forward_after_first(a, index.n_joint, index.groups)
-        self._cache = pair_cache
-        self.last_index = index
-        return F
+        if (rng is None) == (positions is None):
+            raise ValueError("give exactly one of rng and positions")
+        upsample_scale(h_low.shape, h_high.shape)           # validates the shapes
+        self.last_index = None
+        if positions is None:
+            self.last_index, positions = self.draw(h_low.shape, h_high.shape, rng)
+            positions = positions._replace(index=get_array_module(h_low).asarray(positions.index))
+        a = self.pair_layer.forward(h_low, h_high, positions.index)
+        return self.critic.forward(a, positions.n_joint, positions.groups)
 
     def backward(self, dF=1.0):
         """(dH_l, dH_{l+1}) = dF * dF/dH; D's grads become dF * dF/dtheta (overwritten)."""
-        if self._cache is None:
-            raise RuntimeError("backward called before forward")
-        da = self.critic.backward_to_first(dF)
-        dh_low, dh_high, dW, db = pair_linear_backward(da, self._cache)
-        self.critic.first_layer._set_grads(W=dW, b=db)
-        return dh_low, dh_high
+        return self.pair_layer.backward(self.critic.backward(dF))

@@ -6,20 +6,25 @@ score per column:
     -FC(128, 64)-BN-LReLU(0.2)-FC(64, 1)
 built from nn layers (``hidden`` changes the widths; tests use small ones).
 
-``PairCritic`` runs D on the joint and marginal pairs in ONE batch, joint pairs
-first: V = D(z)[0], V_P = V[:S_P], V_Q = V[S_P:]. The batch-norm layers of D
-therefore normalize with statistics of joint and marginal rows together, the
+D's joint and marginal pairs go through in ONE batch, joint pairs first:
+V = D(z)[0], V_P = V[:S_P], V_Q = V[S_P:]. The batch-norm layers of D
+therefore normalize with statistics of joint and marginal pairs together, the
 same statistics for both kinds of sample; in two separate batches BN would
 normalize each kind by its own mean and variance, which both hides the
 difference D must detect and hands it a shortcut (the batch a row came in).
 
-Forward:   V = D(z)[0];  F, dF/dV_P, dF/dV_Q = estimator(V_P, V_Q)
-Backward:  dV = dF * [dF/dV_P, dF/dV_Q];  dz = D.backward(dV[None, :])
-           (fills D's gradients with dF * dF/dtheta, overwriting them)
-``forward_after_first``/``backward_to_first`` start and stop after D's first
-linear layer: IFMBlock computes that layer fused with the pair gather
-(ifm/pairs.py) and fills its gradients itself.
+``Critic`` is D after its first linear layer, and the estimator:
+Forward:   a (hidden[0], S) = D's first layer on z;  V = D_rest(a)[0];
+           F, dF/dV_P, dF/dV_Q = estimator(V_P, V_Q)
+Backward:  dV = dF * [dF/dV_P, dF/dV_Q];  da = D_rest.backward(dV[None, :])
+           (fills the layers' gradients with dF * dF/dtheta, overwriting them)
+IFMBlock puts the pair layer (``pairs.PairLinear``: the pair gather fused with
+D's first layer) in front of it; ``PairCritic`` puts an nn.Linear in front of
+it, for ready-made pair vectors z. Either way the layers are keyed by their
+index in D: "0" is the first linear layer, "1" .. the rest, as in nn.Sequential.
 """
+import numbers
+
 import numpy as np
 
 from nn import BatchNorm1d, LeakyReLU, Linear, Sequential
@@ -33,16 +38,23 @@ HIDDEN = (256, 128, 64)
 NEGATIVE_SLOPE = 0.2
 
 
+def discriminator_layers(hidden=HIDDEN, rng=None, dtype=np.float32):
+    """D's layers after its first Linear: BN-LeakyReLU, then (Linear-BN-LeakyReLU) per
+    further hidden width, then Linear(.., 1)."""
+    rng = default_rng(rng)
+    layers = [BatchNorm1d(hidden[0], dtype=dtype), LeakyReLU(NEGATIVE_SLOPE)]
+    for width, out in zip(hidden[:-1], hidden[1:]):
+        layers += [Linear(width, out, rng=rng, dtype=dtype), BatchNorm1d(out, dtype=dtype),
+                   LeakyReLU(NEGATIVE_SLOPE)]
+    layers.append(Linear(hidden[-1], 1, rng=rng, dtype=dtype))
+    return layers
+
+
 def make_discriminator(in_features, hidden=HIDDEN, rng=None, dtype=np.float32):
     """nn.Sequential: (Linear-BN-LeakyReLU) per hidden width, then Linear(.., 1)."""
     rng = default_rng(rng)
-    layers, width = [], in_features
-    for out in hidden:
-        layers += [Linear(width, out, rng=rng, dtype=dtype), BatchNorm1d(out, dtype=dtype),
-                   LeakyReLU(NEGATIVE_SLOPE)]
-        width = out
-    layers.append(Linear(width, 1, rng=rng, dtype=dtype))
-    return Sequential(*layers)
+    first = Linear(in_features, hidden[0], rng=rng, dtype=dtype)
+    return Sequential(first, *discriminator_layers(hidden, rng, dtype))
 
 
 def make_estimator(estimator, dv_ema=None, dtype=np.float32):
@@ -57,40 +69,34 @@ def make_estimator(estimator, dv_ema=None, dtype=np.float32):
     return DVMovingAverage(dv_ema, dtype)
 
 
-class PairCritic(Container):
-    """D and an estimator on ready-made pair vectors (see the module docstring).
+class Critic(Container):
+    """D after its first linear layer, and the estimator (see the module docstring).
 
-    params/grads/buffers are D's, keyed "i.name" as in nn.Sequential (plus the
-    moving-average buffers "dv.log_ema", "dv.weight" when ``dv_ema`` is set).
+    forward(a (hidden[0], S), n_joint, groups) -> F (0-d); backward(dF) -> da (hidden[0], S).
+    params/grads/buffers are the layers', keyed by their index in D ("1.gamma",
+    "3.W", ...), plus the moving-average buffers "dv.log_ema", "dv.weight" when
+    ``dv_ema`` is set; ``named_layers`` lists them for a container that adds
+    layer "0".
     """
 
-    def __init__(self, in_features, estimator="jsd", hidden=HIDDEN, rng=None,
-                 dtype=np.float32, dv_ema=None):
-        self.D = make_discriminator(in_features, hidden, rng, dtype)
+    def __init__(self, estimator="jsd", hidden=HIDDEN, rng=None, dtype=np.float32,
+                 dv_ema=None):
+        self.layers = discriminator_layers(hidden, rng, dtype)
         self.estimate = make_estimator(estimator, dv_ema, dtype)
         self.estimator = estimator
-        self.named_layers = [(str(i), layer) for i, layer in enumerate(self.D.layers)]
+        self.named_layers = [(str(i), layer) for i, layer in enumerate(self.layers, start=1)]
         if isinstance(self.estimate, DVMovingAverage):
             self.named_layers.append(("dv", self.estimate))
         super().__init__(self.named_layers)
         self._dV = None
 
-    @property
-    def first_layer(self):
-        """D's first Linear (C_l + C_h -> 256); IFMBlock applies it fused with the gather."""
-        return self.D.layers[0]
-
-    def forward(self, z, n_joint, groups=None):
-        """F (0-d) for z (in_features, S) whose first n_joint columns are joint pairs.
+    def forward(self, a, n_joint, groups=None):
+        """F (0-d) for a (hidden[0], S) whose first n_joint columns are joint pairs.
 
         ``groups`` = (G, B) reshapes the scores for InfoNCE: V_P (G, B), V_Q (G, B, B-1).
         """
-        return self.forward_after_first(self.first_layer.forward(z), n_joint, groups)
-
-    def forward_after_first(self, a, n_joint, groups=None):
-        """F from a = first_layer(z) (256, S): D's remaining layers, then the estimator."""
         V = a
-        for layer in self.D.layers[1:]:
+        for layer in self.layers:
             V = layer.forward(V)
         V = V[0]
         v_joint, v_marg = V[:n_joint], V[n_joint:]
@@ -104,15 +110,42 @@ class PairCritic(Container):
         return F
 
     def backward(self, dF=1.0):
-        """dz = dF * dF/dz (in_features, S); D's grads become dF * dF/dtheta."""
-        return self.first_layer.backward(self.backward_to_first(dF))
-
-    def backward_to_first(self, dF=1.0):
-        """da = dF * dF/da for a = first_layer(z); fills the grads of every layer but the first."""
+        """da = dF * dF/da (hidden[0], S); the layers' grads become dF * dF/dtheta."""
         if self._dV is None:
             raise RuntimeError("backward called before forward")
-        xp = get_array_module(self._dV)
-        d = (self._dV * xp.asarray(dF, dtype=self._dV.dtype))[None, :]
-        for layer in reversed(self.D.layers[1:]):
+        if isinstance(dF, numbers.Number):      # a host scalar: no upload
+            dF = self._dV.dtype.type(dF)
+        else:
+            dF = get_array_module(self._dV).asarray(dF, dtype=self._dV.dtype)
+        d = (self._dV * dF)[None, :]
+        for layer in reversed(self.layers):
             d = layer.backward(d)
         return d
+
+
+class PairCritic(Container):
+    """D and the estimator on ready-made pair vectors z (in_features, S).
+
+    forward(z, n_joint, groups) -> F (0-d); backward(dF) -> dz (in_features, S).
+    params/grads/buffers are D's, keyed "i.name" as in nn.Sequential (plus
+    "dv.log_ema", "dv.weight" when ``dv_ema`` is set).
+    """
+
+    def __init__(self, in_features, estimator="jsd", hidden=HIDDEN, rng=None,
+                 dtype=np.float32, dv_ema=None):
+        rng = default_rng(rng)
+        self.first = Linear(in_features, hidden[0], rng=rng, dtype=dtype)
+        self.critic = Critic(estimator, hidden, rng, dtype, dv_ema)
+        self.estimator = estimator
+        super().__init__([("0", self.first)] + self.critic.named_layers)
+
+    def train(self, mode=True):
+        super().train(mode)
+        self.critic.training = mode
+        return self
+
+    def forward(self, z, n_joint, groups=None):
+        return self.critic.forward(self.first.forward(z), n_joint, groups)
+
+    def backward(self, dF=1.0):
+        return self.first.backward(self.critic.backward(dF))

@@ -1,4 +1,4 @@
-"""Pair vectors from two feature maps, fused with D's first linear layer.
+"""The pair layer: pair vectors from two feature maps, fused with D's first linear layer.
 
 Shapes (batch last, nn/layout.py): H_l (C_l, h, w, N), H_{l+1} (C_h, h/s, w/s, N)
 with an integer factor s (2 in the paper), U = up(H_{l+1}) (C_h, h, w, N). For
@@ -27,12 +27,19 @@ The scatter is the gather's adjoint: a position drawn several times
 (marginals are drawn with replacement; nearest maps s*s fine locations to one
 coarse one) receives the sum of its rows. dH_l = dM_l as a map; dH_{l+1} =
 dM_h as a map at coarse locations (nearest), or A_h^T dU A_w (bilinear).
+
+``PairLinear`` is the layer (it owns W and b); ``pair_linear_forward``/
+``pair_linear_backward`` its fast path, and ``pair_linear_reference_forward``/
+``pair_linear_reference_backward`` the plain formula it is tested against
+(z built column by column, then a = W z + b).
 """
 from typing import NamedTuple
 
 import numpy as np
 
 from nn.backend import get_array_module
+from nn.init import default_rng, kaiming_normal
+from nn.module import Module
 from nn.parallel import channel_sum, matmul, per_channel, run_in_blocks
 from nn.upsample import bilinear_upsample_backward, bilinear_upsample_forward
 
@@ -171,3 +178,109 @@ def pair_linear_backward(da, cache):
     if cache.upsample == "bilinear":
         dh_high = bilinear_upsample_backward(dh_high, cache.scale, cache.high_shape)
     return dh_low, dh_high, xp.concatenate(dW_halves, axis=1), channel_sum(da)
+
+
+class PairReferenceCache(NamedTuple):
+    z: object           # (C_l + C_h, S) pair vectors
+    E_low: object       # (h*w*N, S) selection matrix of the H_l half
+    E_high: object      # (h'*w'*N, S) selection matrix of the high half
+    W: object           # (out, C_l + C_h)
+    low_shape: tuple    # H_l shape
+    gathered_shape: tuple   # the map the high half is gathered from (H_{l+1} or U)
+    high_shape: tuple   # H_{l+1} shape
+    upsample: str
+    scale: int
+
+
+def _selection(n, s, shape, dtype):
+    """E (h*w*N, S): E[s_r*N + n_r, r] = 1, so M E picks column r's vector of M (C, h*w*N)."""
+    xp = get_array_module(n)
+    _, h, w, N = shape
+    E = xp.zeros((h * w * N, len(n)), dtype=dtype)
+    E[s * N + n, xp.arange(len(n))] = 1
+    return E
+
+
+def pair_linear_reference_forward(h_low, h_high, index, W, b, upsample="nearest"):
+    """The plain formula, the oracle for ``pair_linear_forward``. Returns (a, cache).
+
+        z = [M_l E_l ; M_h E_h] (C_l + C_h, S),   a = W z + b (out, S)
+
+    M_l = channel_matrix(H_l) (C_l, h*w*N), M_h that of the map the high half
+    is read from, and E the one-hot selection matrices of ``index`` (4, S) =
+    (n, s, m, t), as for ``pair_linear_forward``: with "nearest", t is a
+    location on H_{l+1}'s own grid, where U's value is H_{l+1}'s; with
+    "bilinear", on the (h, w) grid of U = A_h H_{l+1} A_w^T.
+    """
+    scale = upsample_scale(h_low.shape, h_high.shape)
+    xp = get_array_module(h_low)
+    low_n, low_s, high_n, high_s = index
+    U = _high_map(h_high, upsample, scale)
+    E_low = _selection(low_n, low_s, h_low.shape, h_low.dtype)
+    E_high = _selection(high_n, high_s, U.shape, U.dtype)
+    z = xp.concatenate([channel_matrix(h_low) @ E_low, channel_matrix(U) @ E_high], axis=0)
+    a = W @ z + b[:, None]
+    return a, PairReferenceCache(z, E_low, E_high, W, h_low.shape, U.shape, h_high.shape,
+                                 upsample, scale)
+
+
+def pair_linear_reference_backward(da, cache):
+    """(dH_l, dH_{l+1}, dW, db) from da (out, S), by the plain formula:
+
+        dz = W^T da (C_l + C_h, S),  dW = da z^T,  db = sum_r da[:, r],
+        dM_l = dz[:C_l] E_l^T,  dM_h = dz[C_l:] E_h^T  (repeated columns add up),
+        dH_{l+1} = dM_h as a map (nearest) or A_h^T dU A_w (bilinear, dU = dM_h as a map).
+    """
+    C_l = cache.low_shape[0]
+    dz = cache.W.T @ da
+    dh_low = map_from_channel_matrix(dz[:C_l] @ cache.E_low.T, cache.low_shape)
+    dh_high = map_from_channel_matrix(dz[C_l:] @ cache.E_high.T, cache.gathered_shape)
+    if cache.upsample == "bilinear":
+        dh_high = bilinear_upsample_backward(dh_high, cache.scale, cache.high_shape)
+    return dh_low, dh_high, da @ cache.z.T, da.sum(axis=1)
+
+
+class PairLinear(Module):
+    """The pair layer: D's first linear layer on the pair vectors of H_l and up(H_{l+1}).
+
+        a = W z + b,   z[:, r] = [H_l[:, s_r, n_r] ; U[:, t_r, m_r]]
+
+    W (out, C_l + C_h) and b (out,) are D's first layer's, drawn as nn.Linear
+    draws them (Kaiming normal for fan_in = C_l + C_h, b = 0).
+    forward(h_low (C_l, h, w, N), h_high (C_h, h/s, w/s, N), index (4, S)) -> a (out, S);
+    backward(da (out, S)) -> (dH_l, dH_{l+1}), and fills grads["W"], grads["b"]
+    (overwritten). ``index`` as for ``pair_linear_forward``. ``project``
+    (None, True or False) chooses the order of each half (``project_first``).
+    """
+
+    def __init__(self, c_low, c_high, out_features, upsample="nearest", rng=None,
+                 dtype=np.float32, negative_slope=0.2):
+        super().__init__()
+        if upsample not in ("nearest", "bilinear"):
+            raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
+        in_features = c_low + c_high
+        self.params["W"] = kaiming_normal((out_features, in_features), in_features,
+                                          default_rng(rng), negative_slope, dtype)
+        self.params["b"] = np.zeros(out_features, dtype=dtype)
+        self._zero_grads()
+        self.c_low, self.c_high, self.upsample = c_low, c_high, upsample
+        self.project = None
+        self._cache = None
+
+    def __call__(self, h_low, h_high, index):
+        return self.forward(h_low, h_high, index)
+
+    def forward(self, h_low, h_high, index):
+        if h_low.shape[0] != self.c_low or h_high.shape[0] != self.c_high:
+            raise ValueError(f"PairLinear({self.c_low}, {self.c_high}) got maps with "
+                             f"{h_low.shape[0]} and {h_high.shape[0]} channels")
+        a, self._cache = pair_linear_forward(h_low, h_high, index, self.params["W"],
+                                             self.params["b"], self.upsample, self.project)
+        return a
+
+    def backward(self, da):
+        if self._cache is None:
+            raise RuntimeError("backward called before forward")
+        dh_low, dh_high, dW, db = pair_linear_backward(da, self._cache)
+        self._set_grads(W=dW, b=db)
+        return dh_low, dh_high

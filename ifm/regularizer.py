@@ -10,6 +10,8 @@ is a function of H_l). Layer indices are 1-based as in the paper.
     reg = IFMRegularizer(channels=[32, 64, 128, 128], pairs=[(1, 2), (2, 3), (3, 4)],
                          lam=1.0, samples=64, estimator="jsd", rng=init_rng)
     F_list = reg.forward([H_1, H_2, H_3, H_4], rng)   # one 0-d F per pair
+    # or positions drawn ahead on the host (reg.draw(shapes, rng)), moved to the
+    # device (block.upload_positions), then reg.forward(features, positions=...)
     dH = reg.backward()   # list like features: dL/dH_l = -lambda * sum dF/dH_l (or None)
 
 ``backward`` also fills every D's grads with the gradient of the same loss
@@ -49,13 +51,34 @@ class IFMRegularizer(Container):
         self.channels, self.pairs, self.lam = list(channels), pairs, lam
         self._n_features = None
 
-    def forward(self, features, rng):
-        """[F_l] (0-d arrays) for features [H_1, ..., H_L]; ``rng`` drives all sampling."""
+    def draw(self, feature_shapes, rng):
+        """[host PairPositions per pair] for features of these shapes.
+
+        Drawn from ``rng`` block by block, in the order ``forward(features, rng)``
+        draws them, so both consume the generator alike.
+        """
+        self._check_count(feature_shapes)
+        return [block.draw(feature_shapes[low - 1], feature_shapes[high - 1], rng)[1]
+                for (low, high), block in zip(self.pairs, self.blocks)]
+
+    def forward(self, features, rng=None, positions=None):
+        """[F_l] (0-d arrays) for features [H_1, ..., H_L].
+
+        ``rng`` drives all sampling; or ``positions`` gives each pair's
+        PairPositions on the features' device (a list like ``draw``'s).
+        """
+        self._check_count(features)
+        if positions is None:
+            positions = [None] * len(self.blocks)
+        elif rng is not None:
+            raise ValueError("give exactly one of rng and positions")
+        self._n_features = len(features)
+        return [block.forward(features[low - 1], features[high - 1], rng, p)
+                for (low, high), block, p in zip(self.pairs, self.blocks, positions)]
+
+    def _check_count(self, features):
         if len(features) != len(self.channels):
             raise ValueError(f"expected {len(self.channels)} feature maps, got {len(features)}")
-        self._n_features = len(features)
-        return [block.forward(features[low - 1], features[high - 1], rng)
-                for (low, high), block in zip(self.pairs, self.blocks)]
 
     def backward(self):
         """dL/dH for L's term -lam * sum_l F_l: a list like features (None where unused)."""

@@ -5,7 +5,8 @@ A position is an image n and a flat location s = y * w + x on that (h, w) grid.
 All randomness comes from the numpy Generator passed in and every draw is
 vectorized, so the same generator state gives the same pairs (a gradient
 check replays a forward exactly). Index arrays stay on the host here; the
-block moves them to the device with one ``xp.asarray`` per forward.
+block moves them to the device with one ``xp.asarray`` per forward, or the
+trainer those of a whole epoch at once (``block.upload_positions``).
 
 Joint pairs (samples from P, the joint of H_l and H_{l+1} vectors):
     K = min(samples, h*w) locations per image, drawn WITHOUT replacement

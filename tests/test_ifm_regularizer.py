@@ -61,9 +61,9 @@ def test_train_eval_and_astype():
                          dv_ema=0.1, rng=np.random.default_rng(0), hidden=SMALL)
     assert reg.eval() is reg
     assert all(not b.critic.estimate.training for b in reg.blocks)
-    assert all(not layer.training for b in reg.blocks for layer in b.critic.D.layers)
+    assert all(not layer.training for b in reg.blocks for layer in b.children())
     reg.train()
-    assert all(layer.training for b in reg.blocks for layer in b.critic.D.layers)
+    assert all(layer.training for b in reg.blocks for layer in b.children())
     assert "ifm12.dv.log_ema" in reg.state_dict() and "ifm23.4.running_var" in reg.state_dict()
     reg.astype(np.float64).to("cpu")
     assert all(p.dtype == np.float64 for p in reg.params.values())

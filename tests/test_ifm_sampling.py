@@ -230,9 +230,9 @@ def test_block_joint_rows_are_the_concatenated_vectors_at_one_position():
     block.forward(h_low, h_high, np.random.default_rng(0))
     idx = block.last_index
     seen = []
-    block.critic.forward_after_first = lambda a, *rest: seen.append(a) or np.zeros(())
+    block.critic.forward = lambda a, *rest: seen.append(a) or np.zeros(())
     block.forward(h_low, h_high, np.random.default_rng(0))
-    first = block.critic.first_layer.params
+    first = block.pair_layer.params
     for r in range(idx.n_joint):
         n, s = idx.low_n[r], idx.low_s[r]
         y, x = divmod(s, 4)
