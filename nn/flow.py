@@ -117,27 +117,25 @@ def actnorm_backward(dy, dlog_det, y, logs):
 
 def squeeze(x):
     """(C, H, W, N) -> (4C, H/2, W/2, N): y[4c + 2u + v, i, j, n] = x[c, 2i + u, 2j + v, n]."""
-    xp = get_array_module(x)
     C, H, W, N = x.shape
     if H % 2 or W % 2:
         raise ValueError(f"squeeze needs even height and width, got {H}x{W}")
     y = x.reshape(C, H // 2, 2, W // 2, 2, N).transpose(0, 2, 4, 1, 3, 5)
-    return xp.ascontiguousarray(y).reshape(4 * C, H // 2, W // 2, N)
+    return y.reshape(4 * C, H // 2, W // 2, N)      # reshaping the transposed view copies
 
 
 def unsqueeze(y):
     """(4C, H, W, N) -> (C, 2H, 2W, N), the inverse (and the transpose) of squeeze."""
-    xp = get_array_module(y)
     C4, H, W, N = y.shape
     if C4 % 4:
         raise ValueError(f"unsqueeze needs a multiple of 4 channels, got {C4}")
     x = y.reshape(C4 // 4, 2, 2, H, W, N).transpose(0, 3, 1, 4, 2, 5)
-    return xp.ascontiguousarray(x).reshape(C4 // 4, 2 * H, 2 * W, N)
+    return x.reshape(C4 // 4, 2 * H, 2 * W, N)
 
 
 def reverse_channels(x):
     """y[c] = x[C - 1 - c]; its own inverse and transpose."""
-    return get_array_module(x).ascontiguousarray(x[::-1])
+    return x[::-1].copy()
 
 
 # ---- zero-initialized convolution with an output scale ----------------------------------------

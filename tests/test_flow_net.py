@@ -241,3 +241,30 @@ def test_float32_stays_float32(rng):
     dx = net.backward(None, None, dlogp)
     assert dx.dtype == np.float32
     assert all(net.grads[k].dtype == np.float32 for k in net.params)
+
+
+def test_on_the_cupy_standin_no_host_reads_and_numpy_results(rng):
+    # The device path without a GPU: tests/cupy_standin.py refuses host arrays in device
+    # ops and counts host reads (float(), .item(), ...). Dropout off: the stand-in has no
+    # random states (on a real GPU the mask comes from cupy.random.RandomState(seed)).
+    import cupy_standin
+    net = build(False, p=0.0)
+    x = rng.standard_normal(IMAGE)
+    out = net.forward(x)
+    dx = net.backward(None, None, gaussian.bits_per_dim(out.log_likelihood, 48)[1])
+    grads = {k: net.grads[k].copy() for k in net.params}
+    with cupy_standin.installed() as cp:
+        net.to("gpu")
+        xd = cp.asarray(x)
+        with cupy_standin.counting() as c:
+            out_d = net.forward(xd)
+            bpd, dlogp = gaussian.bits_per_dim(out_d.log_likelihood, 48)
+            dx_d = net.backward(None, None, dlogp)
+            x_back = net.inverse(out_d.z, out_d.zs)
+        assert c.host_reads == 0 and c.uploads == 0, c.by_name.most_common(5)
+        np.testing.assert_allclose(cp.asnumpy(dx_d), dx, rtol=0, atol=1e-13)
+        for k in grads:
+            np.testing.assert_allclose(cp.asnumpy(net.grads[k]), grads[k], rtol=0, atol=1e-12,
+                                       err_msg=k)
+        np.testing.assert_allclose(cp.asnumpy(x_back), x, rtol=0, atol=1e-10)
+        net.to("cpu")
