@@ -36,9 +36,10 @@ y1 = x1) and the layer keeps no arrays between forward and backward; with
 not used. Both give the same gradients (to rounding: the inverse reproduces
 x to ~1e-16 relative).
 
-Dropout in the coupling draws its mask from a seed that forward takes from
-the layer's host ``rng`` (a numpy Generator); backward redraws the same mask
-from it, so the inverting backward undoes exactly the map forward applied.
+Dropout in the coupling draws its mask from xp.random.RandomState(seed) (on
+the device for CuPy), with a seed that forward takes from the layer's host
+``rng`` (a numpy Generator); the inverting backward redraws the same mask from
+that seed, so it undoes exactly the map forward applied.
 ``inverse`` is the inverse of the map without dropout (eval mode).
 """
 from typing import NamedTuple
@@ -51,7 +52,7 @@ from .conv import conv2d_backward, conv2d_forward
 from .dropout import dropout_backward, dropout_forward, keep_mask
 from .gaussian import gaussian_log_likelihood, gaussian_log_likelihood_backward
 from .init import default_rng, kaiming_normal
-from .module import Container, Module
+from .module import Module
 from .parallel import channel_dot, channel_sum, per_channel
 
 ACTNORM_EPS = 1e-6
@@ -147,7 +148,10 @@ class ZeroConvCache(NamedTuple):
 
 
 def zero_conv_forward(x, W, b, logs, k=ZERO_CONV_LOGSCALE):
-    """y = (conv3x3(x, W) + b) exp(k logs), padding 1; x (C, H, W, N), W (O, C, 3, 3), y (O, H, W, N)."""
+    """y = (conv3x3(x, W) + b) exp(k logs), padding 1.
+
+    x (C, H, W, N), W (O, C, 3, 3), b and logs (O,), y (O, H, W, N); returns (y, cache).
+    """
     xp = get_array_module(x)
     pre, conv = conv2d_forward(x, W, b, padding=W.shape[-1] // 2)
     O = pre.shape[0]
@@ -251,7 +255,10 @@ class SplitCache(NamedTuple):
 
 
 def split_forward(x, W, b, logs):
-    """(z1, z2, log_prior (N,), cache) for x (C, H, W, N), C even; W (C, C/2, 3, 3), b, logs (C,)."""
+    """(z1, z2, log_prior (N,), cache) for x (C, H, W, N), C even.
+
+    W (C, C/2, 3, 3), b and logs (C,): the prior's ZeroConv; z1, z2 (C/2, H, W, N).
+    """
     C = x.shape[0]
     if C % 2:
         raise ValueError(f"split needs an even number of channels, got {C}")
