@@ -1,9 +1,11 @@
-"""Leaky ReLU with slope 0 <= a < 1, elementwise (any shape).
+"""Leaky ReLU with slope 0 <= a < 1, and ReLU (a = 0), elementwise (any shape).
 
 Forward:  y = x if x > 0 else a x,       computed as y = max(x, a x)
 Backward: dx = dy if x > 0 else a dy,    computed as dx = dy (a + (1 - a) [y > 0])
 The output has the sign of the input, so backward reads the cached output y.
 (xp.where is several times slower than this arithmetic on NumPy.)
+
+ReLU:     y = max(x, 0),                 dx = dy [y > 0]
 """
 from .backend import get_array_module
 from .parallel import per_channel
@@ -22,3 +24,14 @@ def leaky_relu_forward(x, negative_slope=0.2):
 def leaky_relu_backward(dy, y, negative_slope=0.2):
     a = dy.dtype.type(negative_slope)
     return per_channel(lambda dy, y: dy * (a + (1 - a) * (y > 0)), dy, y, dtype=dy.dtype)
+
+
+def relu_forward(x):
+    """Returns (y, cache) with cache = y."""
+    xp = get_array_module(x)
+    y = per_channel(lambda x: xp.maximum(x, 0), x)
+    return y, y
+
+
+def relu_backward(dy, y):
+    return per_channel(lambda dy, y: dy * (y > 0), dy, y, dtype=dy.dtype)

@@ -12,6 +12,8 @@ Adam (Kingma & Ba; bias corrections folded into a host scalar step size):
     g <- g + wd * p;   m <- m + (1 - b1)(g - m);   v <- v + (1 - b2)(g^2 - v)
     p <- p - lr * sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps_hat),
     eps_hat = eps * sqrt(1 - b2^t)   (identical to the textbook update)
+Adamax (Kingma & Ba, Sec. 7.1, the infinity norm; eps as in PyTorch, eps = 0 is the paper's):
+    m <- m + (1 - b1)(g - m);   u <- max(b2 u, |g| + eps);   p <- p - lr / (1 - b1^t) * m / u
 """
 import math
 
@@ -142,3 +144,24 @@ class Adam(Optimizer):
             m += (1 - self.b1) * (g - m)
             v += (1 - self.b2) * (g * g - v)
             p -= step_size * m / (xp.sqrt(v) + eps_hat)
+
+
+class Adamax(Optimizer):
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(params, lr)
+        self.b1, self.b2 = betas
+        self.eps = eps
+        self._new_slot("m")
+        self._new_slot("u")
+
+    def step(self, grads):
+        self.step_count += 1
+        step_size = self.lr / (1 - self.b1 ** self.step_count)
+        for k, p in self.params.items():
+            g = grads[k]
+            xp = get_array_module(p)
+            m, u = self.state["m"][k], self.state["u"][k]
+            m += (1 - self.b1) * (g - m)
+            u *= self.b2
+            xp.maximum(u, xp.abs(g) + self.eps, out=u)
+            p -= step_size * m / u
