@@ -147,20 +147,18 @@ class Adam(Optimizer):
 
 
 class Adamax(Optimizer):
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8):
-        super().__init__(params, lr)
+    """Per group, P, G, M, U (N,), the module docstring's update with the host scalar
+    step_size = lr / (1 - b1^t)."""
+
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, grads=None):
+        super().__init__(params, lr, grads, ["m", "u"])
         self.b1, self.b2 = betas
         self.eps = eps
-        self._new_slot("m")
-        self._new_slot("u")
 
-    def step(self, grads):
-        self.step_count += 1
+    def _update(self, P, G):
         step_size = self.lr / (1 - self.b1 ** self.step_count)
-        for k, p in self.params.items():
-            g = grads[k]
+        for p, g, m, u in zip(P, G, self._slots["m"], self._slots["u"]):
             xp = get_array_module(p)
-            m, u = self.state["m"][k], self.state["u"][k]
             m += (1 - self.b1) * (g - m)
             u *= self.b2
             xp.maximum(u, xp.abs(g) + self.eps, out=u)

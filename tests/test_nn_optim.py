@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import nn
+from nn.optim import Adamax
 
 
 def setup(xp, rng, dtype=np.float64):
@@ -110,8 +111,9 @@ def test_adam_weight_decay(rng):
 
 
 @pytest.mark.parametrize("make", [lambda p: nn.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-3),
-                                  lambda p: nn.Adam(p, lr=0.01, weight_decay=1e-3)],
-                         ids=["SGD", "Adam"])
+                                  lambda p: nn.Adam(p, lr=0.01, weight_decay=1e-3),
+                                  lambda p: Adamax(p, lr=1e-3)],
+                         ids=["SGD", "Adam", "Adamax"])
 def test_updates_are_in_place_and_keep_float32(xp, rng, make):
     _, params, grads = setup(xp, rng, dtype=np.float32)
     opt = make(params)
