@@ -98,11 +98,11 @@ def main(argv=None):
                          rng=np.random.default_rng(args.seed)).to(args.device)
         for K in samples:
             block.samples = K
-            N, _, h, w = h_low.shape
+            _, h, w, N = h_low.shape
             rows = count_rows(N, h, w, K, args.marginal, args.estimator == "infonce")
             label = f"{low}-{high}"
             if rows > MAX_ROWS:
-                print(f"{label:>5} {str(h_low.shape[1:]):>14} {str(h_high.shape[1:]):>14} "
+                print(f"{label:>5} {str(h_low.shape[:3]):>14} {str(h_high.shape[:3]):>14} "
                       f"{K!s:>5} {rows:>9}  skipped (more than {MAX_ROWS} rows)")
                 continue
             step = [0]
@@ -118,7 +118,7 @@ def main(argv=None):
             t_fwd = timer(forward, args.repeats, args.warmup)
             t_bwd = timer(lambda: block.backward(1.0), args.repeats, args.warmup)   # same cache
             t_all = timer(forward_backward, args.repeats, args.warmup)
-            print(f"{label:>5} {str(h_low.shape[1:]):>14} {str(h_high.shape[1:]):>14} {K!s:>5} "
+            print(f"{label:>5} {str(h_low.shape[:3]):>14} {str(h_high.shape[:3]):>14} {K!s:>5} "
                   f"{rows:>9} {t_fwd * 1e3:>9.1f} {t_bwd * 1e3:>9.1f} {t_all * 1e3:>9.1f}")
 
 
