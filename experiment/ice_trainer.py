@@ -55,9 +55,9 @@ class IceTrainer(Trainer):
 
     def train_step(self, index, epoch, step):
         """One step (experiment/ice.py); returns device scalars (L, correct, terms, L)."""
-        cfg, xp, split = self.cfg, self.xp, self.train_data
+        cfg, split = self.cfg, self.train_data
         images = split.images[index]
-        noise = device_random_state(xp, self.step_rng(3, epoch, step)).random_sample(
+        noise = device_random_state(self.xp, self.step_rng(3, epoch, step)).random_sample(
             images.shape[1:] + images.shape[:1]).astype(np.float32)
         x = dequantize(images, noise)
         y = split.digit[index]
@@ -70,10 +70,7 @@ class IceTrainer(Trainer):
         fit_nuisance(self.critic, self.critic_optimizer, self.model.nuisance_input, y,
                      INNER_STEPS, critic_rng)
         self.critic.reseed(critic_rng)
-        y_enc = y
-        if cfg["ice_labels"] == "shuffled":
-            u = device_random_state(xp, self.step_rng(6, epoch, step)).random_sample(y.shape[0])
-            y_enc = y[xp.argsort(u)]
+        y_enc = self.encoder_labels(y, epoch, step)
         terms, upstream = ice_objective(self.model, self.critic, logits, y, y_enc,
                                         cfg["ice_beta"], input_log_det(self.values))
         ice_backward(self.model, self.critic, upstream)
@@ -81,6 +78,13 @@ class IceTrainer(Trainer):
         self.optimizer.step(self.model.grads)
         correct = (logits.argmax(axis=0) == y).sum()
         return terms.loss, correct, [terms.bpd, terms.ce_logits, terms.ce_nuisance], terms.loss
+
+    def encoder_labels(self, y, epoch, step):
+        """y_enc: y, or y permuted within the batch (--ice-labels shuffled) by argsort of U[0, 1)."""
+        if self.cfg["ice_labels"] == "true":
+            return y
+        u = device_random_state(self.xp, self.step_rng(6, epoch, step)).random_sample(y.shape[0])
+        return y[self.xp.argsort(u)]
 
     def eval_inputs(self, split, index):
         """x of the bin centres (u = 1/2), the mean of the training inputs."""
