@@ -5,8 +5,12 @@ checkpoints per method: the one with the best validation digit accuracy
 (`_digit`) and the one with the best validation texture accuracy
 (`_texture`), plus one row from other work (iCE fi-RevNet, digit only).
 PAPER_TABLE3 holds its numbers as printed, in %, two decimals; None where
-the paper gives no number. Every table here prints all five paper rows in the
-paper's order; where we have no run for a row, our cells are "-".
+the paper gives no number. Our iCE fi-RevNet runs (--method ice-firevnet)
+fill two rows, iCE_fi-RevNet_digit and iCE_fi-RevNet_texture, chosen like
+the others; the paper's one iCE number (which checkpoint it is, the paper
+does not say) stands beside both. Every table here prints the paper's rows
+in the paper's order, the iCE row as our two; where we have no run for a
+row, our cells are "-".
 """
 import numpy as np
 
@@ -20,26 +24,33 @@ PAPER_TABLE3 = {
 }
 PAPER_ROW_ORDER = ("Baseline_digit", "Baseline_texture", "iCE fi-RevNet", "Ours_digit",
                    "Ours_texture")
-ROW_ORDER = ("Baseline_digit", "Baseline_texture", "Ours_digit", "Ours_texture")  # ours
+ROW_ORDER = ("Baseline_digit", "Baseline_texture", "iCE_fi-RevNet_digit",
+             "iCE_fi-RevNet_texture", "Ours_digit", "Ours_texture")     # ours, as tables print
+ROW_PREFIX = {"baseline": "Baseline", "ice-firevnet": "iCE_fi-RevNet", "ifm": "Ours"}
 NOT_RUN = "-"
+
+
+def paper_row(name):
+    """The paper's row beside one of ours: "iCE_fi-RevNet_digit" -> "iCE fi-RevNet"."""
+    return "iCE fi-RevNet" if name.startswith("iCE_") else name
 
 
 def paper_note():
     """One sentence on the paper columns, for the text above a table."""
     return ("The paper columns are the test accuracies of the paper's Table 3 as printed "
-            "(iCE fi-RevNet is a method the paper compares with; it has no texture number "
-            "there); \"-\" in our columns means no run for that row.")
+            "(iCE fi-RevNet is a method the paper compares with; it has one number there, "
+            "digit accuracy of an unstated checkpoint, shown beside both of our iCE rows); "
+            "\"-\" in our columns means no run for that row.")
 
 
 def row_name(method, which):
-    """("ifm", "best_digit") -> "Ours_digit"."""
-    prefix = "Ours" if method == "ifm" else "Baseline"
-    return f"{prefix}_{which.split('_', 1)[1]}"
+    """("ifm", "best_digit") -> "Ours_digit"; ("ice-firevnet", ...) -> "iCE_fi-RevNet_..."."""
+    return f"{ROW_PREFIX[method]}_{which.split('_', 1)[1]}"
 
 
 def paper_cell(row, key):
     """The paper's number for one cell, two decimals as printed; "-" where it gives none."""
-    value = PAPER_TABLE3[row][key]
+    value = PAPER_TABLE3[paper_row(row)][key]
     return NOT_RUN if value is None else f"{value:.2f}"
 
 
@@ -54,12 +65,12 @@ def when(row, report):
 
 
 def run_table_markdown(report):
-    """Markdown Table 3 block for a single run's report.json dict: all five paper rows."""
+    """Markdown Table 3 block for a single run's report.json dict: every row of ROW_ORDER."""
     lines = ["| model | epoch | val digit | val texture | test acc(digit) | test acc(texture) "
              "| paper acc(digit) | paper acc(texture) |",
              "|---|---|---|---|---|---|---|---|"]
     ours = {row_name(report["method"], which): r for which, r in report["rows"].items()}
-    for name in PAPER_ROW_ORDER:
+    for name in ROW_ORDER:
         r = ours.get(name)
         if r is None:
             cells = " | ".join([NOT_RUN] * 5)
@@ -102,11 +113,11 @@ def _mean_std(mean, std):
 def aggregate_markdown(rows):
     """Markdown Table 3: mean ± std over runs (no ± where a row has one run).
 
-    All five paper rows in the paper's order; a row with no runs shows "-".
+    Every row of ROW_ORDER (the paper's, iCE as our two); a row with no runs shows "-".
     """
     lines = ["| model | runs | acc(digit) | acc(texture) | paper acc(digit) | paper acc(texture) |",
              "|---|---|---|---|---|---|"]
-    for name in PAPER_ROW_ORDER:
+    for name in ROW_ORDER:
         r = rows.get(name)
         if r is None:
             cells = " | ".join([NOT_RUN] * 3)

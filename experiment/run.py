@@ -22,7 +22,8 @@ from . import report as table3
 from .progress import EpochProgress, format_seconds
 from .provenance import data_changes, software_versions
 from .runfolder import BEST, CHECKPOINT, CONFIG, RunFolder, RunFolderError
-from .settings import EXPERIMENT_KEYS, OLD_RUN_DEFAULTS, RESUMABLE_KEYS, parse
+from .ice_trainer import IceTrainer
+from .settings import EXPERIMENT_KEYS, RESUMABLE_KEYS, old_run_settings, parse
 from .trainer import EpochAccumulator, NonFiniteLoss, Trainer
 
 
@@ -31,7 +32,12 @@ class UsageError(Exception):
 
 
 def method_of(cfg):
-    return "ifm" if cfg["ifm"] else "baseline"
+    return cfg["method"]
+
+
+def build_trainer(cfg, dataset, device):
+    """The Trainer of the run's method (IceTrainer for ice-firevnet)."""
+    return (IceTrainer if cfg["method"] == "ice-firevnet" else Trainer)(cfg, dataset, device)
 
 
 def plural(n, noun):
@@ -74,7 +80,7 @@ def resume_settings(folder, args):
         raise UsageError(f"--resume: {folder.path} holds no run to resume (no config.json); "
                          f"{fix}")
     saved = folder.load_config()
-    cfg = {**OLD_RUN_DEFAULTS, **saved["settings"]}
+    cfg = old_run_settings(saved["settings"])
     given = {**settings_from_args(args), "device": args.device, "cpu_cores": args.cpu_cores}
     run = {**cfg, "device": saved.get("device"), "cpu_cores": saved.get("cpu_cores")}
     fixed = [k for k in (*EXPERIMENT_KEYS, "device", "cpu_cores") if k not in RESUMABLE_KEYS]
@@ -188,7 +194,7 @@ class InterruptFlag:
 
 
 def history_columns(trainer):
-    return (["epoch", "train_loss", "train_acc"] + trainer.pair_names
+    return (["epoch", "train_loss", "train_acc"] + trainer.term_names
             + ["val_digit_acc", "val_texture_acc", "seconds", "images_per_s"])
 
 
@@ -201,7 +207,7 @@ def train(trainer, folder, cfg, progress_state, best_states, quiet, interrupt, l
     B = cfg["batch_size"]
     every = cfg["eval_every"]
     for epoch in range(progress_state["epoch_done"] + 1, cfg["epochs"] + 1):
-        accum = EpochAccumulator(xp, len(trainer.pair_names))
+        accum = EpochAccumulator(xp, len(trainer.term_names))
         start_step, carried_seconds = 0, 0.0
         if progress_state.get("partial"):
             accum.load_host(progress_state["partial"]["accum"])
@@ -241,14 +247,14 @@ def train(trainer, folder, cfg, progress_state, best_states, quiet, interrupt, l
                "val_digit_acc": f"{val_digit:.6f}", "val_texture_acc": f"{val_texture:.6f}",
                "seconds": f"{seconds:.2f}",
                "images_per_s": f"{host['seen'] / max(train_seconds, 1e-9):.1f}"}
-        for name, F in zip(trainer.pair_names, host["F"]):
+        for name, F in zip(trainer.term_names, host["F"]):
             row[name] = f"{F / host['steps']:.6f}"
         history.append(row)
         folder.write_history(history, columns)
         progress_state["epoch_done"] = epoch
         progress_state["wall_seconds"] = progress_state.get("wall_seconds", 0.0) + seconds
         folder.save_checkpoint(checkpoint_arrays(trainer, best_states), progress_state)
-        F_text = "".join(f" {n} {row[n]}" for n in trainer.pair_names)
+        F_text = "".join(f" {n} {row[n]}" for n in trainer.term_names)
         log(f"epoch {epoch}/{cfg['epochs']}: train loss {row['train_loss']} acc "
             f"{float(row['train_acc']):.4f}{F_text} | val digit {val_digit:.4f} texture "
             f"{val_texture:.4f} | {format_seconds(seconds)}")
@@ -325,8 +331,7 @@ def main(argv=None):
 
 
 def run(args):
-    method = "ifm" if args.ifm else "baseline"
-    folder = RunFolder(args.out or os.path.join("runs", f"{method}-seed{args.seed}"))
+    folder = RunFolder(args.out or os.path.join("runs", f"{args.method}-seed{args.seed}"))
     if args.resume:
         cfg, saved, checkpoint = resume_settings(folder, args)
         device, cpu_cores = saved.get("device", args.device), saved.get("cpu_cores")
@@ -338,7 +343,7 @@ def run(args):
     sources = data_sources(args, saved)
     dataset = load_dataset(cfg, sources)
     changes = check_same_data(folder, saved, dataset, args.allow_data_change) if saved else []
-    trainer = Trainer(cfg, dataset, device)
+    trainer = build_trainer(cfg, dataset, device)
     progress_state = {"epoch_done": 0, "partial": None, "best": {}, "wall_seconds": 0.0}
     best_states = {}
     if checkpoint is not None:

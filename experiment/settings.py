@@ -13,6 +13,13 @@ ESTIMATORS = ("jsd", "dv", "infonce", "paper-eq4")
 FEATURE_POINTS = ("pre-pool", "post-pool")
 INITS = ("kaiming", "fan-in-uniform", "head-fan-in-uniform")
 TEXTURE_CROPS = ("inside", "wrap")
+METHODS = ("baseline", "ifm", "ice-firevnet")
+IFM_ONLY = ("lam", "samples", "estimator", "marginal", "upsample", "pairs", "pair_features")
+CLASSIFIER_ONLY = ("init",)             # the Table 1 classifier of baseline and ifm
+ICE_ONLY = ("flow_depth", "ice_beta", "ice_labels")
+# Optimizer defaults per method: the Table 1 classifier's, and the authors' for iCE.
+OPTIMIZER_DEFAULTS = {"baseline": ("sgd", 0.01), "ifm": ("sgd", 0.01),
+                      "ice-firevnet": ("adamax", 1e-3)}
 
 
 def number_type(convert, accept, description):
@@ -76,13 +83,18 @@ def build_parser():
     p = Parser(
         prog="train.py",
         description="Train the Table 1 classifier on shiftedMNIST, with or without the IFM "
-                    "regularizer, keep the best-validation-digit and best-validation-texture "
-                    "checkpoints and print the paper's Table 3 for this run.")
+                    "regularizer, or the iCE fi-RevNet of Jacobsen et al. (2019); keep the "
+                    "best-validation-digit and best-validation-texture checkpoints and print "
+                    "the paper's Table 3 for this run.")
     g = p.add_argument_group("run")
+    g.add_argument("--method", choices=METHODS, default=None,
+                   help="baseline: the Table 1 classifier; ifm: with the IFM regularizer "
+                        "(the same as --ifm); ice-firevnet: the invertible iCE model (default: "
+                        "baseline, or ifm with --ifm)")
     g.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                    help="cpu: NumPy; gpu: CuPy on the current CUDA device (default: cpu)")
     g.add_argument("--out", default=None,
-                   help="run folder (default: runs/<baseline|ifm>-seed<seed>)")
+                   help="run folder (default: runs/<method>-seed<seed>)")
     start = g.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last checkpoint (from its start "
@@ -133,21 +145,35 @@ def build_parser():
                         "checkpoints")
 
     g = p.add_argument_group("optimization")
-    g.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd",
-                   help="sgd (with momentum) or adam (default: sgd)")
-    g.add_argument("--lr", type=positive_float, default=0.01, help="learning rate (default: 0.01)")
+    g.add_argument("--optimizer", choices=("sgd", "adam", "adamax"), default="sgd",
+                   help="sgd (with momentum), adam or adamax (default: sgd; adamax with "
+                        "--method ice-firevnet, for the encoder and for D_nc, as the authors)")
+    g.add_argument("--lr", type=positive_float, default=0.01,
+                   help="learning rate (default: 0.01; 0.001 with --method ice-firevnet, whose "
+                        "encoder follows the authors' schedule: x0.2 after epochs 61, 121, 161)")
     g.add_argument("--momentum", type=non_negative_float, default=0.9,
                    help="SGD momentum (default: 0.9)")
     g.add_argument("--weight-decay", type=non_negative_float, default=0.0,
-                   help="L2 weight decay (default: 0)")
+                   help="L2 weight decay of sgd and adam (default: 0)")
     g.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default: 128)")
     g.add_argument("--init", choices=INITS, default="kaiming",
                    help="weight init: kaiming (normal, leaky-ReLU gain, zero biases), "
                         "fan-in-uniform (U(+-1/sqrt(fan_in)) for weights and biases of every "
                         "conv and linear layer, D's included), or head-fan-in-uniform (only "
-                        "the FC head; default: kaiming)")
+                        "the FC head; default: kaiming); baseline and ifm only")
 
-    g = p.add_argument_group("IFM regularizer (active with --ifm)")
+    g = p.add_argument_group("iCE fi-RevNet (--method ice-firevnet only)")
+    g.add_argument("--flow-depth", type=positive_int, default=16,
+                   help="flow steps per level, 3 levels (default: 16, the authors')")
+    g.add_argument("--ice-beta", type=non_negative_float, default=0.05,
+                   help="weight beta of the nuisance term: L = bpd + CE(z_s) - beta * "
+                        "CE(D_nc(z_n)) (default: 0.05, the authors')")
+    g.add_argument("--ice-labels", choices=("true", "shuffled"), default="true",
+                   help="labels of the encoder's nuisance term: the true ones (the paper's "
+                        "text) or a random permutation of them within the batch (the authors' "
+                        "code; default: true)")
+
+    g = p.add_argument_group("IFM regularizer (--method ifm, or --ifm, only)")
     g.add_argument("--ifm", action="store_true",
                    help="add the IFM regularizer: L = L_clf - lambda * sum_l F_l")
     g.add_argument("--lam", type=non_negative_float, default=30.0,
@@ -172,17 +198,29 @@ def build_parser():
 
 # Settings that define the experiment (saved in config.json; fixed on --resume).
 EXPERIMENT_KEYS = ("seed", "textures", "mnist_dir", "data_seed", "limit_train", "limit_eval",
-                   "texture_crops", "eval_every", "optimizer", "lr", "momentum",
+                   "texture_crops", "eval_every", "method", "optimizer", "lr", "momentum",
                    "weight_decay", "batch_size", "init", "ifm", "lam", "samples", "estimator",
-                   "marginal", "upsample", "pairs", "pair_features")
-# Values for settings that runs made before the setting existed did not save.
+                   "marginal", "upsample", "pairs", "pair_features", "flow_depth", "ice_beta",
+                   "ice_labels")
+# Values for settings that runs made before the setting existed did not save
+# (and "method", which old_run_settings derives from their "ifm").
 OLD_RUN_DEFAULTS = {"pair_features": "pre-pool", "init": "kaiming", "eval_every": None,
-                    "texture_crops": "inside"}
+                    "texture_crops": "inside", "flow_depth": 16, "ice_beta": 0.05,
+                    "ice_labels": "true"}
 # Flags a resumed run may be given anew: --epochs only to add epochs, and the
 # data locations (their content is checked against the run's record).
 # Everything else, --device and --cpu-cores included (they change float
 # rounding), comes from the run's config.json.
 RESUMABLE_KEYS = ("epochs", "quiet", "allow_data_change", "mnist_dir", "textures", "cache_dir")
+
+
+def old_run_settings(settings):
+    """A saved run's settings with OLD_RUN_DEFAULTS filled in; "method" from its "ifm"."""
+    return {**OLD_RUN_DEFAULTS, "method": "ifm" if settings["ifm"] else "baseline", **settings}
+
+
+def flag_list(keys):
+    return ", ".join("--" + k.replace("_", "-") for k in keys)
 
 
 def explicit_flags(parser, argv):
@@ -209,10 +247,22 @@ def parse(argv=None):
     args.explicit = explicit_flags(parser, args.argv)
     if args.allow_data_change and not args.resume:
         parser.error("--allow-data-change only makes sense with --resume")
-    if not args.ifm:
-        given = sorted(k for k in ("lam", "samples", "estimator", "marginal", "upsample", "pairs",
-                                   "pair_features") if k in args.explicit)
-        if given:
-            parser.error(f"{', '.join('--' + k.replace('_', '-') for k in given)} "
-                         "only make sense with --ifm")
+    if args.ifm and args.method not in (None, "ifm"):
+        parser.error(f"--ifm means --method ifm; it clashes with --method {args.method}")
+    args.method = "ifm" if args.ifm else args.method or "baseline"
+    args.ifm = args.method == "ifm"
+    only = ((IFM_ONLY, ("ifm",), "--ifm (--method ifm)"),
+            (ICE_ONLY, ("ice-firevnet",), "--method ice-firevnet"),
+            (CLASSIFIER_ONLY, ("baseline", "ifm"), "--method baseline or ifm"))
+    for keys, methods, where in only:
+        given = sorted(k for k in keys if k in args.explicit)
+        if given and args.method not in methods:
+            parser.error(f"{flag_list(given)} only make sense with {where}, not with "
+                         f"--method {args.method}")
+    if args.method == "ice-firevnet":
+        optimizer, lr = OPTIMIZER_DEFAULTS[args.method]
+        args.optimizer = args.optimizer if "optimizer" in args.explicit else optimizer
+        args.lr = args.lr if "lr" in args.explicit else lr
+    if args.optimizer == "adamax" and args.weight_decay:
+        parser.error("--weight-decay: adamax has no weight decay here; use sgd or adam")
     return args

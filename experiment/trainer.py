@@ -26,6 +26,7 @@ host reads them only when a progress line is shown and at the end of an epoch.
 import numpy as np
 
 from nn import SGD, Adam, softmax_cross_entropy
+from nn.optim import Adamax
 from nn.backend import to_numpy, xp_for
 from nn.init import fan_in_uniform_
 from nn.layout import from_nchw
@@ -75,6 +76,8 @@ def build_optimizer(cfg, params, grads=None):
     if cfg["optimizer"] == "sgd":
         return SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
                    weight_decay=cfg["weight_decay"], grads=grads)
+    if cfg["optimizer"] == "adamax":
+        return Adamax(params, lr=cfg["lr"], grads=grads)
     return Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], grads=grads)
 
 
@@ -109,7 +112,12 @@ class Trainer:
     def __init__(self, cfg, dataset, device):
         self.cfg, self.device = cfg, device
         self.xp = xp_for(device)
-        init_rng = np.random.default_rng([cfg["seed"], 0])
+        self.build(dataset, np.random.default_rng([cfg["seed"], 0]))
+        self.load_splits(dataset)
+
+    def build(self, dataset, init_rng):
+        """The models and optimizers, weights drawn from ``init_rng``, on the device."""
+        cfg = self.cfg
         self.model = Classifier(rng=init_rng, features_at=cfg["pair_features"])
         self.regularizer = build_regularizer(cfg, self.model.channels, init_rng) \
             if cfg["ifm"] else None
@@ -118,16 +126,20 @@ class Trainer:
         if self.regularizer is not None:
             parts.append(("ifm", self.regularizer))
         self.trainable = Container(parts)
-        self.trainable.to(device)
+        self.trainable.to(self.device)
         self.optimizer = build_optimizer(cfg, self.trainable.params, self.trainable.grads)
+        self.term_names = [f"F_{a}_{b}" for a, b in cfg["pairs"]] if cfg["ifm"] else []
+        self._epoch_positions = None    # (key, {step: [device PairPositions per pair]})
+
+    def load_splits(self, dataset):
+        """The train, val and test splits on the device (``limit_train``, ``limit_eval``)."""
+        cfg = self.cfg
         self.train_data = DeviceSplit(dataset.train, dataset.mean, dataset.std, self.xp,
                                       cfg["limit_train"])
         self.val_data = DeviceSplit(dataset.val, dataset.mean, dataset.std, self.xp,
                                     cfg["limit_eval"])
         self.test_data = DeviceSplit(dataset.test, dataset.mean, dataset.std, self.xp,
                                      cfg["limit_eval"])
-        self.pair_names = [f"F_{a}_{b}" for a, b in cfg["pairs"]] if cfg["ifm"] else []
-        self._epoch_positions = None    # (key, {step: [device PairPositions per pair]})
 
     # ------------------------------------------------------------------ steps
     def steps_per_epoch(self):
@@ -215,34 +227,47 @@ class Trainer:
         texture_ok = xp.zeros((), dtype=xp.int64)
         for start in range(0, split.n, EVAL_BATCH):
             index = xp.arange(start, min(start + EVAL_BATCH, split.n))
-            pred = self.model.forward(split.inputs(index)).argmax(axis=0)
+            pred = self.model.forward(self.eval_inputs(split, index)).argmax(axis=0)
             digit_ok += (pred == split.digit[index]).sum()
             texture_ok += (pred == split.texture[index]).sum()
         self.model.train()
         return float(digit_ok) / split.n, float(texture_ok) / split.n
 
+    def eval_inputs(self, split, index):
+        """The evaluation inputs of the rows in ``index`` (as training's, without randomness)."""
+        return split.inputs(index)
+
     # ----------------------------------------------------------- state I/O
-    def checkpoint_arrays(self):
-        arrays = {f"clf/{k}": v for k, v in self.model.state_dict().items()}
+    def modules(self):
+        """{checkpoint group: (module, what it is)}: the models a checkpoint holds."""
+        modules = {"clf": (self.model, "classifier")}
         if self.regularizer is not None:
-            arrays.update({f"ifm/{k}": v for k, v in self.regularizer.state_dict().items()})
-        arrays.update({f"opt/{k}": v for k, v in self.optimizer.state_dict().items()})
-        return arrays
+            modules["ifm"] = (self.regularizer, "IFM D")
+        return modules
+
+    def optimizers(self):
+        """{checkpoint group: optimizer}."""
+        return {"opt": self.optimizer}
+
+    def checkpoint_arrays(self):
+        states = {g: m.state_dict() for g, (m, _) in self.modules().items()}
+        states.update({g: o.state_dict() for g, o in self.optimizers().items()})
+        return {f"{g}/{k}": v for g, state in states.items() for k, v in state.items()}
 
     def load_checkpoint_arrays(self, arrays):
         from nn.serialization import load_state_into
-        groups = {"clf": {}, "ifm": {}, "opt": {}}
+        modules, optimizers = self.modules(), self.optimizers()
+        groups = {g: {} for g in (*modules, *optimizers)}
         for key, value in arrays.items():
             group, _, name = key.partition("/")
             if group not in groups:
-                raise ValueError(f"checkpoint: unexpected entry {key!r}")
+                raise ValueError(f"checkpoint: unexpected entry {key!r} (this run's checkpoints "
+                                 f"hold {', '.join(groups)})")
             groups[group][name] = value
-        load_state_into(self.model.state_dict(), groups["clf"], "checkpoint (classifier)")
-        if self.regularizer is not None:
-            load_state_into(self.regularizer.state_dict(), groups["ifm"], "checkpoint (IFM D)")
-        elif groups["ifm"]:
-            raise ValueError("checkpoint holds IFM discriminators but the run has no --ifm")
-        self.optimizer.load_state_dict(groups["opt"])
+        for group, (module, what) in modules.items():
+            load_state_into(module.state_dict(), groups[group], f"checkpoint ({what})")
+        for group, optimizer in optimizers.items():
+            optimizer.load_state_dict(groups[group])
 
 
 class EpochAccumulator:

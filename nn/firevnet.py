@@ -111,6 +111,12 @@ class FiRevNet(Container):
         self._outputs = None
         self.train(training)
 
+    def set_dropout_rng(self, rng):
+        """Make every coupling draw its dropout seeds from ``rng`` (one numpy Generator)."""
+        for part in self._initializable():
+            if isinstance(part, AdditiveCoupling):
+                part.rng = rng
+
     def mark_initialized(self):
         """Skip the data-dependent initialization (parameters loaded from a checkpoint)."""
         for part in self._initializable():

@@ -28,7 +28,7 @@ import sys
 
 from experiment.provenance import without_machine_paths
 from experiment.runfolder import read_json, write_json, write_text_atomic
-from experiment.settings import OLD_RUN_DEFAULTS, build_parser
+from experiment.settings import build_parser, old_run_settings
 from scripts import aggregate
 
 MAIN_RUN = re.compile(r"^(baseline|ifm)-seed\d+$")
@@ -45,8 +45,8 @@ REFERENCE = {k: v for k, v in vars(build_parser().parse_args(["--ifm"])).items()
 
 def changes(settings):
     """Flags that set this run apart from the main IFM run, e.g. '--lam 10'."""
-    settings = {**OLD_RUN_DEFAULTS, **settings}
-    out = [] if settings["ifm"] else ["baseline"]
+    settings = old_run_settings(settings)
+    out = [] if settings["ifm"] else [settings["method"]]
     keys = COMPARED if settings["ifm"] else [k for k in COMPARED if k not in IFM_ONLY]
     for k in keys:
         if settings.get(k) != REFERENCE[k]:

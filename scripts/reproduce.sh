@@ -4,7 +4,8 @@
 #   scripts/reproduce.sh [GROUP] [train.py flags, e.g. --device gpu]
 #   scripts/reproduce.sh [GROUP] --list     # print the commands, one per line
 #
-# GROUP: main, more-seeds, paper-lam1, gap, long, ablations, ablation-seeds or all.
+# GROUP: main, more-seeds, paper-lam1, gap, long, ablations, ablation-seeds, ice, ice-cpu
+# or all (all: every group but ice and ice-cpu).
 # --list prints one self-contained train.py command per run (with --resume
 # where a checkpoint exists, nothing for finished runs), so that any job
 # runner (GNU parallel, a SLURM array) can spread them over machines.
@@ -106,6 +107,21 @@ ablation_seed_runs=(
   "ifm-k16-seed2             --epochs 4 --seed 2 --ifm --samples 16"
 )
 
+# iCE fi-RevNet (Jacobsen et al. 2019), the paper's Table 3 row: the authors' full
+# configuration (3 levels of K = 16 steps, Adamax lr 1e-3, batch 128, 200 epochs), for a GPU.
+ice_runs=(
+  "ice-firevnet-seed0  --method ice-firevnet --epochs 200 --seed 0 --device gpu"
+  "ice-firevnet-seed1  --method ice-firevnet --epochs 200 --seed 1 --device gpu"
+  "ice-firevnet-seed2  --method ice-firevnet --epochs 200 --seed 2 --device gpu"
+)
+# A CPU-sized iCE: K = 1, a third of the training set, 3 epochs; at most ~8 minutes
+# per run on 2 cores (1.1 s per step of 128, 125 steps per epoch, plus validation).
+ice_cpu_runs=(
+  "ice-cpu-k1-seed0  --method ice-firevnet --flow-depth 1 --limit-train 16000 --epochs 3 --seed 0"
+  "ice-cpu-k1-seed1  --method ice-firevnet --flow-depth 1 --limit-train 16000 --epochs 3 --seed 1"
+  "ice-cpu-k1-seed2  --method ice-firevnet --flow-depth 1 --limit-train 16000 --epochs 3 --seed 2"
+)
+
 case "$group" in
   main) selected=("${main_runs[@]}") ;;
   more-seeds) selected=("${more_seed_runs[@]}") ;;
@@ -114,11 +130,13 @@ case "$group" in
   long) selected=("${long_runs[@]}") ;;
   ablations) selected=("${ablation_runs[@]}") ;;
   ablation-seeds) selected=("${ablation_seed_runs[@]}") ;;
+  ice) selected=("${ice_runs[@]}") ;;
+  ice-cpu) selected=("${ice_cpu_runs[@]}") ;;
   all) selected=("${main_runs[@]}" "${more_seed_runs[@]}" "${paper_lam1_runs[@]}"
                  "${gap_runs[@]}" "${ablation_runs[@]}" "${ablation_seed_runs[@]}"
                  "${long_runs[@]}") ;;
   *) echo "usage: scripts/reproduce.sh" \
-          "[main|more-seeds|paper-lam1|gap|long|ablations|ablation-seeds|all]" \
+          "[main|more-seeds|paper-lam1|gap|long|ablations|ablation-seeds|ice|ice-cpu|all]" \
           "[--list] [train.py flags...]" >&2
      exit 2 ;;
 esac

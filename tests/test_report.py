@@ -11,6 +11,9 @@ PAPER = [  # the paper's Table 3, test accuracy in %, as printed ("-": not given
     ("Ours_digit", "54.54", "40.41"),
     ("Ours_texture", "31.78", "69.00"),
 ]
+# The rows of our tables: the paper's, its iCE row as our two, each beside the paper's number.
+TABLE = PAPER[:2] + [("iCE_fi-RevNet_digit", "40.01", "-"),
+                     ("iCE_fi-RevNet_texture", "40.01", "-")] + PAPER[3:]
 
 
 def table_rows(markdown):
@@ -45,25 +48,36 @@ def fake_report(method, digit, texture):
     return {"method": method, "rows": rows}
 
 
-def test_run_table_has_the_five_paper_rows_and_dashes_where_not_run():
+def test_run_table_has_the_paper_rows_and_dashes_where_not_run():
     rows = table_rows(report.run_table_markdown(fake_report("baseline", 0.1812, 0.8646)))
-    assert [r[0] for r in rows] == [name for name, _, _ in PAPER]
-    assert [(r[-2], r[-1]) for r in rows] == [(d, t) for _, d, t in PAPER]
+    assert [r[0] for r in rows] == [name for name, _, _ in TABLE]
+    assert [(r[-2], r[-1]) for r in rows] == [(d, t) for _, d, t in TABLE]
     assert rows[0][1:6] == ["1", "50.0", "25.0", "18.1", "86.5"]      # ours: one decimal
     assert rows[1][1:6] == ["7", "50.0", "25.0", "9.1", "86.5"]
     for row in rows[2:]:
         assert row[1:6] == ["-"] * 5
 
 
-def test_aggregate_markdown_has_the_five_paper_rows_in_order():
+def test_aggregate_markdown_has_the_paper_rows_in_order():
     rows = table_rows(report.aggregate_markdown(report.aggregate(
         [fake_report("ifm", 0.40, 0.60), fake_report("ifm", 0.50, 0.40)])))
-    assert [r[0] for r in rows] == [name for name, _, _ in PAPER]
-    assert [(r[-2], r[-1]) for r in rows] == [(d, t) for _, d, t in PAPER]
-    assert rows[3][1:4] == ["2", "45.0 ± 7.1", "50.0 ± 14.1"]
-    assert rows[4][1:4] == ["2", "22.5 ± 3.5", "50.0 ± 14.1"]
-    for row in rows[:3]:
+    assert [r[0] for r in rows] == [name for name, _, _ in TABLE]
+    assert [(r[-2], r[-1]) for r in rows] == [(d, t) for _, d, t in TABLE]
+    assert rows[4][1:4] == ["2", "45.0 ± 7.1", "50.0 ± 14.1"]
+    assert rows[5][1:4] == ["2", "22.5 ± 3.5", "50.0 ± 14.1"]
+    for row in rows[:4]:
         assert row[1:4] == ["-"] * 3
+
+
+def test_ice_runs_fill_the_ice_rows_beside_the_papers_number():
+    table = report.aggregate([fake_report("ice-firevnet", 0.30, 0.60)])
+    assert set(table) == {"iCE_fi-RevNet_digit", "iCE_fi-RevNet_texture"}
+    rows = table_rows(report.aggregate_markdown(table))
+    assert rows[2] == ["iCE_fi-RevNet_digit", "1", "30.0", "60.0", "40.01", "-"]
+    assert rows[3] == ["iCE_fi-RevNet_texture", "1", "15.0", "60.0", "40.01", "-"]
+    run_rows = table_rows(report.run_table_markdown(fake_report("ice-firevnet", 0.30, 0.60)))
+    assert run_rows[2][0] == "iCE_fi-RevNet_digit" and run_rows[2][4:] == [
+        "30.0", "60.0", "40.01", "-"]
 
 
 def test_aggregate_py_prints_and_writes_the_paper_rows(tmp_path, capsys):
@@ -76,10 +90,11 @@ def test_aggregate_py_prints_and_writes_the_paper_rows(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert printed == out_md.read_text()
     rows = table_rows(printed)
-    assert [r[0] for r in rows] == [name for name, _, _ in PAPER]
+    assert [r[0] for r in rows] == [name for name, _, _ in TABLE]
     assert rows[0][1:] == ["1", "20.0", "50.0", "12.44", "95.07"]
-    assert rows[2][1:] == ["-", "-", "-", "40.01", "-"]
+    assert rows[2][1:] == rows[3][1:] == ["-", "-", "-", "40.01", "-"]
     table = json.loads(out_json.read_text())
     assert list(table["paper_percent"]) == [name for name, _, _ in PAPER]
     assert table["paper_percent"]["iCE fi-RevNet"] == {"digit": 40.01, "texture": None}
-    assert set(table["rows"]) == set(report.ROW_ORDER)       # our rows: only those run
+    assert set(table["rows"]) == {"Baseline_digit", "Baseline_texture", "Ours_digit",
+                                  "Ours_texture"}              # our rows: only those run
