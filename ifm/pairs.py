@@ -132,6 +132,13 @@ def _high_map(h_high, upsample, scale):
     raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
 
 
+def _sum_of_halves(a_low, a_high, b, out=None):
+    """a = a_low + a_high + b."""
+    a = get_array_module(a_low).add(a_low, a_high, out=out)
+    a += b
+    return a
+
+
 def pair_linear_forward(h_low, h_high, index, W, b, upsample="nearest", project=None):
     """a = W z + b (out, S) for the pair vectors z, and the cache.
 
@@ -156,7 +163,7 @@ def pair_linear_forward(h_low, h_high, index, W, b, upsample="nearest", project=
             G = gather_columns(M, cols)                             # (C, S)
             A.append(matmul(W_half, G))
         halves.append(PairHalf(projected, M if projected else G, cols, W_half, H.shape))
-    a = per_channel(lambda a_low, a_high, b: a_low + a_high + b, *A, b[:, None])
+    a = per_channel(_sum_of_halves, *A, b[:, None])
     return a, PairLinearCache(tuple(halves), h_high.shape, upsample, scale)
 
 

@@ -17,21 +17,36 @@ def leaky_relu_forward(x, negative_slope=0.2):
         raise ValueError(f"leaky ReLU slope must lie in [0, 1), got {negative_slope}")
     xp = get_array_module(x)
     a = x.dtype.type(negative_slope)
-    y = per_channel(lambda x: xp.maximum(x, a * x), x)
+
+    def leaky(x, out=None):                 # y = max(x, a x)
+        y = xp.multiply(x, a, out=out)
+        return xp.maximum(x, y, out=y)
+
+    y = per_channel(leaky, x)
     return y, y
 
 
 def leaky_relu_backward(dy, y, negative_slope=0.2):
+    xp = get_array_module(dy)
     a = dy.dtype.type(negative_slope)
-    return per_channel(lambda dy, y: dy * (a + (1 - a) * (y > 0)), dy, y, dtype=dy.dtype)
+
+    def slope(dy, y, out=None):             # dx = dy (a + (1 - a) [y > 0])
+        dx = xp.multiply(y > 0, 1 - a, out=out)
+        dx += a
+        dx *= dy
+        return dx
+
+    return per_channel(slope, dy, y, dtype=dy.dtype)
 
 
 def relu_forward(x):
     """Returns (y, cache) with cache = y."""
     xp = get_array_module(x)
-    y = per_channel(lambda x: xp.maximum(x, 0), x)
+    y = per_channel(lambda x, out=None: xp.maximum(x, 0, out=out), x)
     return y, y
 
 
 def relu_backward(dy, y):
-    return per_channel(lambda dy, y: dy * (y > 0), dy, y, dtype=dy.dtype)
+    xp = get_array_module(dy)
+    return per_channel(lambda dy, y, out=None: xp.multiply(dy, y > 0, out=out), dy, y,
+                       dtype=dy.dtype)

@@ -67,7 +67,7 @@ def actnorm_init(x, eps=ACTNORM_EPS):
     X = x.reshape(x.shape[0], -1)
     M = X.shape[1]
     mu = channel_sum(X) / M
-    xc = per_channel(lambda X, mu: X - mu, X, mu[:, None])
+    xc = per_channel(lambda X, mu, out=None: xp.subtract(X, mu, out=out), X, mu[:, None])
     return -mu, -xp.log(xp.sqrt(channel_dot(xc, xc) / M) + eps)
 
 
@@ -76,7 +76,13 @@ def actnorm_apply(x, b, logs):
     xp = get_array_module(x)
     X = x.reshape(x.shape[0], -1)
     s = xp.exp(logs)
-    return per_channel(lambda X, b, s: (X + b) * s, X, b[:, None], s[:, None]).reshape(x.shape)
+
+    def shift_scale(X, b, s, out=None):         # (X + b) s
+        y = xp.add(X, b, out=out)
+        y *= s
+        return y
+
+    return per_channel(shift_scale, X, b[:, None], s[:, None]).reshape(x.shape)
 
 
 def actnorm_log_det(logs, x_shape):
@@ -96,8 +102,12 @@ def actnorm_inverse(y, b, logs):
     """x = y exp(-logs) - b per channel."""
     xp = get_array_module(y)
     Y = y.reshape(y.shape[0], -1)
-    return per_channel(lambda Y, r, b: Y * r - b, Y, xp.exp(-logs)[:, None],
-                       b[:, None]).reshape(y.shape)
+    def scale_shift(Y, r, b, out=None):         # Y r - b
+        x = xp.multiply(Y, r, out=out)
+        x -= b
+        return x
+
+    return per_channel(scale_shift, Y, xp.exp(-logs)[:, None], b[:, None]).reshape(y.shape)
 
 
 def actnorm_backward(dy, dlog_det, y, logs):
@@ -106,7 +116,8 @@ def actnorm_backward(dy, dlog_det, y, logs):
     C = dy.shape[0]
     dY, Y = dy.reshape(C, -1), y.reshape(C, -1)
     s = xp.exp(logs)
-    dx = per_channel(lambda dY, s: dY * s, dY, s[:, None]).reshape(dy.shape)
+    dx = per_channel(lambda dY, s, out=None: xp.multiply(dY, s, out=out), dY,
+                     s[:, None]).reshape(dy.shape)
     db = s * channel_sum(dY)
     dlogs = channel_dot(dY, Y)
     if dlog_det is not None:
@@ -155,7 +166,7 @@ def zero_conv_forward(x, W, b, logs, k=ZERO_CONV_LOGSCALE):
     xp = get_array_module(x)
     pre, conv = conv2d_forward(x, W, b, padding=W.shape[-1] // 2)
     O = pre.shape[0]
-    y = per_channel(lambda P, e: P * e, pre.reshape(O, -1),
+    y = per_channel(lambda P, e, out=None: xp.multiply(P, e, out=out), pre.reshape(O, -1),
                     xp.exp(k * logs)[:, None]).reshape(pre.shape)
     return y, ZeroConvCache(conv, y, logs)
 
@@ -166,7 +177,8 @@ def zero_conv_backward(dy, cache, k=ZERO_CONV_LOGSCALE):
     O = dy.shape[0]
     dY = dy.reshape(O, -1)
     dlogs = k * channel_dot(dY, cache.y.reshape(O, -1))
-    dpre = per_channel(lambda dY, e: dY * e, dY, xp.exp(k * cache.logs)[:, None])
+    dpre = per_channel(lambda dY, e, out=None: xp.multiply(dY, e, out=out), dY,
+                       xp.exp(k * cache.logs)[:, None])
     dx, dW, db = conv2d_backward(dpre.reshape(dy.shape), cache.conv)
     return dx, dW, db, dlogs
 

@@ -220,15 +220,16 @@ def _sliced(arrays, n):
 
 
 def per_channel(f, *arrays, shape=None, dtype=None):
-    """f(*arrays) for an f that treats each index of axis 0 (a channel) on its own.
+    """f(*arrays, out=None) for an f that treats each index of axis 0 (a channel) on its own.
 
-    Every array with as many rows as the first one is cut into blocks of rows
-    (per-channel columns (C, 1, ...) included); the others (shape (1, ...),
-    scalars) go to every block whole. The result has ``shape`` (default: the first array's) and
-    ``dtype`` (default: the arrays' result type). On CuPy, without
-    ``use_cores`` or for small arrays: the plain f(*arrays). Split: each
-    core computes f on L2-sized blocks of channels, so the temporaries of f
-    stay in cache, and writes them into the result.
+    f writes its result into ``out`` when given one (NumPy's ``out=``, so its
+    passes run in place) and returns it. On CuPy, without ``use_cores`` or for
+    small arrays: the plain f(*arrays). Split: every array with as many rows as
+    the first one is cut into blocks of rows (per-channel columns (C, 1, ...)
+    included; the others, shape (1, ...) or scalars, go to every block whole),
+    and each core runs f on L2-sized blocks, into the rows of one result of
+    ``shape`` (default: the first array's) and ``dtype`` (default: the
+    arrays' result type).
     """
     first = arrays[0]
     if not _splits(isinstance(first, np.ndarray)):
@@ -240,11 +241,7 @@ def per_channel(f, *arrays, shape=None, dtype=None):
     out = np.empty(first.shape if shape is None else shape,
                    dtype=np.result_type(*arrays) if dtype is None else dtype)
     blocks = _sliced(arrays, n)
-
-    def rows(lo, hi):
-        out[lo:hi] = f(*blocks(lo, hi))
-
-    run_in_blocks(rows, n, nbytes)
+    run_in_blocks(lambda lo, hi: f(*blocks(lo, hi), out=out[lo:hi]), n, nbytes)
     return out
 
 

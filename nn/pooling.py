@@ -37,9 +37,10 @@ def maxpool2x2_forward(x):
         raise ValueError(f"max-pool 2x2 needs an input of at least 2x2, got {H}x{W}")
     Ho, Wo = H // 2, W // 2
 
-    def window_max(x):
+    def window_max(x, out=None):
         a, b, c, d = _taps(x, Ho, Wo)
-        return xp.maximum(xp.maximum(a, b), xp.maximum(c, d))
+        y = xp.maximum(a, b, out=out)
+        return xp.maximum(y, xp.maximum(c, d), out=y)
 
     y = per_channel(window_max, x, shape=(C, Ho, Wo, N))
     return y, MaxPoolCache(x, y)
@@ -50,13 +51,16 @@ def maxpool2x2_backward(dy, cache):
     x, y = cache
     Ho, Wo = y.shape[1:3]
 
-    def route_to_first_max(x, y, dy):
-        dx = xp.zeros(x.shape, dtype=dy.dtype)
+    def route_to_first_max(x, y, dy, out=None):
+        dx = xp.empty(x.shape, dtype=dy.dtype) if out is None else out
         taken = xp.zeros(y.shape, dtype=bool)
         for x_uv, dx_uv in zip(_taps(x, Ho, Wo), _taps(dx, Ho, Wo)):
             hit = (x_uv == y) & ~taken
             taken |= hit
-            dx_uv[...] = dy * hit
+            xp.multiply(dy, hit, out=dx_uv)
+        if dx.shape[1:3] != (2 * Ho, 2 * Wo):       # the dropped odd edge gets 0
+            dx[:, 2 * Ho:] = 0
+            dx[:, :, 2 * Wo:] = 0
         return dx
 
     return per_channel(route_to_first_max, x, y, dy, dtype=dy.dtype)

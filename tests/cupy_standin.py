@@ -641,7 +641,7 @@ class ufunc:
             _tls.depth = depth
 
 
-_UFUNCS = ["abs", "exp", "greater", "isfinite", "log", "log1p", "logaddexp",
+_UFUNCS = ["abs", "add", "exp", "greater", "isfinite", "log", "log1p", "logaddexp",
            "maximum", "minimum", "multiply", "sqrt", "subtract"]
 
 
@@ -765,6 +765,11 @@ def stack(tup, axis=0, out=None, *, dtype=None, casting="same_kind"):
 @_api("cupy.broadcast_to")
 def broadcast_to(array, shape):
     return _wrap(np.broadcast_to(_array_arg(array, "cupy.broadcast_to"), shape))
+
+
+@_api("cupy.ascontiguousarray")
+def ascontiguousarray(a, dtype=None):
+    return _wrap(np.ascontiguousarray(_array_arg(a, "cupy.ascontiguousarray"), dtype=dtype))
 
 
 @_api("cupy.take")
@@ -893,6 +898,19 @@ def scatter_add(a, slices, value):
     np.add.at(target, key, value)
 
 
+class RandomState:
+    """cupy.random.RandomState: draws made on the device (NumPy's RandomState behind it;
+    the numbers differ from real CuPy's for the same seed, as CuPy's own do from NumPy's)."""
+
+    @_api("cupy.random.RandomState")
+    def __init__(self, seed=None):
+        self._state = np.random.RandomState(seed)
+
+    @_api("cupy.random.RandomState.random_sample")
+    def random_sample(self, size=None, dtype=float):
+        return _wrap(self._state.random_sample(size).astype(_dtype(dtype), copy=False))
+
+
 # ----------------------------------------------------------------------------- modules
 
 def _module(name, doc):
@@ -910,13 +928,18 @@ runtime = _runtime_module()
 runtime.__spec__ = importlib.machinery.ModuleSpec("cupy.cuda.runtime", None)
 cuda.runtime, cuda.Device = runtime, Device
 cuda.CUDARuntimeError = CUDARuntimeError
+random = _module("cupy.random", "cupy.random of the CuPy stand-in: RandomState only.")
+random.RandomState = RandomState
+_global_state = RandomState()
+random.random_sample = _global_state.random_sample
 cupyx = _module("cupyx", "cupyx of the CuPy stand-in.")
 cupyx.scatter_add = scatter_add
 
 cupy.__version__ = VERSION
-cupy.ndarray, cupy.ufunc, cupy.cuda = ndarray, ufunc, cuda
+cupy.ndarray, cupy.ufunc, cupy.cuda, cupy.random = ndarray, ufunc, cuda, random
 for _fn in (get_array_module, asarray, asnumpy, empty, zeros, ones, full, empty_like,
-            zeros_like, arange, concatenate, stack, broadcast_to, take, where, pad, einsum):
+            zeros_like, arange, concatenate, stack, broadcast_to, ascontiguousarray, take, where,
+            pad, einsum):
     setattr(cupy, _fn.__name__, _fn)
 for _name in _UFUNCS:
     setattr(cupy, _name, ufunc(_name, getattr(np, "absolute" if _name == "abs" else _name)))
@@ -925,7 +948,8 @@ for _name in ("bool_", "int8", "int16", "int32", "int64", "uint8", "uint16", "ui
               "dtype", "newaxis", "inf", "nan", "pi", "e"):
     setattr(cupy, _name, getattr(np, _name))
 
-MODULES = {"cupy": cupy, "cupy.cuda": cuda, "cupy.cuda.runtime": runtime, "cupyx": cupyx}
+MODULES = {"cupy": cupy, "cupy.cuda": cuda, "cupy.cuda.runtime": runtime, "cupy.random": random,
+           "cupyx": cupyx}
 
 
 def is_standin(module):
