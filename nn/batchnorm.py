@@ -7,15 +7,15 @@ batch mean and biased variance of a row, xc = X - mu, s = 1 / sqrt(sigma^2 + eps
 Forward (train):  y = gamma s xc + beta                             (x_hat = s xc)
 Running stats:    r_mu  <- r_mu  + m (mu - r_mu)
                   r_var <- r_var + m (sigma^2 M / (M - 1) - r_var)    (unbiased)
-Forward (eval):   the same with mu = r_mu, sigma^2 = r_var
+Forward (eval):   y = a X + (beta - a r_mu),  a = gamma / sqrt(r_var + eps)
 Backward (train): dbeta = sum dy,  dgamma = s sum dy xc,
                   dx = gamma s (dy - dbeta / M) - xc gamma s^2 dgamma / M
-Backward (eval):  dx = gamma s dy   (the statistics are constants)
+Backward (eval):  dbeta, dgamma as above with xc = X - r_mu;  dx = a dy
 
-The cache keeps x itself and mu; xc is formed again where it is needed,
-block by block (``per_channel``: plain xp expressions on CuPy, blocks of
-channels on the CPU's cores, so each block stays in cache while its formula
-makes its passes over it).
+Channels are independent, so each direction is one function of a block of
+rows (``per_channel``: the whole array on CuPy, blocks of channels on the
+CPU's cores, each block staying in cache while its formula makes its passes).
+The training cache holds xc and s rather than x_hat = s xc.
 """
 from typing import NamedTuple
 
@@ -24,82 +24,87 @@ from .parallel import per_channel
 
 
 class BatchNormCache(NamedTuple):
-    X: object           # the input as (C, M)
-    mean: object        # mu (train) or r_mu (eval), (C, 1)
+    data: object        # xc = X - mu (train) or X itself (eval), (C, M)
+    mean: object        # r_mu (eval; None in training), (C, 1)
     inv_std: object     # s, (C,)
     gamma: object       # (C,)
     shape: tuple        # x's shape
     train: bool         # batch statistics (True) or running statistics (False)
 
 
-def _moments(X, out=None):
-    """[mu, sigma^2] (C, 2) of the rows of X (C, M)."""
+def _normalize(X, gamma, beta, eps, out=None):
+    """(y, xc, [mu, sigma^2]) of the rows of X (C, M); gamma, beta (C, 1)."""
     xp = get_array_module(X)
+    y, xc, moments = out or (None, None, None)
     mu = X.mean(axis=1, keepdims=True)
-    xc = X - mu
-    return xp.concatenate([mu, (xc * xc).mean(axis=1, keepdims=True)], axis=1, out=out)
+    xc = xp.subtract(X, mu, out=xc)
+    var = (xc * xc).mean(axis=1, keepdims=True)
+    y = xp.multiply(xc, gamma * (var + eps) ** -0.5, out=y)
+    y += beta
+    return y, xc, xp.concatenate([mu, var], axis=1, out=moments)
 
 
-def _normalize(X, mu, g, b, out=None):
-    """y = (X - mu) g + b."""
-    y = get_array_module(X).subtract(X, mu, out=out)
-    y *= g
-    y += b
+def _affine(X, a, c, out=None):
+    """y = a X + c."""
+    y = get_array_module(X).multiply(X, a, out=out)
+    y += c
     return y
 
 
-def _grad_sums(dY, X, mu, out=None):
-    """[sum dy, sum dy xc] (C, 2) per row."""
+def _gradients(dY, xc, g, s, train, out=None):
+    """(dx, [dbeta, dgamma]) of the rows; g = gamma s and s (C, 1)."""
     xp = get_array_module(dY)
-    return xp.concatenate([dY.sum(axis=1, keepdims=True),
-                           (dY * (X - mu)).sum(axis=1, keepdims=True)], axis=1, out=out)
+    dx, sums = out or (None, None)
+    M = dY.shape[1]
+    dbeta = dY.sum(axis=1, keepdims=True)
+    dgamma = s * (dY * xc).sum(axis=1, keepdims=True)
+    dx = xp.multiply(dY, g, out=dx)
+    if train:
+        dx -= g * dbeta / M
+        dx -= xc * (g * s * dgamma / M)
+    return dx, xp.concatenate([dbeta, dgamma], axis=1, out=sums)
 
 
-def _input_grad(dY, X, mu, g, mean_dy, k, out=None):
-    """dx = g (dY - mean_dy) - (X - mu) k."""
-    dx = get_array_module(dY).subtract(dY, mean_dy, out=out)
-    dx *= g
-    dx -= (X - mu) * k
-    return dx
-
-
-def _scale(dY, g, out=None):
-    """dx = g dY."""
-    return get_array_module(dY).multiply(dY, g, out=out)
+def _centred_gradients(dY, X, mu, g, s, out=None):
+    """``_gradients`` in eval mode, forming xc = X - r_mu block by block."""
+    return _gradients(dY, X - mu, g, s, False, out)
 
 
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, train,
                       momentum=0.1, eps=1e-5):
     """Returns (y, cache); in training mode updates running_mean/var in place."""
+    xp = get_array_module(x)
     C = x.shape[0]
     X = x.reshape(C, -1)
     M = X.shape[1]
     if train and M < 2:
         raise ValueError("batch norm in training mode needs more than one value per channel")
     if train:
-        moments = per_channel(_moments, X, shape=(C, 2))
+        y, xc, moments = per_channel(_normalize, X, gamma[:, None], beta[:, None], eps,
+                                     shape=(X.shape, X.shape, (C, 2)))
         mu, var = moments[:, 0], moments[:, 1]
         running_mean += momentum * (mu - running_mean)
         running_var += momentum * (var * (M / (M - 1)) - running_var)
+        cache = BatchNormCache(xc, None, (var + eps) ** -0.5, gamma, x.shape, True)
     else:
         mu, var = (r.astype(x.dtype, copy=False) for r in (running_mean, running_var))
-    s = (var + eps) ** -0.5
-    mu = mu[:, None]
-    y = per_channel(_normalize, X, mu, (gamma * s)[:, None], beta[:, None])
-    return y.reshape(x.shape), BatchNormCache(X, mu, s, gamma, x.shape, train)
+        s = 1 / xp.sqrt(var + eps)
+        a = gamma * s
+        y = per_channel(_affine, X, a[:, None], (beta - mu * a)[:, None])
+        cache = BatchNormCache(X, mu[:, None], s, gamma, x.shape, False)
+    return y.reshape(x.shape), cache
 
 
 def batchnorm_backward(dy, cache):
     """Returns (dx, dgamma, dbeta). See the module docstring."""
-    X, mu, s, gamma = cache.X, cache.mean, cache.inv_std, cache.gamma
-    C, M = X.shape
+    data, s, gamma = cache.data, cache.inv_std, cache.gamma
+    C, M = data.shape
     dY = dy.reshape(C, M)
-    sums = per_channel(_grad_sums, dY, X, mu, shape=(C, 2), dtype=dy.dtype)
-    dbeta, dgamma = sums[:, 0], s * sums[:, 1]
-    g = gamma * s
+    g, s = (gamma * s)[:, None], s[:, None]
+    shapes = ((C, M), (C, 2))
     if cache.train:
-        dx = per_channel(_input_grad, dY, X, mu, g[:, None], (dbeta / M)[:, None],
-                         (g * s * dgamma / M)[:, None])
+        dx, sums = per_channel(_gradients, dY, data, g, s, True, shape=shapes, dtype=dy.dtype)
     else:
-        dx = per_channel(_scale, dY, g[:, None])
-    return dx.reshape(cache.shape), dgamma, dbeta
+        dx, sums = per_channel(_centred_gradients, dY, data, cache.mean, g, s, shape=shapes,
+                               dtype=dy.dtype)
+    return dx.reshape(cache.shape), sums[:, 1], sums[:, 0]

@@ -69,9 +69,10 @@ def col2im(dcols, x_shape, k, padding, stride):
     C, H, W, N = x_shape
     Ho, Wo = output_size(H, k, padding, stride), output_size(W, k, padding, stride)
     dcols = dcols.reshape(C, k, k, Ho, Wo, N)
-    dxp = xp.zeros((C, H + 2 * padding, W + 2 * padding, N), dtype=dcols.dtype)
+    dxp = xp.empty((C, H + 2 * padding, W + 2 * padding, N), dtype=dcols.dtype)
 
     def channels(lo, hi):
+        dxp[lo:hi] = 0                      # zeroed block by block, while in cache
         for u in range(k):
             for v in range(k):
                 _tap(dxp[lo:hi], u, v, range(Ho), Wo, stride)[...] += dcols[lo:hi, u, v]

@@ -223,26 +223,34 @@ def per_channel(f, *arrays, shape=None, dtype=None):
     """f(*arrays, out=None) for an f that treats each index of axis 0 (a channel) on its own.
 
     f writes its result into ``out`` when given one (NumPy's ``out=``, so its
-    passes run in place) and returns it. On CuPy, without ``use_cores`` or for
-    small arrays: the plain f(*arrays). Split: every array with as many rows as
-    the first one is cut into blocks of rows (per-channel columns (C, 1, ...)
-    included; the others, shape (1, ...) or scalars, go to every block whole),
-    and each core runs f on L2-sized blocks, into the rows of one result of
-    ``shape`` (default: the first array's) and ``dtype`` (default: the
-    arrays' result type).
+    passes run in place) and returns it; an f with several results takes and
+    returns a tuple, and ``shape`` is then the tuple of their shapes. On CuPy,
+    without ``use_cores`` or for small arrays: the plain f(*arrays). Split:
+    every array with as many rows as the first one is cut into blocks of rows
+    (per-channel columns (C, 1, ...) included; the others, shape (1, ...) or
+    scalars, go to every block whole), and each core runs f on L2-sized
+    blocks, into the rows of the results of ``shape`` (default: the first
+    array's) and ``dtype`` (default: the arrays' result type).
     """
     first = arrays[0]
     if not _splits(isinstance(first, np.ndarray)):
         return f(*arrays)
     n = first.shape[0]
-    nbytes = first.nbytes if shape is None else max(first.nbytes, np.prod(shape) * first.itemsize)
+    several = shape is not None and isinstance(shape[0], tuple)
+    shapes = shape if several else [first.shape if shape is None else shape]
+    nbytes = max([first.nbytes] + [int(np.prod(s)) * first.itemsize for s in shapes])
     if n < 2 or nbytes < MIN_PARALLEL_BYTES:
         return f(*arrays)
-    out = np.empty(first.shape if shape is None else shape,
-                   dtype=np.result_type(*arrays) if dtype is None else dtype)
+    kind = np.result_type(*arrays) if dtype is None else dtype
+    outs = [np.empty(s, dtype=kind) for s in shapes]
     blocks = _sliced(arrays, n)
-    run_in_blocks(lambda lo, hi: f(*blocks(lo, hi), out=out[lo:hi]), n, nbytes)
-    return out
+
+    def rows(lo, hi):
+        block_outs = tuple(o[lo:hi] for o in outs)
+        f(*blocks(lo, hi), out=block_outs if several else block_outs[0])
+
+    run_in_blocks(rows, n, nbytes)
+    return tuple(outs) if several else outs[0]
 
 
 def channel_sum(A):
