@@ -82,16 +82,33 @@ def run_table_markdown(report):
     return "\n".join(lines) + "\n"
 
 
-def aggregate(reports):
+def configuration(settings):
+    """A run's settings as a Table 3 row shows them: epochs, and what sets its method apart."""
+    method = settings.get("method") or ("ifm" if settings.get("ifm") else "baseline")
+    parts = [f"{settings['epochs']} epochs"]
+    if method == "ifm":
+        parts.append(f"lambda {settings['lam']:g}, K {settings['samples']}")
+    elif method == "ice-firevnet":
+        parts.append(f"flow depth {settings['flow_depth']}, beta {settings['ice_beta']:g}")
+    if settings.get("limit_train"):
+        parts.append(f"{settings['limit_train']} training images")
+    return ", ".join(parts)
+
+
+def aggregate(reports, settings=None):
     """Mean and sample std (ddof=1) of test accuracies per Table 3 row we ran.
 
     With a single run the std is undefined and reported as None (null).
+    ``settings``: each report's run settings (config.json), to name the rows'
+    configurations ("" where not given).
     """
-    cells = {}
-    for report in reports:
+    cells, configs = {}, {}
+    for report, s in zip(reports, settings or [None] * len(reports)):
         for which, r in report["rows"].items():
-            cells.setdefault(row_name(report["method"], which), []).append(
-                (r["test_digit_acc"], r["test_texture_acc"]))
+            name = row_name(report["method"], which)
+            cells.setdefault(name, []).append((r["test_digit_acc"], r["test_texture_acc"]))
+            if s is not None:
+                configs.setdefault(name, set()).add(configuration(s))
     rows = {}
     for name in ROW_ORDER:
         if name not in cells:
@@ -102,7 +119,8 @@ def aggregate(reports):
                       "test_digit_acc": float(values[:, 0].mean()),
                       "test_digit_std": std[0],
                       "test_texture_acc": float(values[:, 1].mean()),
-                      "test_texture_std": std[1]}
+                      "test_texture_std": std[1],
+                      "configuration": "; ".join(sorted(configs.get(name, ())))}
     return rows
 
 
@@ -111,20 +129,22 @@ def _mean_std(mean, std):
 
 
 def aggregate_markdown(rows):
-    """Markdown Table 3: mean ± std over runs (no ± where a row has one run).
-
-    Every row of ROW_ORDER (the paper's, iCE as our two); a row with no runs shows "-".
+    """Markdown Table 3: mean ± std over runs (no ± where a row has one run), and each
+    row's configuration. Every row of ROW_ORDER (the paper's, iCE as our two); a row
+    with no runs shows "-".
     """
-    lines = ["| model | runs | acc(digit) | acc(texture) | paper acc(digit) | paper acc(texture) |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| model | runs | acc(digit) | acc(texture) | paper acc(digit) | paper acc(texture) "
+             "| configuration |",
+             "|---|---|---|---|---|---|---|"]
     for name in ROW_ORDER:
         r = rows.get(name)
         if r is None:
-            cells = " | ".join([NOT_RUN] * 3)
+            cells, config = " | ".join([NOT_RUN] * 3), NOT_RUN
         else:
             cells = (f"{r['runs']} | {_mean_std(r['test_digit_acc'], r['test_digit_std'])} "
                      f"| {_mean_std(r['test_texture_acc'], r['test_texture_std'])}")
-        lines.append(f"| {name} | {cells} " + _paper_cells(name))
+            config = r.get("configuration") or NOT_RUN
+        lines.append(f"| {name} | {cells} " + _paper_cells(name) + f" {config} |")
     return "\n".join(lines) + "\n"
 
 

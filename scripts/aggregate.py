@@ -7,8 +7,10 @@ Each folder must hold a finished run (report.json). Baseline runs fill the
 Baseline_digit / Baseline_texture rows, --ifm runs the Ours_* rows. The std is
 the sample standard deviation (ddof=1); with a single run it is undefined
 (null in JSON, no ± in markdown). The markdown table shows all five rows of
-the paper's Table 3 beside ours ("-" where no run fills a row); the JSON has
-them under "paper_percent".
+the paper's Table 3 beside ours ("-" where no run fills a row), with each
+row's configuration (epochs; lambda and K for IFM; flow depth and beta for
+iCE; the training images when limited); the JSON has the paper's rows under
+"paper_percent".
 """
 import argparse
 import os
@@ -19,7 +21,8 @@ from experiment.runfolder import read_json, write_json, write_text_atomic
 
 
 def load_reports(folders):
-    reports, epochs, devices = [], set(), set()
+    """(reports, settings, epochs, devices) of finished run folders."""
+    reports, settings, epochs, devices = [], [], set(), set()
     for folder in folders:
         path = os.path.join(folder, "report.json")
         if not os.path.exists(path):
@@ -27,11 +30,12 @@ def load_reports(folders):
                              "finished run folder of train.py?")
         reports.append(read_json(path))
         config_path = os.path.join(folder, "config.json")
-        if os.path.exists(config_path):
-            config = read_json(config_path)
+        config = read_json(config_path) if os.path.exists(config_path) else None
+        settings.append(None if config is None else config["settings"])
+        if config is not None:
             epochs.add(config["settings"]["epochs"])
             devices.add(config.get("device", "?"))
-    return reports, epochs, devices
+    return reports, settings, epochs, devices
 
 
 def main(argv=None):
@@ -40,8 +44,8 @@ def main(argv=None):
     p.add_argument("--md", help="also write the markdown table here")
     p.add_argument("--json", help="also write the table as JSON here")
     args = p.parse_args(argv)
-    reports, epochs, devices = load_reports(args.runs)
-    rows = table3.aggregate(reports)
+    reports, settings, epochs, devices = load_reports(args.runs)
+    rows = table3.aggregate(reports, settings)
     markdown = table3.aggregate_markdown(rows)
     print(markdown, end="")
     if args.md:

@@ -3,7 +3,7 @@
     python -m scripts.make_results [--runs runs] [--out results]
 
 Writes, into --out:
-- table3.md, table3.json: the main rows (runs named baseline-seed<N> and
+- table3.md, table3.json: the main rows (runs named baseline-seed<N>, ice-cpu-k1-seed<N> and
   ifm-seed<N>), mean ± std over seeds, as aggregate.py computes them, beside
   the five rows of the paper's Table 3 as printed;
 - runs.md, runs.json: every finished run, one row each: the settings it
@@ -31,7 +31,7 @@ from experiment.runfolder import read_json, write_json, write_text_atomic
 from experiment.settings import build_parser, old_run_settings
 from scripts import aggregate
 
-MAIN_RUN = re.compile(r"^(baseline|ifm)-seed\d+$")
+MAIN_RUN = re.compile(r"^(baseline|ifm|ice-cpu-k1)-seed\d+$")
 TEXT_FILES = ("config.json", "history.csv", "evaluations.csv", "report.json", "report.md",
               "train.log")
 SEED = re.compile(r"-seed(\d+)$")

@@ -62,7 +62,8 @@ def test_aggregate_markdown_has_the_paper_rows_in_order():
     rows = table_rows(report.aggregate_markdown(report.aggregate(
         [fake_report("ifm", 0.40, 0.60), fake_report("ifm", 0.50, 0.40)])))
     assert [r[0] for r in rows] == [name for name, _, _ in TABLE]
-    assert [(r[-2], r[-1]) for r in rows] == [(d, t) for _, d, t in TABLE]
+    assert [(r[-3], r[-2]) for r in rows] == [(d, t) for _, d, t in TABLE]
+    assert [r[-1] for r in rows] == ["-"] * 6           # no settings given: no configuration
     assert rows[4][1:4] == ["2", "45.0 ± 7.1", "50.0 ± 14.1"]
     assert rows[5][1:4] == ["2", "22.5 ± 3.5", "50.0 ± 14.1"]
     for row in rows[:4]:
@@ -73,11 +74,25 @@ def test_ice_runs_fill_the_ice_rows_beside_the_papers_number():
     table = report.aggregate([fake_report("ice-firevnet", 0.30, 0.60)])
     assert set(table) == {"iCE_fi-RevNet_digit", "iCE_fi-RevNet_texture"}
     rows = table_rows(report.aggregate_markdown(table))
-    assert rows[2] == ["iCE_fi-RevNet_digit", "1", "30.0", "60.0", "40.01", "-"]
-    assert rows[3] == ["iCE_fi-RevNet_texture", "1", "15.0", "60.0", "40.01", "-"]
+    assert rows[2] == ["iCE_fi-RevNet_digit", "1", "30.0", "60.0", "40.01", "-", "-"]
+    assert rows[3] == ["iCE_fi-RevNet_texture", "1", "15.0", "60.0", "40.01", "-", "-"]
     run_rows = table_rows(report.run_table_markdown(fake_report("ice-firevnet", 0.30, 0.60)))
     assert run_rows[2][0] == "iCE_fi-RevNet_digit" and run_rows[2][4:] == [
         "30.0", "60.0", "40.01", "-"]
+
+
+def test_rows_name_their_configuration():
+    settings = [{"method": "ice-firevnet", "epochs": 3, "flow_depth": 1, "ice_beta": 0.05,
+                 "limit_train": 16000},
+                {"ifm": True, "epochs": 10, "lam": 30.0, "samples": 64},     # an old run
+                {"ifm": True, "epochs": 10, "lam": 1.0, "samples": 64}]
+    reports = [fake_report("ice-firevnet", 0.3, 0.6), fake_report("ifm", 0.4, 0.6),
+               fake_report("ifm", 0.5, 0.4)]
+    rows = report.aggregate(reports, settings)
+    assert rows["iCE_fi-RevNet_digit"]["configuration"] == (
+        "3 epochs, flow depth 1, beta 0.05, 16000 training images")
+    assert rows["Ours_digit"]["configuration"] == (
+        "10 epochs, lambda 1, K 64; 10 epochs, lambda 30, K 64")    # mixed: both named
 
 
 def test_aggregate_py_prints_and_writes_the_paper_rows(tmp_path, capsys):
@@ -91,8 +106,8 @@ def test_aggregate_py_prints_and_writes_the_paper_rows(tmp_path, capsys):
     assert printed == out_md.read_text()
     rows = table_rows(printed)
     assert [r[0] for r in rows] == [name for name, _, _ in TABLE]
-    assert rows[0][1:] == ["1", "20.0", "50.0", "12.44", "95.07"]
-    assert rows[2][1:] == rows[3][1:] == ["-", "-", "-", "40.01", "-"]
+    assert rows[0][1:] == ["1", "20.0", "50.0", "12.44", "95.07", "-"]
+    assert rows[2][1:] == rows[3][1:] == ["-", "-", "-", "40.01", "-", "-"]
     table = json.loads(out_json.read_text())
     assert list(table["paper_percent"]) == [name for name, _, _ in PAPER]
     assert table["paper_percent"]["iCE fi-RevNet"] == {"digit": 40.01, "texture": None}
