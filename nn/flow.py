@@ -341,35 +341,32 @@ class ActNorm(Invertible):
         return x, dx
 
 
-class Squeeze(Invertible):
+class _Rearrangement(Invertible):
+    """A layer that only moves values: y = move(x), log-det 0, dx = move_back(dy).
+
+    Subclasses set ``move`` and its inverse ``move_back``.
+    """
+
+    def forward(self, x):
+        self._keep(x)
+        return self.move(x), get_array_module(x).zeros(x.shape[-1], dtype=x.dtype)
+
+    def inverse(self, y):
+        return self.move_back(y)
+
+    def backward(self, y, dy, dlog_det):
+        x = self._take()
+        return (self.move_back(y) if x is None else x), self.move_back(dy)
+
+
+class Squeeze(_Rearrangement):
     """2x2 space to depth, (C, H, W, N) -> (4C, H/2, W/2, N)."""
-
-    def forward(self, x):
-        y = squeeze(x)
-        self._keep(x)
-        return y, get_array_module(x).zeros(x.shape[-1], dtype=x.dtype)
-
-    def inverse(self, y):
-        return unsqueeze(y)
-
-    def backward(self, y, dy, dlog_det):
-        x = self._take()
-        return (unsqueeze(y) if x is None else x), unsqueeze(dy)
+    move, move_back = staticmethod(squeeze), staticmethod(unsqueeze)
 
 
-class Reverse(Invertible):
-    """Channel reversal."""
-
-    def forward(self, x):
-        self._keep(x)
-        return reverse_channels(x), get_array_module(x).zeros(x.shape[-1], dtype=x.dtype)
-
-    def inverse(self, y):
-        return reverse_channels(y)
-
-    def backward(self, y, dy, dlog_det):
-        x = self._take()
-        return (reverse_channels(y) if x is None else x), reverse_channels(dy)
+class Reverse(_Rearrangement):
+    """Channel reversal (its own inverse)."""
+    move = move_back = staticmethod(reverse_channels)
 
 
 class AdditiveCoupling(Invertible):

@@ -29,9 +29,8 @@ CONFIGS = {
 STEPS = 3
 
 
-def dataset(n=48):
-    rng = np.random.default_rng(0)
-
+def tiny_dataset(rng, n=48):
+    """A random shiftedMNIST-shaped dataset: n uint8 images per split, random labels."""
     def split():
         return SimpleNamespace(images=rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8),
                                digit=rng.integers(0, 10, n), texture=rng.integers(0, 10, n))
@@ -40,6 +39,7 @@ def dataset(n=48):
 
 
 def config(**changes):
+    """Trainer settings of a small IFM run (batch 16, K = 8), with ``changes``."""
     cfg = {"seed": 5, "limit_train": None, "limit_eval": None, "optimizer": "sgd", "lr": 0.01,
            "momentum": 0.9, "weight_decay": 0.0, "batch_size": 16, "ifm": True, "lam": 30.0,
            "samples": 8, "estimator": "jsd", "marginal": "image", "upsample": "nearest",
@@ -52,7 +52,7 @@ def config(**changes):
 def fingerprint(name, changes):
     """{key: float64 array} of one configuration's three steps."""
     cfg = config(**changes)
-    trainer = Trainer(cfg, dataset(), "cpu")
+    trainer = Trainer(cfg, tiny_dataset(np.random.default_rng(0)), "cpu")
     trainer.trainable.astype(np.float64)
     trainer.optimizer = build_optimizer(cfg, trainer.trainable.params, trainer.trainable.grads)
     split_inputs = trainer.train_data.inputs

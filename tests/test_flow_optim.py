@@ -4,18 +4,7 @@ import pytest
 
 import nn
 from nn.optim import Adamax
-
-
-def setup(xp, rng, dtype=np.float64):
-    """Two parameters of different shapes, and a fresh gradient for each of 4 steps."""
-    p0 = {"a.W": rng.standard_normal((2, 3)), "b.b": rng.standard_normal(4)}
-    params = {k: xp.asarray(v.astype(dtype)) for k, v in p0.items()}
-    grads = [{k: rng.standard_normal(v.shape) for k, v in p0.items()} for _ in range(4)]
-    return p0, params, grads
-
-
-def on(xp, grads, dtype=np.float64):
-    return {k: xp.asarray(g.astype(dtype)) for k, g in grads.items()}
+from test_nn_optim import on, setup
 
 
 def adamax_formula(p, grads, lr, b1, b2, eps):
@@ -31,7 +20,7 @@ def adamax_formula(p, grads, lr, b1, b2, eps):
 
 @pytest.mark.parametrize("eps", [0.0, 1e-8, 0.1])      # a large eps checks where eps enters
 def test_adamax_four_steps(xp, rng, eps):
-    p0, params, grads = setup(xp, rng)
+    p0, params, grads = setup(xp, rng, steps=4)
     grads[2] = {k: 1e-3 * g for k, g in grads[2].items()}   # u decays: b2 u wins the max
     opt = Adamax(params, lr=0.01, betas=(0.9, 0.99), eps=eps)
     for step in grads:
@@ -45,14 +34,14 @@ def test_adamax_four_steps(xp, rng, eps):
 
 def test_adamax_first_step_moves_each_entry_by_lr(rng):
     # Step one: m / (1 - b1) = g and u = |g|, so the paper's update is lr * sign(g).
-    p0, params, grads = setup(np, rng)
+    p0, params, grads = setup(np, rng, steps=4)
     Adamax(params, lr=0.01, eps=0.0).step(grads[0])
     for k in p0:
         np.testing.assert_allclose(params[k], p0[k] - 0.01 * np.sign(grads[0][k]), rtol=1e-13)
 
 
 def test_adamax_state_dict_round_trip(rng, tmp_path):
-    p0, params, grads = setup(np, rng)
+    p0, params, grads = setup(np, rng, steps=4)
     opt = Adamax(params, lr=0.01)
     opt.step(grads[0])
     opt.step(grads[1])

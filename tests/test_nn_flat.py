@@ -6,19 +6,9 @@ import nn
 from experiment.trainer import Trainer
 from nn.flat import FlatParameters
 from nn.init import fan_in_uniform_
+from test_nn_module import small_model
 from test_nn_optim import per_parameter_sgd
 from test_train_gpu_parity import config, tiny_dataset
-
-
-def small_model(rng, dtype=np.float32):
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1, rng=rng, dtype=dtype),
-        nn.BatchNorm2d(4, dtype=dtype),
-        nn.LeakyReLU(0.2),
-        nn.MaxPool2d(2),
-        nn.Flatten(),
-        nn.Linear(4 * 2 * 3, 5, rng=rng, dtype=dtype),
-    )
 
 
 def backward(model, rng):

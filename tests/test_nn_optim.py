@@ -6,11 +6,11 @@ import nn
 from nn.optim import Adamax
 
 
-def setup(xp, rng, dtype=np.float64):
-    """Two parameters of different shapes, and a fresh gradient for each step."""
+def setup(xp, rng, dtype=np.float64, steps=3):
+    """Two parameters of different shapes, and a fresh gradient for each of ``steps`` steps."""
     p0 = {"a.W": rng.standard_normal((2, 3)), "b.b": rng.standard_normal(4)}
     params = {k: xp.asarray(v.astype(dtype)) for k, v in p0.items()}
-    grads = [{k: rng.standard_normal(v.shape) for k, v in p0.items()} for _ in range(3)]
+    grads = [{k: rng.standard_normal(v.shape) for k, v in p0.items()} for _ in range(steps)]
     return p0, params, grads
 
 

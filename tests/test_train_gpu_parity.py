@@ -7,35 +7,16 @@ within float32 tolerance, normwise over all parameters (a bias right before a
 training-mode batch norm has a gradient that is zero in exact arithmetic, so
 its updates are rounding noise on both sides). Skips without CuPy and a GPU.
 """
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
 import nn
 from experiment.trainer import Trainer
+from scripts.step_fingerprint import config, tiny_dataset  # noqa: F401 (shared by tests)
 
 pytestmark = pytest.mark.gpu
 
 TOL = 1e-4
-
-
-def tiny_dataset(rng, n=48):
-    def split():
-        return SimpleNamespace(images=rng.integers(0, 256, (n, 3, 32, 32), dtype=np.uint8),
-                               digit=rng.integers(0, 10, n), texture=rng.integers(0, 10, n))
-    return SimpleNamespace(train=split(), val=split(), test=split(),
-                           mean=np.array([0.4, 0.5, 0.6]), std=np.array([0.2, 0.25, 0.3]))
-
-
-def config(**changes):
-    cfg = {"seed": 5, "limit_train": None, "limit_eval": None, "optimizer": "sgd", "lr": 0.01,
-           "momentum": 0.9, "weight_decay": 0.0, "batch_size": 16, "ifm": True, "lam": 30.0,
-           "samples": 8, "estimator": "jsd", "marginal": "image", "upsample": "nearest",
-           "pairs": [[1, 2], [2, 3], [3, 4]], "pair_features": "pre-pool", "init": "kaiming",
-           "epochs": 1}
-    cfg.update(changes)
-    return cfg
 
 
 def normwise_error(gpu_arrays, cpu_arrays):
