@@ -29,7 +29,7 @@ of marginals (scores of marginal pairs, S_Q of them); E_P, E_Q are sample means.
               w_i sigmoid(V_i) with w = softmax(-softplus(V_Q))  (marginal)
     It is unbounded above: V_Q -> +inf sends F -> +inf (see docs/math.md).
 
-Stability: softplus(v) = max(v, 0) + log1p(exp(-|v|)) and
+Stability: softplus(v) = logaddexp(0, v) = max(v, 0) + log1p(exp(-|v|)) and
 sigmoid(v) = exp(-softplus(-v)) never overflow; every log-mean-exp subtracts
 its maximum. All four are finite for any finite V, in float32 and float64.
 """
@@ -44,9 +44,8 @@ LOG4 = math.log(4.0)
 
 
 def softplus(v):
-    """log(1 + e^v), stable for any v."""
-    xp = get_array_module(v)
-    return xp.maximum(v, 0) + xp.log1p(xp.exp(-xp.abs(v)))
+    """log(1 + e^v) = logaddexp(0, v), stable for any v."""
+    return get_array_module(v).logaddexp(0, v)
 
 
 def sigmoid(v):

@@ -167,8 +167,9 @@ def pair_linear_forward(h_low, h_high, index, W, b, upsample="nearest", project=
     return a, PairLinearCache(tuple(halves), h_high.shape, upsample, scale)
 
 
-def pair_linear_backward(da, cache):
-    """(dH_l, dH_{l+1}, dW, db) from da (out, S). See the module docstring."""
+def pair_linear_backward(da, cache, out=(None, None)):
+    """(dH_l, dH_{l+1}, dW, db) from da (out, S); dW, db go into ``out`` = (dW, db) when
+    given. See the module docstring."""
     xp = get_array_module(da)
     dW_halves, dH = [], []
     for half in cache.halves:
@@ -184,7 +185,9 @@ def pair_linear_backward(da, cache):
     dh_low, dh_high = dH
     if cache.upsample == "bilinear":
         dh_high = bilinear_upsample_backward(dh_high, cache.scale, cache.high_shape)
-    return dh_low, dh_high, xp.concatenate(dW_halves, axis=1), channel_sum(da)
+    dW, db = out
+    return (dh_low, dh_high, xp.concatenate(dW_halves, axis=1, out=dW),
+            channel_sum(da, out=db))
 
 
 class PairReferenceCache(NamedTuple):
@@ -288,6 +291,6 @@ class PairLinear(Module):
     def backward(self, da):
         if self._cache is None:
             raise RuntimeError("backward called before forward")
-        dh_low, dh_high, dW, db = pair_linear_backward(da, self._cache)
-        self._set_grads(W=dW, b=db)
+        dh_low, dh_high, _, _ = pair_linear_backward(
+            da, self._cache, out=(self.grads["W"], self.grads["b"]))
         return dh_low, dh_high

@@ -33,15 +33,18 @@ class BatchNormCache(NamedTuple):
 
 
 def _normalize(X, gamma, beta, eps, out=None):
-    """(y, xc, [mu, sigma^2]) of the rows of X (C, M); gamma, beta (C, 1)."""
+    """(y, xc, stats) of the rows of X (C, M); stats = [mu, sigma^2, s] (C, 3), gamma, beta
+    (C, 1)."""
     xp = get_array_module(X)
-    y, xc, moments = out or (None, None, None)
-    mu = X.mean(axis=1, keepdims=True)
+    y, xc, stats = out or (None, None, xp.empty((X.shape[0], 3), dtype=X.dtype))
+    mu, var, s = stats[:, 0:1], stats[:, 1:2], stats[:, 2:3]
+    X.mean(axis=1, keepdims=True, out=mu)
     xc = xp.subtract(X, mu, out=xc)
-    var = (xc * xc).mean(axis=1, keepdims=True)
-    y = xp.multiply(xc, gamma * (var + eps) ** -0.5, out=y)
+    (xc * xc).mean(axis=1, keepdims=True, out=var)
+    xp.power(var + eps, -0.5, out=s)
+    y = xp.multiply(xc, gamma * s, out=y)
     y += beta
-    return y, xc, xp.concatenate([mu, var], axis=1, out=moments)
+    return y, xc, stats
 
 
 def _affine(X, a, c, out=None):
@@ -52,17 +55,18 @@ def _affine(X, a, c, out=None):
 
 
 def _gradients(dY, xc, g, s, train, out=None):
-    """(dx, [dbeta, dgamma]) of the rows; g = gamma s and s (C, 1)."""
+    """(dx, dbeta, dgamma) of the rows, dbeta and dgamma (C, 1); g = gamma s and s (C, 1)."""
     xp = get_array_module(dY)
-    dx, sums = out or (None, None)
-    M = dY.shape[1]
-    dbeta = dY.sum(axis=1, keepdims=True)
-    dgamma = s * (dY * xc).sum(axis=1, keepdims=True)
+    dx, dbeta, dgamma = out or (None, None, None)
+    dbeta = dY.sum(axis=1, keepdims=True, out=dbeta)
+    dgamma = (dY * xc).sum(axis=1, keepdims=True, out=dgamma)
+    dgamma *= s
     dx = xp.multiply(dY, g, out=dx)
     if train:
-        dx -= g * dbeta / M
-        dx -= xc * (g * s * dgamma / M)
-    return dx, xp.concatenate([dbeta, dgamma], axis=1, out=sums)
+        g_M = g / dY.shape[1]
+        dx -= g_M * dbeta
+        dx -= xc * (g_M * s * dgamma)
+    return dx, dbeta, dgamma
 
 
 def _centred_gradients(dY, X, mu, g, s, out=None):
@@ -80,12 +84,12 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train,
     if train and M < 2:
         raise ValueError("batch norm in training mode needs more than one value per channel")
     if train:
-        y, xc, moments = per_channel(_normalize, X, gamma[:, None], beta[:, None], eps,
-                                     shape=(X.shape, X.shape, (C, 2)))
-        mu, var = moments[:, 0], moments[:, 1]
+        y, xc, stats = per_channel(_normalize, X, gamma[:, None], beta[:, None], eps,
+                                   shape=(X.shape, X.shape, (C, 3)))
+        mu, var, s = stats[:, 0], stats[:, 1], stats[:, 2]
         running_mean += momentum * (mu - running_mean)
         running_var += momentum * (var * (M / (M - 1)) - running_var)
-        cache = BatchNormCache(xc, None, (var + eps) ** -0.5, gamma, x.shape, True)
+        cache = BatchNormCache(xc, None, s, gamma, x.shape, True)
     else:
         mu, var = (r.astype(x.dtype, copy=False) for r in (running_mean, running_var))
         s = 1 / xp.sqrt(var + eps)
@@ -95,16 +99,19 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, train,
     return y.reshape(x.shape), cache
 
 
-def batchnorm_backward(dy, cache):
-    """Returns (dx, dgamma, dbeta). See the module docstring."""
+def batchnorm_backward(dy, cache, out=(None, None)):
+    """Returns (dx, dgamma, dbeta); dgamma, dbeta go into ``out`` = (dgamma, dbeta) when
+    given. See the module docstring."""
     data, s, gamma = cache.data, cache.inv_std, cache.gamma
     C, M = data.shape
     dY = dy.reshape(C, M)
     g, s = (gamma * s)[:, None], s[:, None]
-    shapes = ((C, M), (C, 2))
+    dgamma, dbeta = (None if a is None else a.reshape(C, 1) for a in out)
+    shapes = ((C, M), (C, 1), (C, 1))
     if cache.train:
-        dx, sums = per_channel(_gradients, dY, data, g, s, True, shape=shapes, dtype=dy.dtype)
+        dx, dbeta, dgamma = per_channel(_gradients, dY, data, g, s, True, shape=shapes,
+                                        dtype=dy.dtype, out=(None, dbeta, dgamma))
     else:
-        dx, sums = per_channel(_centred_gradients, dY, data, cache.mean, g, s, shape=shapes,
-                               dtype=dy.dtype)
-    return dx.reshape(cache.shape), sums[:, 1], sums[:, 0]
+        dx, dbeta, dgamma = per_channel(_centred_gradients, dY, data, cache.mean, g, s,
+                                        shape=shapes, dtype=dy.dtype, out=(None, dbeta, dgamma))
+    return dx.reshape(cache.shape), dgamma.reshape(C), dbeta.reshape(C)

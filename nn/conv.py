@@ -75,7 +75,8 @@ def col2im(dcols, x_shape, k, padding, stride):
         dxp[lo:hi] = 0                      # zeroed block by block, while in cache
         for u in range(k):
             for v in range(k):
-                _tap(dxp[lo:hi], u, v, range(Ho), Wo, stride)[...] += dcols[lo:hi, u, v]
+                slab = _tap(dxp[lo:hi], u, v, range(Ho), Wo, stride)
+                xp.add(slab, dcols[lo:hi, u, v], out=slab)
 
     run_in_blocks(channels, C, dcols.nbytes, xp)
     return dxp[:, padding:padding + H, padding:padding + W]
@@ -96,16 +97,19 @@ def conv2d_forward(x, W, b, padding=0, stride=1):
     return Y.reshape(O, Ho, Wo, N), ConvCache(cols, x.shape, W, padding, stride)
 
 
-def conv2d_backward(dy, cache, input_grad=True):
+def conv2d_backward(dy, cache, input_grad=True, out=(None, None)):
     """(dx, dW, db) from dy (O, Ho, Wo, N). See the module docstring.
 
-    With ``input_grad=False`` dx is not computed (returned as None): the first
+    dW and db go into ``out`` = (dW, db) when given (dW C-contiguous). With
+    ``input_grad=False`` dx is not computed (returned as None): the first
     layer of a network needs no gradient for its input images.
     """
     O, C, k, _ = cache.W.shape
     dY = dy.reshape(O, -1)
-    dW = matmul(dY, cache.cols.T).reshape(cache.W.shape)
-    db = channel_sum(dY)
+    dW, db = out
+    dW = matmul(dY, cache.cols.T, out=None if dW is None else dW.reshape(O, -1))
+    dW = dW.reshape(cache.W.shape)
+    db = channel_sum(dY, out=db)
     if not input_grad:
         return None, dW, db
     dcols = matmul(cache.W.reshape(O, -1).T, dY)        # (C*k*k, Ho*Wo*N)

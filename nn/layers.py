@@ -36,8 +36,8 @@ class Conv2d(Module):
         return y
 
     def backward(self, dy):
-        dx, dW, db = conv.conv2d_backward(dy, self._cache, self.input_grad)
-        self._set_grads(W=dW, b=db)
+        dx, _, _ = conv.conv2d_backward(dy, self._cache, self.input_grad,
+                                        out=(self.grads["W"], self.grads["b"]))
         return dx
 
 
@@ -56,8 +56,8 @@ class Linear(Module):
         return y
 
     def backward(self, dy):
-        dx, dW, db = linear.linear_backward(dy, self._x, self.params["W"])
-        self._set_grads(W=dW, b=db)
+        dx, _, _ = linear.linear_backward(dy, self._x, self.params["W"],
+                                          out=(self.grads["W"], self.grads["b"]))
         return dx
 
 
@@ -92,8 +92,8 @@ class _BatchNorm(Module):
         return y
 
     def backward(self, dy):
-        dx, dgamma, dbeta = batchnorm.batchnorm_backward(dy, self._cache)
-        self._set_grads(gamma=dgamma, beta=dbeta)
+        dx, _, _ = batchnorm.batchnorm_backward(dy, self._cache,
+                                                out=(self.grads["gamma"], self.grads["beta"]))
         return dx
 
 

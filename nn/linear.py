@@ -13,6 +13,7 @@ def linear_forward(x, W, b):
     return matmul(W, x, bias=b), x
 
 
-def linear_backward(dy, x, W):
-    """Returns (dx, dW, db)."""
-    return matmul(W.T, dy), matmul(dy, x.T), channel_sum(dy)
+def linear_backward(dy, x, W, out=(None, None)):
+    """Returns (dx, dW, db); dW and db go into ``out`` = (dW, db) when given."""
+    dW, db = out
+    return matmul(W.T, dy), matmul(dy, x.T, out=dW), channel_sum(dy, out=db)

@@ -4,7 +4,7 @@ The ops of nn/ and ifm/ are written as their formulas on xp. Where a formula
 has a CPU-specific fast form, they reach it through one of these primitives,
 each equal to a plain expression (tests/test_parallel.py checks each):
 
-- ``matmul(a, b, bias)``          a @ b + bias[:, None]
+- ``matmul(a, b, bias, out)``     a @ b + bias[:, None]
 - ``per_channel(f, *arrays)``     f(*arrays), for f acting on each row of axis 0 alone
 - ``channel_sum(A)``              A.sum(axis=1)
 - ``channel_dot(A, B)``           (A * B).sum(axis=1)
@@ -32,6 +32,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import openblas
+from .backend import get_array_module
 
 # Below these sizes a thread handoff (tens of microseconds) costs more than it saves.
 MIN_PARALLEL_BYTES = 1 << 18
@@ -159,18 +160,19 @@ def run_in_blocks(fn, n, nbytes, xp=np):
     _run([core_task(per_core[i], per_core[i + 1]) for i in range(len(per_core) - 1)])
 
 
-def matmul(a, b, bias=None):
+def matmul(a, b, bias=None, out=None):
     """a @ b (+ bias[:, None]) for 2-D a (M, K), b (K, N) and bias (M,), split over the cores.
 
-    On CuPy, or without ``use_cores``: the plain expression. Split: bands of
-    rows of a, of columns of b, or of the shared dimension (partial products
-    summed at the end), whichever is largest; each band adds its bias while
-    its output is still in cache.
+    The result goes into ``out`` (M, N) when given. On CuPy, or without
+    ``use_cores``: the plain expression. Split: bands of rows of a, of columns
+    of b, or of the shared dimension (partial products summed at the end),
+    whichever is largest; each band adds its bias while its output is still in
+    cache.
     """
     M, K = a.shape
     N = b.shape[1]
     if not _splits(isinstance(a, np.ndarray)) or 2 * M * K * N < MIN_PARALLEL_FLOPS:
-        out = a @ b
+        out = get_array_module(a).matmul(a, b, out=out)
         if bias is not None:
             out += bias[:, None]
         return out
@@ -185,13 +187,14 @@ def matmul(a, b, bias=None):
             return task
 
         _run([shared_band(i) for i in range(parts)])
-        out = partial[0]
-        for p in partial[1:]:
+        out = np.add(partial[0], partial[1], out=out)
+        for p in partial[2:]:
             out += p
         if bias is not None:
             out += bias[:, None]
         return out
-    out = np.empty((M, N), dtype=np.result_type(a, b))
+    if out is None:
+        out = np.empty((M, N), dtype=np.result_type(a, b))
     rows_of_a = N < M
     edges = _bands(M if rows_of_a else N, parts)
 
@@ -219,30 +222,32 @@ def _sliced(arrays, n):
     return lambda lo, hi: [a[lo:hi] if r else a for a, r in zip(arrays, rows)]
 
 
-def per_channel(f, *arrays, shape=None, dtype=None):
-    """f(*arrays, out=None) for an f that treats each index of axis 0 (a channel) on its own.
+def per_channel(f, *arrays, shape=None, dtype=None, out=None):
+    """f(*arrays, out=out) for an f that treats each index of axis 0 (a channel) on its own.
 
     f writes its result into ``out`` when given one (NumPy's ``out=``, so its
     passes run in place) and returns it; an f with several results takes and
-    returns a tuple, and ``shape`` is then the tuple of their shapes. On CuPy,
-    without ``use_cores`` or for small arrays: the plain f(*arrays). Split:
-    every array with as many rows as the first one is cut into blocks of rows
-    (per-channel columns (C, 1, ...) included; the others, shape (1, ...) or
-    scalars, go to every block whole), and each core runs f on L2-sized
-    blocks, into the rows of the results of ``shape`` (default: the first
-    array's) and ``dtype`` (default: the arrays' result type).
+    returns a tuple, and ``shape`` is then the tuple of their shapes. A caller
+    may give ``out`` (a tuple of arrays or None for several results). On CuPy,
+    without ``use_cores`` or for small arrays: the plain f(*arrays) (out=out if given).
+    Split: every array with as many rows as the first one is cut into blocks
+    of rows (per-channel columns (C, 1, ...) included; the others, shape
+    (1, ...) or scalars, go to every block whole), and each core runs f on
+    L2-sized blocks, into the rows of the results of ``shape`` (default: the
+    first array's) and ``dtype`` (default: the arrays' result type).
     """
     first = arrays[0]
     if not _splits(isinstance(first, np.ndarray)):
-        return f(*arrays)
+        return _whole(f, arrays, out)
     n = first.shape[0]
     several = shape is not None and isinstance(shape[0], tuple)
     shapes = shape if several else [first.shape if shape is None else shape]
     nbytes = max([first.nbytes] + [int(np.prod(s)) * first.itemsize for s in shapes])
     if n < 2 or nbytes < MIN_PARALLEL_BYTES:
-        return f(*arrays)
+        return _whole(f, arrays, out)
     kind = np.result_type(*arrays) if dtype is None else dtype
-    outs = [np.empty(s, dtype=kind) for s in shapes]
+    given = (out if several else (out,)) if out is not None else (None,) * len(shapes)
+    outs = [np.empty(s, dtype=kind) if o is None else o for s, o in zip(shapes, given)]
     blocks = _sliced(arrays, n)
 
     def rows(lo, hi):
@@ -253,14 +258,20 @@ def per_channel(f, *arrays, shape=None, dtype=None):
     return tuple(outs) if several else outs[0]
 
 
-def channel_sum(A):
-    """sum_m A[c, m], per row of A (C, M): (C,)."""
+def _whole(f, arrays, out):
+    """f on the whole arrays (into ``out`` when given)."""
+    return f(*arrays) if out is None else f(*arrays, out=out)
+
+
+def channel_sum(A, out=None):
+    """sum_m A[c, m], per row of A (C, M): (C,), into ``out`` when given."""
     if not _splits(isinstance(A, np.ndarray)):
-        return A.sum(axis=1)
-    out = np.empty(A.shape[0], dtype=A.dtype)
+        return A.sum(axis=1, out=out)
+    if out is None:
+        out = np.empty(A.shape[0], dtype=A.dtype)
 
     def rows(lo, hi):
-        out[lo:hi] = A[lo:hi].sum(axis=1)
+        A[lo:hi].sum(axis=1, out=out[lo:hi])
     run_in_blocks(rows, A.shape[0], A.nbytes)
     return out
 

@@ -55,7 +55,7 @@ def maxpool2x2_backward(dy, cache):
         dx = xp.empty(x.shape, dtype=dy.dtype) if out is None else out
         taken = xp.zeros(y.shape, dtype=bool)
         for x_uv, dx_uv in zip(_taps(x, Ho, Wo), _taps(dx, Ho, Wo)):
-            hit = (x_uv == y) & ~taken
+            hit = (x_uv == y) > taken               # [x_uv = y] and not yet taken
             taken |= hit
             xp.multiply(dy, hit, out=dx_uv)
         if dx.shape[1:3] != (2 * Ho, 2 * Wo):       # the dropped odd edge gets 0

@@ -52,11 +52,14 @@ the host (``float``, ``int``, ``bool``, ``complex``, ``item``, ``tolist``,
 read, and so is boolean-mask indexing (CuPy reads the number of selected
 elements back to size the result). Attribute reads (shape, dtype, strides,
 flags, ...) and ``len()`` are not calls. A call made by another stand-in call
-is not counted again::
+is not counted again. A call that runs work on the device (a kernel, or a
+copy onto it) is also one launch; views (reshape, basic indexing, ``.T``,
+``astype`` without conversion), ``empty``, the array-module and device
+queries and host reads are not (``_api``'s ``kernel``)::
 
     with cupy_standin.counting() as c:
         ...
-    c.calls, c.host_reads, c.uploads, c.by_name.most_common(10)
+    c.calls, c.launches, c.host_reads, c.uploads, c.by_name.most_common(10)
 
 ``cupyx.scatter_add`` warns DeprecationWarning as CuPy 12 and later do
 ("use cupy.add.at"); the rest behaves as NumPy does (results are NumPy's).
@@ -85,14 +88,17 @@ class Counts:
 
     def __init__(self):
         self.calls = 0
+        self.launches = 0                   # calls that launch device work (see _api)
         self.host_reads = 0
         self.uploads = 0
         self.by_name = Counter()            # calls by API name
+        self.launches_by_name = Counter()
         self.reads_by_name = Counter()
         self.uploads_by_name = Counter()
 
     def __repr__(self):
-        return (f"Counts(calls={self.calls}, host_reads={self.host_reads}, "
+        return (f"Counts(calls={self.calls}, launches={self.launches}, "
+                f"host_reads={self.host_reads}, "
                 f"uploads={self.uploads})")
 
     def report(self, top=12):
@@ -128,6 +134,9 @@ def _note(kind, name):
         if kind == "call":
             counts.calls += 1
             counts.by_name[name] += 1
+        elif kind == "launch":
+            counts.launches += 1
+            counts.launches_by_name[name] += 1
         elif kind == "read":
             counts.host_reads += 1
             counts.reads_by_name[name] += 1
@@ -136,8 +145,15 @@ def _note(kind, name):
             counts.uploads_by_name[name] += 1
 
 
-def _api(name, read=False):
-    """Register and count an entry point; ``read``: it copies device data to the host."""
+def _api(name, read=False, kernel="always"):
+    """Register and count an entry point; ``read``: it copies device data to the host.
+
+    ``kernel`` says whether the call launches device work: "always"; "never"
+    (array-module and device queries, allocation without a fill, views by
+    construction, host copies); "unless view": none when the result is a view
+    of the first argument's memory (reshape, basic indexing, astype without a
+    conversion), one otherwise (the copy).
+    """
     def decorate(fn):
         @functools.wraps(fn)
         def counted(*args, **kwargs):
@@ -148,12 +164,22 @@ def _api(name, read=False):
                     _note("read", name)
             _tls.depth = depth + 1
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
             finally:
                 _tls.depth = depth
+            if depth == 0 and (kernel == "always" or (kernel == "unless view"
+                                                      and not _is_view(result, args))):
+                _note("launch", name)
+            return result
         API[name] = counted
         return counted
     return decorate
+
+
+def _is_view(result, args):
+    """Whether ``result`` is a device array sharing memory with the first argument."""
+    return (bool(args) and type(result) is ndarray and type(args[0]) is ndarray
+            and np.shares_memory(result._a, args[0]._a))
 
 
 def _upload(name):
@@ -303,7 +329,7 @@ class ndarray:
     __array_ufunc__ = None      # NumPy ufuncs refuse it; operators defer to ours
     __hash__ = None
 
-    @_api("cupy.ndarray")
+    @_api("cupy.ndarray", kernel="never")
     def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
         if memptr is not None or strides is not None:
             raise NotImplementedError("the stand-in's ndarray() takes no memptr or strides")
@@ -342,7 +368,7 @@ class ndarray:
         return self._a.shape[0]
 
     # -------------------------------------------------------------- host reads
-    @_api("cupy.ndarray.get", read=True)
+    @_api("cupy.ndarray.get", read=True, kernel="never")
     def get(self, stream=None, order="C", out=None, blocking=True):
         if out is not None:
             if not isinstance(out, np.ndarray):
@@ -351,45 +377,45 @@ class ndarray:
             return out
         return np.array(self._a, order=order, copy=True)
 
-    @_api("cupy.ndarray.item", read=True)
+    @_api("cupy.ndarray.item", read=True, kernel="never")
     def item(self):
         if self._a.size != 1:
             raise ValueError("can only convert an array of size 1 to a Python scalar")
         return self._a.item()
 
-    @_api("cupy.ndarray.tolist", read=True)
+    @_api("cupy.ndarray.tolist", read=True, kernel="never")
     def tolist(self):
         return self._a.tolist()
 
-    @_api("cupy.ndarray.__float__", read=True)
+    @_api("cupy.ndarray.__float__", read=True, kernel="never")
     def __float__(self):
         return float(self._a)
 
-    @_api("cupy.ndarray.__int__", read=True)
+    @_api("cupy.ndarray.__int__", read=True, kernel="never")
     def __int__(self):
         return int(self._a)
 
-    @_api("cupy.ndarray.__complex__", read=True)
+    @_api("cupy.ndarray.__complex__", read=True, kernel="never")
     def __complex__(self):
         return complex(self._a)
 
-    @_api("cupy.ndarray.__bool__", read=True)
+    @_api("cupy.ndarray.__bool__", read=True, kernel="never")
     def __bool__(self):
         return bool(self._a)
 
-    @_api("cupy.ndarray.__repr__", read=True)
+    @_api("cupy.ndarray.__repr__", read=True, kernel="never")
     def __repr__(self):
         return repr(self._a)
 
-    @_api("cupy.ndarray.__str__", read=True)
+    @_api("cupy.ndarray.__str__", read=True, kernel="never")
     def __str__(self):
         return str(self._a)
 
-    @_api("cupy.ndarray.__format__", read=True)
+    @_api("cupy.ndarray.__format__", read=True, kernel="never")
     def __format__(self, spec):
         return format(self._a, spec)
 
-    @_api("cupy.ndarray.__reduce__", read=True)
+    @_api("cupy.ndarray.__reduce__", read=True, kernel="never")
     def __reduce__(self):
         return _from_host, (self._a.copy(),)
 
@@ -406,21 +432,21 @@ class ndarray:
     def copy(self, order="C"):
         return _wrap(self._a.copy(order=order))
 
-    @_api("cupy.ndarray.astype")
+    @_api("cupy.ndarray.astype", kernel="unless view")
     def astype(self, dtype, order="K", casting=None, subok=None, copy=True):
         kwargs = {} if casting is None else {"casting": casting}
         return _wrap(self._a.astype(_dtype(dtype), order=order, copy=copy, **kwargs))
 
     # -------------------------------------------------------------- shape
-    @_api("cupy.ndarray.reshape")
+    @_api("cupy.ndarray.reshape", kernel="unless view")
     def reshape(self, *shape, order="C"):
         return _wrap(self._a.reshape(*shape, order=order))
 
-    @_api("cupy.ndarray.transpose")
+    @_api("cupy.ndarray.transpose", kernel="never")
     def transpose(self, *axes):
         return _wrap(self._a.transpose(*axes))
 
-    @_api("cupy.ndarray.squeeze")
+    @_api("cupy.ndarray.squeeze", kernel="unless view")
     def squeeze(self, axis=None):
         return _wrap(self._a.squeeze(axis=axis))
 
@@ -450,11 +476,14 @@ class ndarray:
         _fill(self._a, value)
 
     # -------------------------------------------------------------- indexing
-    @_api("cupy.ndarray.__getitem__")
+    @_api("cupy.ndarray.__getitem__", kernel="unless view")
     def __getitem__(self, key):
-        key, mask, _ = _index_key(key, "cupy.ndarray.__getitem__")
+        key, mask, advanced = _index_key(key, "cupy.ndarray.__getitem__")
         if mask:
             _sync_read("cupy.ndarray.__getitem__ (boolean mask: its count)")
+        items = key if isinstance(key, tuple) else (key,)
+        if not advanced and not any(k is Ellipsis for k in items):
+            key = items + (Ellipsis,)       # x[i, j] a 0-d view, as in CuPy (NumPy: a scalar)
         return _wrap(self._a[key])
 
     @_api("cupy.ndarray.__setitem__")
@@ -525,12 +554,12 @@ def _reduce(x, method, out, **kwargs):
     return _wrap(getattr(x._a, method)(**kwargs))
 
 
-@_api("cupy.ndarray.T")
+@_api("cupy.ndarray.T", kernel="never")
 def _ndarray_T(x):
     return _wrap(x._a.T)
 
 
-@_api("cupy.ndarray.__iter__ (element)")
+@_api("cupy.ndarray.__iter__ (element)", kernel="never")
 def _ndarray_item(x, i):
     return _wrap(x._a[i])
 
@@ -623,6 +652,7 @@ class ufunc:
         depth = getattr(_tls, "depth", 0)
         if depth == 0:
             _note("call", self._where)
+            _note("launch", self._where)
         _tls.depth = depth + 1
         try:
             if len(args) != self.nin:
@@ -642,12 +672,12 @@ class ufunc:
 
 
 _UFUNCS = ["abs", "add", "exp", "greater", "isfinite", "log", "log1p", "logaddexp",
-           "maximum", "minimum", "multiply", "sqrt", "subtract"]
+           "maximum", "minimum", "multiply", "power", "sqrt", "subtract"]
 
 
 # ----------------------------------------------------------------------------- functions
 
-@_api("cupy.get_array_module")
+@_api("cupy.get_array_module", kernel="never")
 def get_array_module(*args):
     for a in args:
         if type(a) is ndarray:
@@ -666,7 +696,7 @@ def _host_to_device(a, dtype, where):
     return _wrap(np.array(host, order=order, copy=True))
 
 
-@_api("cupy.asarray")
+@_api("cupy.asarray", kernel="unless view")
 def asarray(a, dtype=None, order=None, *, copy=None, blocking=False):
     if type(a) is ndarray:
         result = np.asarray(a._a, dtype=_dtype(dtype), order=order, copy=copy)
@@ -674,7 +704,7 @@ def asarray(a, dtype=None, order=None, *, copy=None, blocking=False):
     return _host_to_device(a, dtype, "cupy.asarray")
 
 
-@_api("cupy.asnumpy")
+@_api("cupy.asnumpy", kernel="never")
 def asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
     if type(a) is ndarray:
         _sync_read("cupy.asnumpy")
@@ -685,7 +715,7 @@ def asnumpy(a, stream=None, order="C", out=None, *, blocking=True):
     return np.asarray(a, order=order)
 
 
-@_api("cupy.empty")
+@_api("cupy.empty", kernel="never")
 def empty(shape, dtype=float, order="C"):
     return _wrap(np.empty(shape, dtype=_dtype(dtype), order=order))
 
@@ -712,16 +742,16 @@ def full(shape, fill_value, dtype=None, order="C"):
     return _wrap(a)
 
 
-def _like(name, make):
+def _like(name, make, kernel="always"):
     where = f"cupy.{name}"
 
     def fn(a, dtype=None, order="K", subok=None, shape=None):
         return _wrap(make(_array_arg(a, where), dtype=_dtype(dtype), order=order, shape=shape))
     fn.__name__ = name
-    return _api(where)(fn)
+    return _api(where, kernel=kernel)(fn)
 
 
-empty_like = _like("empty_like", np.empty_like)
+empty_like = _like("empty_like", np.empty_like, kernel="never")
 zeros_like = _like("zeros_like", np.zeros_like)
 
 
@@ -752,6 +782,16 @@ def concatenate(tup, axis=0, out=None, *, dtype=None, casting="same_kind"):
     return _wrap(np.concatenate(arrays, axis=axis, dtype=_dtype(dtype), casting=casting))
 
 
+@_api("cupy.matmul")
+def matmul(x1, x2, out=None):
+    a, b = _array_arg(x1, "cupy.matmul"), _array_arg(x2, "cupy.matmul")
+    out = _out(out, "cupy.matmul")
+    if out is not None:
+        np.matmul(a, b, out=out._a)
+        return out
+    return _wrap(np.matmul(a, b))
+
+
 @_api("cupy.stack")
 def stack(tup, axis=0, out=None, *, dtype=None, casting="same_kind"):
     arrays = _sequence(tup, "cupy.stack")
@@ -762,12 +802,12 @@ def stack(tup, axis=0, out=None, *, dtype=None, casting="same_kind"):
     return _wrap(np.stack(arrays, axis=axis, dtype=_dtype(dtype), casting=casting))
 
 
-@_api("cupy.broadcast_to")
+@_api("cupy.broadcast_to", kernel="never")
 def broadcast_to(array, shape):
     return _wrap(np.broadcast_to(_array_arg(array, "cupy.broadcast_to"), shape))
 
 
-@_api("cupy.ascontiguousarray")
+@_api("cupy.ascontiguousarray", kernel="unless view")
 def ascontiguousarray(a, dtype=None):
     return _wrap(np.ascontiguousarray(_array_arg(a, "cupy.ascontiguousarray"), dtype=dtype))
 
@@ -830,21 +870,21 @@ class CUDARuntimeError(RuntimeError):
 def _runtime_module():
     m = types.ModuleType("cupy.cuda.runtime", "The fake CUDA runtime of the CuPy stand-in.")
 
-    @_api("cupy.cuda.runtime.getDeviceCount")
+    @_api("cupy.cuda.runtime.getDeviceCount", kernel="never")
     def getDeviceCount():
         return 1
 
-    @_api("cupy.cuda.runtime.getDeviceProperties")
+    @_api("cupy.cuda.runtime.getDeviceProperties", kernel="never")
     def getDeviceProperties(device):
         _check_device(device)
         return {"name": DEVICE_NAME, "totalGlobalMem": 1 << 30, "major": 0, "minor": 0,
                 "multiProcessorCount": 1}
 
-    @_api("cupy.cuda.runtime.runtimeGetVersion")
+    @_api("cupy.cuda.runtime.runtimeGetVersion", kernel="never")
     def runtimeGetVersion():
         return CUDA_VERSION
 
-    @_api("cupy.cuda.runtime.driverGetVersion")
+    @_api("cupy.cuda.runtime.driverGetVersion", kernel="never")
     def driverGetVersion():
         return CUDA_VERSION
 
@@ -863,13 +903,13 @@ def _check_device(device):
 class Device:
     """The stand-in's one CUDA device (id 0)."""
 
-    @_api("cupy.cuda.Device")
+    @_api("cupy.cuda.Device", kernel="never")
     def __init__(self, device=None):
         device = 0 if device is None else int(device)
         _check_device(device)
         self.id = device
 
-    @_api("cupy.cuda.Device.synchronize")
+    @_api("cupy.cuda.Device.synchronize", kernel="never")
     def synchronize(self):
         pass                    # NumPy work is done when its call returns
 
@@ -902,7 +942,7 @@ class RandomState:
     """cupy.random.RandomState: draws made on the device (NumPy's RandomState behind it;
     the numbers differ from real CuPy's for the same seed, as CuPy's own do from NumPy's)."""
 
-    @_api("cupy.random.RandomState")
+    @_api("cupy.random.RandomState", kernel="never")
     def __init__(self, seed=None):
         self._state = np.random.RandomState(seed)
 
@@ -938,8 +978,8 @@ cupyx.scatter_add = scatter_add
 cupy.__version__ = VERSION
 cupy.ndarray, cupy.ufunc, cupy.cuda, cupy.random = ndarray, ufunc, cuda, random
 for _fn in (get_array_module, asarray, asnumpy, empty, zeros, ones, full, empty_like,
-            zeros_like, arange, concatenate, stack, broadcast_to, ascontiguousarray, take, where,
-            pad, einsum):
+            zeros_like, arange, concatenate, matmul, stack, broadcast_to, ascontiguousarray,
+            take, where, pad, einsum):
     setattr(cupy, _fn.__name__, _fn)
 for _name in _UFUNCS:
     setattr(cupy, _name, ufunc(_name, getattr(np, "absolute" if _name == "abs" else _name)))

@@ -14,13 +14,15 @@ from nn import backend
 from test_train_gpu_parity import config, tiny_dataset
 
 # One train_step on the stand-in (K = 64, SGD, batch 128; step 1 of a two-step epoch, whose
-# IFM pair positions came to the device at step 0), measured 2026-12-01: IFM 1709 calls,
-# baseline 759; 0 host reads and 0 uploads. Step 0 adds the positions of the steps ahead:
-# 3 uploads (one per pair) and 9 calls (IFM 1718). Before the redesign (hidden layout,
-# per-parameter optimizer, positions uploaded per step): IFM 2427 calls and 6 uploads,
-# baseline 943. The bounds are the measurement + 10%; they catch growth. The target of
-# 600 calls per IFM step is not reached (docs/performance.md says where the calls go).
-MAX_CALLS = {"ifm": 1880, "baseline": 835}
+# IFM pair positions came to the device at step 0), measured 2026-12-01: IFM 1609 calls, of
+# which 836 launch device work; baseline 698 calls, 342 launches; 0 host reads and 0 uploads.
+# Step 0 adds the positions of the steps ahead: 3 uploads (one per pair). Before the redesign
+# (hidden layout, per-parameter optimizer, positions uploaded per step): IFM 2428 calls and
+# 1247 launches, baseline 944 and 462. The bounds are the measurement + 10%; they catch
+# growth. The target of 600 per IFM step is not reached (docs/performance.md says where the
+# launches go).
+MAX_CALLS = {"ifm": 1770, "baseline": 768}
+MAX_LAUNCHES = {"ifm": 920, "baseline": 376}
 
 
 @pytest.fixture
@@ -80,6 +82,7 @@ def test_counts_calls_host_reads_and_uploads(cp):
         y.get(), cp.asnumpy(y), y.tolist()      # 3 calls, 3 reads (asnumpy's get is not recounted)
         cp.asnumpy(host)                        # 1 call, nothing read from the device
     assert (c.calls, c.host_reads, c.uploads) == (12, 7, 1), c.report()
+    assert c.launches == 4, c.launches_by_name     # the upload, x * 2, the sum, s > 0
     assert c.reads_by_name == {"cupy.ndarray.__float__": 1, "cupy.ndarray.__int__": 1,
                                "cupy.ndarray.__bool__": 1, "cupy.ndarray.item": 1,
                                "cupy.ndarray.get": 1, "cupy.asnumpy": 1,
@@ -87,6 +90,30 @@ def test_counts_calls_host_reads_and_uploads(cp):
     with cupy_standin.counting() as mask:
         x[x > 2.0]                              # CuPy reads the mask's count back
     assert mask.host_reads == 1
+
+
+def test_counts_as_launches_what_runs_on_the_device(cp):
+    """A kernel or a copy is a launch; views, allocation without a fill and queries are not."""
+    x = cp.asarray(np.arange(24.0).reshape(4, 6))
+    rows = cp.asarray(np.array([0, 2]))
+    free = [lambda: x.reshape(6, 4), lambda: x[1:3, ::2], lambda: x.T, lambda: x[0, 1],
+            lambda: x.astype(x.dtype, copy=False), lambda: cp.asarray(x),
+            lambda: cp.ascontiguousarray(x), lambda: cp.empty((3, 3)), lambda: cp.empty_like(x),
+            lambda: cp.broadcast_to(x[0], (4, 6)), lambda: cp.get_array_module(x),
+            lambda: list(x)]
+    one = [lambda: x.T.reshape(24), lambda: x[rows], lambda: x + 1,
+           lambda: x.astype(np.float32), lambda: cp.ascontiguousarray(x.T),
+           lambda: cp.zeros(3), lambda: x.sum(axis=0), lambda: cp.exp(x),
+           lambda: x.__setitem__((0, 0), 1.0), lambda: x @ x.T,
+           lambda: cp.matmul(x, x.T, out=cp.empty((4, 4)))]
+    for i, op in enumerate(free):
+        with cupy_standin.counting() as c:
+            op()
+        assert c.launches == 0, (i, c.launches_by_name)
+    for i, op in enumerate(one):
+        with cupy_standin.counting() as c:
+            op()
+        assert c.launches == 1, (i, c.launches_by_name)
 
 
 def test_reports_one_fake_device(cp):
@@ -134,4 +161,5 @@ def test_one_training_step_reads_nothing_back(cp, method, capsys):
         assert np.isfinite(float(total))
     first, later = counts
     assert later.calls <= MAX_CALLS[method], later.report(20)
+    assert later.launches <= MAX_LAUNCHES[method], later.report(20)
     assert (first.uploads, later.uploads) == ((3 if method == "ifm" else 0), 0)

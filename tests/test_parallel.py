@@ -47,17 +47,21 @@ def test_split_product_equals_the_product(rng, shape, n, bias, split_calls):
     a, b = rng.standard_normal((M, K)), rng.standard_normal((K, N))
     c = rng.standard_normal(M) if bias else None
     plus = c[:, None] if bias else 0.0
+    out = np.full((M, N), np.nan)
     with parallel.using_cores(n):
         got = parallel.matmul(a, b, bias=c)
         got_transposed = parallel.matmul(b.T, a.T)      # non-contiguous operands
+        into = parallel.matmul(a, b, bias=c, out=out)
     expected = a @ b + plus
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12 * np.sqrt(K))
     np.testing.assert_allclose(got_transposed, (a @ b).T, rtol=1e-12, atol=1e-12 * np.sqrt(K))
+    assert into is out
+    np.testing.assert_array_equal(out, got)
     assert got.shape == (M, N) and got.dtype == np.float64
     if shape == (5, 7, 3):
         assert split_calls == [], "a small product is not split"
     else:
-        assert split_calls == [n, n], "both products were split into one band per core"
+        assert split_calls == [n, n, n], "every product was split into one band per core"
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -101,10 +105,14 @@ def test_per_channel_with_column_arguments_equals_the_expression(rng, n):
         return (x * scale + shift) * k + offset
 
     threads = set()
+    out = np.full_like(x, np.nan)
     with parallel.using_cores(n):
         got = parallel.per_channel(_threads_that_ran(f, threads), x, scale, shift, offset, 0.5)
+        into = parallel.per_channel(_into_out(f), x, scale, shift, offset, 0.5, out=out)
     np.testing.assert_array_equal(got, f(x, scale, shift, offset, 0.5))
     assert got.shape == x.shape and got.dtype == np.float64 and got.flags.c_contiguous
+    assert into is out
+    np.testing.assert_array_equal(out, got)
     assert len(threads) > 1, "the blocks ran on the worker threads too"
 
 
@@ -153,10 +161,14 @@ def test_per_channel_leaves_small_arrays_and_one_channel_to_f(rng, n):
 def test_channel_sum_equals_the_row_sums(rng, n, dtype, split_calls):
     A = rng.standard_normal((96, 4099)).astype(dtype)          # (C, M), above MIN_PARALLEL_BYTES
     assert A.nbytes > parallel.MIN_PARALLEL_BYTES
+    out = np.full(96, np.nan, dtype=dtype)
     with parallel.using_cores(n):
         got = parallel.channel_sum(A)
-    assert split_calls == [n], "the sum was split over the cores"
+        into = parallel.channel_sum(A, out=out)
+    assert split_calls == [n, n], "the sums were split over the cores"
     assert got.shape == (96,) and got.dtype == dtype
+    assert into is out
+    np.testing.assert_array_equal(out, got)
     rtol = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(got, A.sum(axis=1), rtol=rtol,
                                atol=rtol * np.abs(A).sum(axis=1).max())
