@@ -2,13 +2,17 @@
 
     software_versions(device)   Python, NumPy (and CuPy) versions; on the GPU also
                                 the device model and the CUDA runtime and driver
+    code_version(root)          the git commit of the code and whether tracked files
+                                differ from it (None outside a git checkout)
     data_changes(old, new)      what differs between two dataset provenance records
                                 (data.load_shifted_mnist's ``provenance``), in words
     without_machine_paths(x)    a record or log with each absolute path cut to its
                                 file name, for copies that leave the machine (results/)
 """
+import os
 import platform
 import re
+import subprocess
 
 import numpy as np
 
@@ -24,6 +28,24 @@ def software_versions(device):
         import cupy
         versions.update(gpu_record(cupy))
     return versions
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the checkout
+
+
+def code_version(root=ROOT):
+    """{"commit": HEAD's sha, "modified": tracked files differ from it}, or None where
+    ``root`` is no git checkout or git is missing (an installed copy)."""
+    def git(*args):
+        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+    try:
+        if git("rev-parse", "--show-toplevel") != os.path.realpath(root):
+            return None                     # root sits inside some other repository
+        return {"commit": git("rev-parse", "HEAD"),
+                "modified": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 def gpu_record(cupy):

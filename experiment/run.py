@@ -20,7 +20,7 @@ from nn.parallel import use_cores
 
 from . import report as table3
 from .progress import EpochProgress, format_seconds
-from .provenance import data_changes, software_versions
+from .provenance import code_version, data_changes, software_versions
 from .runfolder import BEST, CHECKPOINT, CONFIG, RunFolder, RunFolderError
 from .ice_trainer import IceTrainer
 from .settings import EXPERIMENT_KEYS, RESUMABLE_KEYS, old_run_settings, parse
@@ -428,12 +428,12 @@ def record(args, cfg, saved, dataset, device, cpu_cores, checkpoint, changes, so
     if saved is None:
         return {"settings": cfg, "method": method_of(cfg), "device": device,
                 "cpu_cores": cpu_cores, "sources": sources, "data": dataset.provenance,
-                "software": software_versions(device),
+                "software": software_versions(device), "code": code_version(),
                 "command": shlex.join(["python", "train.py", *args.argv]), "started": now}
     config = {**saved, "settings": cfg, "sources": sources}
     entry = {"at": now, "device": device, "cpu_cores": cpu_cores,
              "from": "checkpoint" if checkpoint else "the beginning (no checkpoint)",
-             "software": software_versions(device)}
+             "software": software_versions(device), "code": code_version()}
     if sources != saved.get("sources"):
         entry["sources_before"] = saved.get("sources")
     if changes:

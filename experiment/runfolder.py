@@ -1,6 +1,7 @@
 """The run folder: every file a run writes, each written atomically.
 
-    config.json        every setting, the seed, data provenance, software versions
+    config.json        every setting, the seed, data provenance, software versions,
+                       the code's git commit (and whether tracked files were modified)
     history.csv        one row per finished epoch
     evaluations.csv    with --eval-every: every validation (epoch, step, accuracies)
     checkpoint.npz     everything needed to resume (model, D, optimizer, progress)

@@ -81,3 +81,27 @@ def test_machine_paths_are_cut_to_file_names():
            "run folder /work/runs/x: ifm, 212 img/s, loss 0.5/step\n")
     assert without_machine_paths(log) == ("shiftedMNIST: building (seed 0, textures textures) "
                                           "...\nrun folder x: ifm, 212 img/s, loss 0.5/step\n")
+
+
+def test_code_version_names_the_commit_and_local_changes(tmp_path):
+    import subprocess
+    from experiment.provenance import code_version
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t",
+                        *args], check=True, capture_output=True)
+
+    assert code_version(str(tmp_path)) is None              # not a checkout
+    git("init", "-q")
+    (tmp_path / "f.py").write_text("x = 1\n")
+    git("add", "f.py")
+    git("commit", "-q", "-m", "one")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    assert code_version(str(tmp_path)) == {"commit": head, "modified": False}
+    (tmp_path / "new.txt").write_text("untracked files do not count\n")
+    assert code_version(str(tmp_path))["modified"] is False
+    (tmp_path / "f.py").write_text("x = 2\n")
+    assert code_version(str(tmp_path)) == {"commit": head, "modified": True}
+    (tmp_path / "sub").mkdir()
+    assert code_version(str(tmp_path / "sub")) is None      # inside another repository
