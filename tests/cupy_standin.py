@@ -177,9 +177,10 @@ def _api(name, read=False, kernel="always"):
 
 
 def _is_view(result, args):
-    """Whether ``result`` is a device array sharing memory with the first argument."""
+    """Whether ``result`` is a device array whose memory overlaps the first argument's
+    (a view of it: reshape, basic indexing and astype without conversion return one)."""
     return (bool(args) and type(result) is ndarray and type(args[0]) is ndarray
-            and np.shares_memory(result._a, args[0]._a))
+            and np.may_share_memory(result._a, args[0]._a))
 
 
 def _upload(name):
