@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from experiment.settings import positive_int
-from ifm import IFMBlock
+from ifm import IFMRegularizer
 from ifm.sampling import count_rows
 from nn.allocator import retain_freed_memory
 from nn.backend import gpu_unavailable_reason, xp_for
@@ -93,11 +93,12 @@ def main(argv=None):
           f"{'fwd ms':>9} {'bwd ms':>9} {'total ms':>9}")
     for low, high in PAIRS:
         h_low, h_high = features[low], features[high]
-        block = IFMBlock(SHAPES[low][0], SHAPES[high][0], samples=1, estimator=args.estimator,
-                         upsample=args.upsample, marginal=args.marginal,
-                         rng=np.random.default_rng(args.seed)).to(args.device)
+        block = IFMRegularizer.one_pair(
+            SHAPES[low][0], SHAPES[high][0], samples=1, estimator=args.estimator,
+            upsample=args.upsample, marginal=args.marginal,
+            rng=np.random.default_rng(args.seed)).to(args.device)
         for K in samples:
-            block.samples = K
+            block.blocks[0].samples = K
             _, h, w, N = h_low.shape
             rows = count_rows(N, h, w, K, args.marginal, args.estimator == "infonce")
             label = f"{low}-{high}"
@@ -109,7 +110,8 @@ def main(argv=None):
 
             def forward():
                 step[0] += 1
-                return block.forward(h_low, h_high, np.random.default_rng([args.seed, step[0]]))
+                return block.forward([h_low, h_high],
+                                     np.random.default_rng([args.seed, step[0]]))
 
             def forward_backward():
                 forward()

@@ -99,11 +99,12 @@ def reinitialize(init, model, regularizer, seed):
     """
     if init == "kaiming":
         return
-    modules = {"fan-in-uniform": [model] + ([regularizer] if regularizer else []),
-               "head-fan-in-uniform": [model.fc]}[init]
+    ifm = [regularizer.pair_params()] if regularizer else []    # each D_l's own (out, in) W
+    targets = {"fan-in-uniform": [model.params] + ifm,
+               "head-fan-in-uniform": [model.fc.params]}[init]
     rng = np.random.default_rng([seed, 0, 1])
-    for module in modules:
-        fan_in_uniform_(module.params, rng)
+    for params in targets:
+        fan_in_uniform_(params, rng)
 
 
 class Trainer:

@@ -1,11 +1,14 @@
 """Mutual-information estimators on discriminator scores V.
 
 Every estimator is a pure function ``f(v_joint, v_marg) -> (F, dF_dv_joint,
-dF_dv_marg)``: F is a 0-d array on the scores' device (never a Python float, so
+dF_dv_marg)``: F is an array on the scores' device (never a Python float, so
 a training step does not wait on the GPU), and the two gradients have the
 shapes of their inputs. F is to be MAXIMIZED (by D and, in IFM, by the CNN).
 P is the joint distribution (scores of joint pairs, S_P of them), Q the product
 of marginals (scores of marginal pairs, S_Q of them); E_P, E_Q are sample means.
+The samples lie on the last axis (InfoNCE: the last two of v_joint); leading
+axes index independent estimates (one per critic of a stack), so
+v_joint (..., S_P), v_marg (..., S_Q) give F (...): 0-d for one critic.
 
 ``jsd`` (Deep InfoMax / f-GAN, the default):
     F = E_P[-softplus(-V)] - E_Q[softplus(V)]                      F <= 0
@@ -75,12 +78,12 @@ def _scalar(F, like):
 
 def jsd(v_joint, v_marg, offset=False):
     """Jensen-Shannon bound; ``offset=True`` adds log 4 (the comparable form)."""
-    F = -softplus(-v_joint).mean() - softplus(v_marg).mean()
+    F = -softplus(-v_joint).mean(axis=-1) - softplus(v_marg).mean(axis=-1)
     if offset:
         F = F + LOG4
     F = _scalar(F, v_joint)
-    d_joint = sigmoid(-v_joint) / v_joint.size
-    d_marg = -sigmoid(v_marg) / v_marg.size
+    d_joint = sigmoid(-v_joint) / v_joint.shape[-1]
+    d_marg = -sigmoid(v_marg) / v_marg.shape[-1]
     return F, d_joint, d_marg
 
 
@@ -91,28 +94,30 @@ def jsd_divergence(F):
 
 def dv(v_joint, v_marg):
     """Donsker-Varadhan bound with the exact gradient."""
-    log_mean_exp = logsumexp(v_marg) - math.log(v_marg.size)
-    F = _scalar(v_joint.mean() - log_mean_exp, v_joint)
+    S_Q = v_marg.shape[-1]
+    log_mean_exp = logsumexp(v_marg, axis=-1) - math.log(S_Q)
+    F = _scalar(v_joint.mean(axis=-1) - log_mean_exp, v_joint)
     xp = get_array_module(v_joint)
-    d_joint = xp.full(v_joint.shape, 1.0 / v_joint.size, dtype=v_joint.dtype)
-    d_marg = -_softmax(v_marg)
+    d_joint = xp.full(v_joint.shape, 1.0 / v_joint.shape[-1], dtype=v_joint.dtype)
+    d_marg = -_softmax(v_marg, axis=-1)
     return F, d_joint, d_marg
 
 
 def infonce(v_joint, v_marg):
-    """InfoNCE on groups: v_joint (G, B) positives, v_marg (G, B, B-1) negatives."""
+    """InfoNCE on groups: v_joint (..., G, B) positives, v_marg (..., G, B, B-1) negatives."""
     xp = get_array_module(v_joint)
-    if v_joint.ndim != 2 or v_marg.shape != v_joint.shape + (v_joint.shape[1] - 1,):
+    if v_joint.ndim < 2 or v_marg.shape != v_joint.shape + (v_joint.shape[-1] - 1,):
         raise ValueError(f"infonce expects v_joint (G, B) and v_marg (G, B, B-1), got "
                          f"{v_joint.shape} and {v_marg.shape}")
-    G, B = v_joint.shape
+    G, B = v_joint.shape[-2:]
     if B < 2:
         raise ValueError("infonce needs groups of at least two joint pairs")
-    scores = xp.concatenate([v_joint[:, :, None], v_marg], axis=2)   # (G, B, B): positive first
-    p = _softmax(scores, axis=2)
-    F = _scalar((v_joint - logsumexp(scores, axis=2)).mean() + math.log(B), v_joint)
-    d_joint = (1 - p[:, :, 0]) / (G * B)
-    d_marg = -p[:, :, 1:] / (G * B)
+    scores = xp.concatenate([v_joint[..., None], v_marg], axis=-1)  # (..., G, B, B): positive first
+    p = _softmax(scores, axis=-1)
+    F = _scalar((v_joint - logsumexp(scores, axis=-1)).mean(axis=(-2, -1)) + math.log(B),
+                v_joint)
+    d_joint = (1 - p[..., 0]) / (G * B)
+    d_marg = -p[..., 1:] / (G * B)
     return F, d_joint, d_marg
 
 
@@ -120,9 +125,10 @@ def paper_eq4(v_joint, v_marg):
     """The paper's Eq. (4) as printed: E_P[sigmoid(V)] - log E_Q[1 - sigmoid(V)]."""
     s_joint = sigmoid(v_joint)
     log_one_minus = -softplus(v_marg)                          # log(1 - sigmoid(V_Q))
-    F = _scalar(s_joint.mean() - (logsumexp(log_one_minus) - math.log(v_marg.size)), v_joint)
-    d_joint = s_joint * sigmoid(-v_joint) / v_joint.size
-    d_marg = _softmax(log_one_minus) * sigmoid(v_marg)
+    F = _scalar(s_joint.mean(axis=-1)
+                - (logsumexp(log_one_minus, axis=-1) - math.log(v_marg.shape[-1])), v_joint)
+    d_joint = s_joint * sigmoid(-v_joint) / v_joint.shape[-1]
+    d_marg = _softmax(log_one_minus, axis=-1) * sigmoid(v_marg)
     return F, d_joint, d_marg
 
 
@@ -130,7 +136,7 @@ ESTIMATORS = {"jsd": jsd, "dv": dv, "infonce": infonce, "paper-eq4": paper_eq4}
 
 
 class DVMovingAverage(Module):
-    """Donsker-Varadhan with MINE's moving-average gradient correction.
+    """Donsker-Varadhan with MINE's moving-average gradient correction, per critic.
 
     The value is the plain DV bound. The gradient of log E_Q[e^V], which is
     E_Q[e^V grad V] / E_Q[e^V] and biased on a minibatch, is replaced by
@@ -139,29 +145,31 @@ class DVMovingAverage(Module):
     kept in log space and bias-corrected like Adam's moments:
         log_ema <- logaddexp(log(1 - alpha) + log_ema, log(alpha) + log E_Q[e^V])
         weight  <- (1 - alpha) weight + alpha,   ema_hat = exp(log_ema) / weight
-    so dF/dV_i = -exp(V_i - log ema_hat) / S_Q on marginal scores. Both states
-    are 0-d buffers on the device, updated in training mode only; in eval mode
-    the exact DV gradient is returned. With alpha = 1 it equals ``dv``.
+    so dF/dV_i = -exp(V_i - log ema_hat) / S_Q on marginal scores. The states
+    are buffers of ``shape`` on the device: () for one critic, (G,) for a stack
+    of G, where a call for scores (g, S) of the critics ``members`` (a slice of
+    g) updates theirs. They change in training mode only; in eval mode the
+    exact DV gradient is returned. With alpha = 1 it equals ``dv``.
     """
 
-    def __init__(self, alpha, dtype):
+    def __init__(self, alpha, dtype, shape=()):
         super().__init__()
         if not 0 < alpha <= 1:
             raise ValueError(f"dv_ema must be in (0, 1], got {alpha}")
         self.alpha = float(alpha)
-        self.buffers["log_ema"] = np.full((), -np.inf, dtype=dtype)
-        self.buffers["weight"] = np.zeros((), dtype=dtype)
+        self.buffers["log_ema"] = np.full(shape, -np.inf, dtype=dtype)
+        self.buffers["weight"] = np.zeros(shape, dtype=dtype)
 
-    def __call__(self, v_joint, v_marg):
+    def __call__(self, v_joint, v_marg, members=Ellipsis):
         F, d_joint, d_marg = dv(v_joint, v_marg)
         if not self.training:
             return F, d_joint, d_marg
         xp = get_array_module(v_marg)
-        log_mean_exp = logsumexp(v_marg) - math.log(v_marg.size)
-        log_ema, weight = self.buffers["log_ema"], self.buffers["weight"]
+        log_mean_exp = logsumexp(v_marg, axis=-1) - math.log(v_marg.shape[-1])
+        log_ema, weight = self.buffers["log_ema"][members], self.buffers["weight"][members]
         decay = math.log1p(-self.alpha) if self.alpha < 1 else -math.inf
         log_ema[...] = xp.logaddexp(decay + log_ema, math.log(self.alpha) + log_mean_exp)
         weight[...] = (1 - self.alpha) * weight + self.alpha
         log_ema_hat = log_ema - xp.log(weight)
-        d_marg = -xp.exp(v_marg - log_ema_hat) / v_marg.size
+        d_marg = -xp.exp(v_marg - log_ema_hat[..., None]) / v_marg.shape[-1]
         return F, d_joint, d_marg.astype(v_marg.dtype, copy=False)

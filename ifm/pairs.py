@@ -139,8 +139,9 @@ def _sum_of_halves(a_low, a_high, b, out=None):
     return a
 
 
-def pair_linear_forward(h_low, h_high, index, W, b, upsample="nearest", project=None):
-    """a = W z + b (out, S) for the pair vectors z, and the cache.
+def pair_linear_forward(h_low, h_high, index, W, b, upsample="nearest", project=None,
+                        out=None):
+    """a = W z + b (out, S) for the pair vectors z (into ``out`` when given), and the cache.
 
     ``index`` (4, S) on h_low's device; with upsample="nearest" index[3] holds
     locations on H_{l+1}'s own grid (``sampling.coarse_locations``), with
@@ -163,7 +164,7 @@ def pair_linear_forward(h_low, h_high, index, W, b, upsample="nearest", project=
             G = gather_columns(M, cols)                             # (C, S)
             A.append(matmul(W_half, G))
         halves.append(PairHalf(projected, M if projected else G, cols, W_half, H.shape))
-    a = per_channel(_sum_of_halves, *A, b[:, None])
+    a = per_channel(_sum_of_halves, *A, b[:, None], out=out)
     return a, PairLinearCache(tuple(halves), h_high.shape, upsample, scale)
 
 
@@ -257,7 +258,8 @@ class PairLinear(Module):
 
     W (out, C_l + C_h) and b (out,) are D's first layer's, drawn as nn.Linear
     draws them (Kaiming normal for fan_in = C_l + C_h, b = 0).
-    forward(h_low (C_l, h, w, N), h_high (C_h, h/s, w/s, N), index (4, S)) -> a (out, S);
+    forward(h_low (C_l, h, w, N), h_high (C_h, h/s, w/s, N), index (4, S), out) -> a (out, S)
+    (written into ``out`` when given);
     backward(da (out, S)) -> (dH_l, dH_{l+1}), and fills grads["W"], grads["b"]
     (overwritten). ``index`` as for ``pair_linear_forward``. ``project``
     (None, True or False) chooses the order of each half (``project_first``).
@@ -277,15 +279,16 @@ class PairLinear(Module):
         self.project = None
         self._cache = None
 
-    def __call__(self, h_low, h_high, index):
-        return self.forward(h_low, h_high, index)
+    def __call__(self, h_low, h_high, index, out=None):
+        return self.forward(h_low, h_high, index, out)
 
-    def forward(self, h_low, h_high, index):
+    def forward(self, h_low, h_high, index, out=None):
         if h_low.shape[0] != self.c_low or h_high.shape[0] != self.c_high:
             raise ValueError(f"PairLinear({self.c_low}, {self.c_high}) got maps with "
                              f"{h_low.shape[0]} and {h_high.shape[0]} channels")
         a, self._cache = pair_linear_forward(h_low, h_high, index, self.params["W"],
-                                             self.params["b"], self.upsample, self.project)
+                                             self.params["b"], self.upsample, self.project,
+                                             out)
         return a
 
     def backward(self, da):

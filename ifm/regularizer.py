@@ -14,21 +14,48 @@ is a function of H_l). Layer indices are 1-based as in the paper.
     # device (block.upload_positions), then reg.forward(features, positions=...)
     dH = reg.backward()   # list like features: dL/dH_l = -lambda * sum dF/dH_l (or None)
 
+Each pair l has its ``IFMPair`` (positions, and D_l's first layer, whose
+width depends on the pair) and member l of one ``Critic`` stack (the rest of
+D_l; every D_l has Table 2's widths). Forward: the pairs' positions; then
+each run of consecutive pairs with the same number of rows (all three with
+K = 64 pre-pool) has its first-layer outputs written into one (g, 256, S)
+array and goes through the stack at once (members in a run share nothing but
+the arrays); pairs with other row counts (K = all) run alone.
+
 ``backward`` also fills every D's grads with the gradient of the same loss
 term, -lambda * dF_l/dtheta, so one optimizer step by gradient DESCENT on
 L over the classifier's and the regularizer's parameters makes the CNN and
 every D maximize F. ``params``/``grads``/``buffers`` are live flat views keyed
-"ifm12.0.W" and so on. The D's are not part of the classifier: a saved
-classifier (its own state_dict) holds no IFM parameter.
+"ifm12.0.W" (the pair layers) and "D.1.gamma" (G, 256), ... (the stack);
+``pair_params`` shows each D_l's parameters under its own name. The D's are
+not part of the classifier: a saved classifier (its own state_dict) holds no
+IFM parameter.
 """
+from itertools import groupby
+
 import numpy as np
 
+from nn.backend import get_array_module
+from nn.init import default_rng
 from nn.module import Container
 
-from .block import IFMBlock
-from .critic import HIDDEN
+from .block import IFMPair
+from .critic import HIDDEN, Critic, discriminator_layers
 
 PAPER_PAIRS = ((1, 2), (2, 3), (3, 4))
+
+
+def runs(positions):
+    """Slices of consecutive pairs whose PairPositions have one row count, n_joint and
+    groups (they can share one stacked batch)."""
+    key = lambda i: (positions[i].index.shape[1], positions[i].n_joint,  # noqa: E731
+                     positions[i].groups)
+    out, start = [], 0
+    for _, members in groupby(range(len(positions)), key):
+        size = len(list(members))
+        out.append(slice(start, start + size))
+        start += size
+    return out
 
 
 class IFMRegularizer(Container):
@@ -42,19 +69,41 @@ class IFMRegularizer(Container):
                                  f"within 1..{len(channels)}")
         if len(set(pairs)) != len(pairs):
             raise ValueError(f"repeated pair in {pairs}")
-        self.blocks = [IFMBlock(channels[low - 1], channels[high - 1], samples=samples,
-                                estimator=estimator, upsample=upsample, marginal=marginal,
-                                rng=rng, dtype=dtype, dv_ema=dv_ema, hidden=hidden)
-                       for low, high in pairs]
+        rng = default_rng(rng)
+        self.blocks, member_layers = [], []
+        for low, high in pairs:         # D_l's weights drawn layer by layer, pair by pair
+            self.blocks.append(IFMPair(channels[low - 1], channels[high - 1], samples=samples,
+                                       estimator=estimator, upsample=upsample,
+                                       marginal=marginal, rng=rng, dtype=dtype,
+                                       out_features=hidden[0]))
+            member_layers.append(discriminator_layers(hidden, rng, dtype))
+        self.critic = Critic(len(pairs), estimator, hidden, dtype=dtype, dv_ema=dv_ema,
+                             member_layers=member_layers)
         self.names = [f"ifm{low}{high}" for low, high in pairs]
-        super().__init__(zip(self.names, self.blocks))
+        super().__init__(list(zip(self.names, self.blocks)) + [("D", self.critic)])
         self.channels, self.pairs, self.lam = list(channels), pairs, lam
+        self.estimator = estimator
         self._n_features = None
+        self._runs = None
+
+    @classmethod
+    def one_pair(cls, c_low, c_high, **options):
+        """IFM of one pair of maps (H_1, H_2) alone, with c_low and c_high channels."""
+        return cls([c_low, c_high], pairs=[(1, 2)], **options)
+
+    def pair_params(self):
+        """{"ifm12.0.W": ..., "ifm12.1.gamma": ..., ...}: D_l's parameters under its own
+        name, in D's layer order, pair by pair (views: member l of each stack)."""
+        named = {}
+        for l, (name, block) in enumerate(zip(self.names, self.blocks)):
+            named.update({f"{name}.{k}": p for k, p in block.params.items()})
+            named.update({f"{name}.{k}": p[l] for k, p in self.critic.params.items()})
+        return named
 
     def draw(self, feature_shapes, rng):
         """[host PairPositions per pair] for features of these shapes.
 
-        Drawn from ``rng`` block by block, in the order ``forward(features, rng)``
+        Drawn from ``rng`` pair by pair, in the order ``forward(features, rng)``
         draws them, so both consume the generator alike.
         """
         self._check_count(feature_shapes)
@@ -72,24 +121,45 @@ class IFMRegularizer(Container):
             positions = [None] * len(self.blocks)
         elif rng is not None:
             raise ValueError("give exactly one of rng and positions")
-        self._n_features = len(features)
-        return [block.forward(features[low - 1], features[high - 1], rng, p)
-                for (low, high), block, p in zip(self.pairs, self.blocks, positions)]
+        maps = [(features[low - 1], features[high - 1]) for low, high in self.pairs]
+        positions = [block.positions(*m, rng, p)
+                     for block, m, p in zip(self.blocks, maps, positions)]
+        xp = get_array_module(features[0])
+        dtype = np.result_type(features[0].dtype, self.critic.dtype)
+        self._n_features, self._runs, F = len(features), [], []
+        for members in runs(positions):
+            first = positions[members.start]
+            a = xp.empty((members.stop - members.start, self.critic.width,
+                          first.index.shape[1]), dtype=dtype)
+            for j, l in enumerate(range(members.start, members.stop)):
+                self.blocks[l].forward(*maps[l], positions[l].index, out=a[j])
+            F_run, cache = self.critic.forward(a, first.n_joint, first.groups, members)
+            self._runs.append(cache)
+            F += [F_run[j, ...] for j in range(len(a))]     # 0-d views
+        return F
 
     def _check_count(self, features):
         if len(features) != len(self.channels):
             raise ValueError(f"expected {len(self.channels)} feature maps, got {len(features)}")
 
-    def backward(self):
-        """dL/dH for L's term -lam * sum_l F_l: a list like features (None where unused)."""
-        if self._n_features is None:
+    def backward(self, dF=None):
+        """dL/dH for L = sum_l dF_l F_l: a list like features (None where unused).
+
+        dF: a host number for every pair or an array (pairs,) on the device;
+        default -lam, the regularizer's term of the loss, -lam * sum_l F_l.
+        """
+        if self._runs is None:
             raise RuntimeError("backward called before forward")
+        dF = -self.lam if dF is None else dF
         dfeatures = [None] * self._n_features
-        for (low, high), block in zip(self.pairs, self.blocks):
-            dh_low, dh_high = block.backward(-self.lam)
-            for layer, d in ((low, dh_low), (high, dh_high)):
-                i = layer - 1
-                dfeatures[i] = d if dfeatures[i] is None else dfeatures[i] + d
+        for cache in self._runs:
+            members = cache.members
+            da = self.critic.backward(dF if np.ndim(dF) == 0 else dF[members], cache)
+            for j, l in enumerate(range(members.start, members.stop)):
+                low, high = self.pairs[l]
+                for layer, d in zip((low, high), self.blocks[l].backward(da[j])):
+                    i = layer - 1
+                    dfeatures[i] = d if dfeatures[i] is None else dfeatures[i] + d
         return dfeatures
 
     def loss(self, F_list):

@@ -4,9 +4,9 @@ The ops of nn/ and ifm/ are written as their formulas on xp. Where a formula
 has a CPU-specific fast form, they reach it through one of these primitives,
 each equal to a plain expression (tests/test_parallel.py checks each):
 
-- ``matmul(a, b, bias, out)``     a @ b + bias[:, None]
+- ``matmul(a, b, bias, out)``     a @ b + bias[..., None] (2-D, or a stack of products)
 - ``per_channel(f, *arrays)``     f(*arrays), for f acting on each row of axis 0 alone
-- ``channel_sum(A)``              A.sum(axis=1)
+- ``channel_sum(A)``              A.sum(axis=-1)
 - ``channel_dot(A, B)``           (A * B).sum(axis=1)
 - ``run_in_blocks(fn, n, ...)``   fn(0, n), for fn(lo, hi) acting on rows lo..hi alone
 
@@ -161,14 +161,18 @@ def run_in_blocks(fn, n, nbytes, xp=np):
 
 
 def matmul(a, b, bias=None, out=None):
-    """a @ b (+ bias[:, None]) for 2-D a (M, K), b (K, N) and bias (M,), split over the cores.
+    """a @ b (+ bias[..., None]) for a (M, K), b (K, N), bias (M,), split over the cores;
+    or a stack of G such products: a (G, M, K), b (G, K, N), bias (G, M) -> (G, M, N).
 
-    The result goes into ``out`` (M, N) when given. On CuPy, or without
-    ``use_cores``: the plain expression. Split: bands of rows of a, of columns
-    of b, or of the shared dimension (partial products summed at the end),
-    whichever is largest; each band adds its bias while its output is still in
-    cache.
+    The result goes into ``out`` when given. On CuPy, or without
+    ``use_cores``: the plain expression (one batched product for a stack).
+    Split: bands of rows of a, of columns of b, or of the shared dimension
+    (partial products summed at the end), whichever is largest; each band adds
+    its bias while its output is still in cache. A stack is split product by
+    product.
     """
+    if a.ndim == 3:
+        return _stacked_matmul(a, b, bias, out)
     M, K = a.shape
     N = b.shape[1]
     if not _splits(isinstance(a, np.ndarray)) or 2 * M * K * N < MIN_PARALLEL_FLOPS:
@@ -213,6 +217,20 @@ def matmul(a, b, bias=None, out=None):
         return task
 
     _run([band(i) for i in range(parts)])
+    return out
+
+
+def _stacked_matmul(a, b, bias, out):
+    """``matmul`` of a stack: member by member where the products are split."""
+    if not _splits(isinstance(a, np.ndarray)):
+        out = get_array_module(a).matmul(a, b, out=out)
+        if bias is not None:
+            out += bias[..., None]
+        return out
+    if out is None:
+        out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
+    for g in range(a.shape[0]):
+        matmul(a[g], b[g], None if bias is None else bias[g], out=out[g])
     return out
 
 
@@ -264,15 +282,18 @@ def _whole(f, arrays, out):
 
 
 def channel_sum(A, out=None):
-    """sum_m A[c, m], per row of A (C, M): (C,), into ``out`` when given."""
+    """sum_m A[..., m], per row of A (..., M): shape A.shape[:-1], into ``out`` when given."""
     if not _splits(isinstance(A, np.ndarray)):
-        return A.sum(axis=1, out=out)
+        return A.sum(axis=-1, out=out)
     if out is None:
-        out = np.empty(A.shape[0], dtype=A.dtype)
+        out = np.empty(A.shape[:-1], dtype=A.dtype)
+    if out.ndim > 1 and not out.flags.c_contiguous:
+        raise ValueError("channel_sum of a stack writes into a C-contiguous out only")
+    rows_in, rows_out = A.reshape(-1, A.shape[-1]), out.reshape(-1)
 
     def rows(lo, hi):
-        A[lo:hi].sum(axis=1, out=out[lo:hi])
-    run_in_blocks(rows, A.shape[0], A.nbytes)
+        rows_in[lo:hi].sum(axis=1, out=rows_out[lo:hi])
+    run_in_blocks(rows, rows_in.shape[0], A.nbytes)
     return out
 
 

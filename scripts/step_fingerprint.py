@@ -62,7 +62,10 @@ def fingerprint(name, changes):
     for step in range(STEPS):
         loss, _, F_values, total = trainer.train_step(trainer.batch_index(order, step), 1, step)
         record[f"{name}/step{step}/values"] = np.array([loss, *F_values, total], np.float64)
-    for key, value in trainer.trainable.params.items():
+    params = {f"clf.{k}": p for k, p in trainer.model.params.items()}
+    if trainer.regularizer is not None:     # each D_l under its own name
+        params.update({f"ifm.{k}": p for k, p in trainer.regularizer.pair_params().items()})
+    for key, value in params.items():
         record[f"{name}/param/{key}"] = np.array(value, np.float64)
     return record
 

@@ -447,6 +447,10 @@ class ndarray:
     def transpose(self, *axes):
         return _wrap(self._a.transpose(*axes))
 
+    @_api("cupy.ndarray.swapaxes", kernel="never")
+    def swapaxes(self, axis1, axis2):
+        return _wrap(self._a.swapaxes(axis1, axis2))
+
     @_api("cupy.ndarray.squeeze", kernel="unless view")
     def squeeze(self, axis=None):
         return _wrap(self._a.squeeze(axis=axis))

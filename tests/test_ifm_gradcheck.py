@@ -1,7 +1,8 @@
-"""Float64 central-difference checks of IFMBlock and IFMRegularizer (tests/gradcheck.py).
+"""Float64 central-difference checks of IFMRegularizer (tests/gradcheck.py), for one pair
+of maps and for several.
 
-F is a scalar, so the loss is dF * F with a random scalar dF, and the analytic
-side is ``backward(dF)``: the scaling by dF is checked too. Every element of
+For one pair, F is a scalar, so the loss is dF * F with a random scalar dF, and the
+analytic side is ``backward(dF)``: the scaling by dF is checked too. Every element of
 H_l, H_{l+1} and of every parameter of D is compared (small hidden widths; the
 test with the Table 2 widths moves each parameter along a random direction).
 The sampling is replayed from a fresh Generator with the same seed every call.
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 from gradcheck import check_directional, check_gradients, upstream
 
-from ifm import IFMBlock, IFMRegularizer
+from ifm import IFMRegularizer
 
 # Every test runs twice: serial, and with every op split into blocks (conftest.py).
 pytestmark = pytest.mark.usefixtures("cores_mode")
@@ -21,13 +22,18 @@ SMALL = (8, 6, 5)
 # Gradients that are zero in exact arithmetic (gradcheck.py): the biases of D's Linear
 # layers that feed training-mode batch norm, and the last bias where the estimate does
 # not change when every score moves by one constant (DV and InfoNCE).
-BIASES_BEFORE_BN = ("0.b", "3.b", "6.b")
+BIASES_BEFORE_BN = ("D.3.b", "D.6.b")
 SHIFT_INVARIANT = ("dv", "infonce")
 
 
-def zero_gradients(estimator, prefix=""):
-    keys = BIASES_BEFORE_BN + (("9.b",) if estimator in SHIFT_INVARIANT else ())
-    return tuple(prefix + k for k in keys)
+def zero_gradients(reg):
+    """The keys of reg's gradients that are zero in exact arithmetic."""
+    keys = BIASES_BEFORE_BN + (("D.9.b",) if reg.estimator in SHIFT_INVARIANT else ())
+    return keys + tuple(f"{name}.0.b" for name in reg.names)
+
+
+def one_pair(**options):
+    return IFMRegularizer.one_pair(3, 4, **options)
 
 
 def maps(N=2, c_low=3, c_high=4, h=4, w=4, seed=0):
@@ -38,13 +44,14 @@ def maps(N=2, c_low=3, c_high=4, h=4, w=4, seed=0):
 
 def block_gradients(block, h_low, h_high, rng):
     """(loss, wrt, analytic): loss() = dF * F with a random dF, the arrays it reads
-    (H_l, H_{l+1} and D's live parameters) and their gradients from backward(dF)."""
+    (H_l, H_{l+1} and D's live parameters) and their gradients from backward(dF), for
+    the one-pair regularizer ``block``."""
     dF = upstream(rng)
 
     def loss():
-        return dF * block.forward(h_low, h_high, np.random.default_rng(SEED))
+        return dF * block.forward([h_low, h_high], np.random.default_rng(SEED))[0]
 
-    block.forward(h_low, h_high, np.random.default_rng(SEED))
+    block.forward([h_low, h_high], np.random.default_rng(SEED))
     dh_low, dh_high = block.backward(dF)
     wrt = {"h_low": h_low, "h_high": h_high, **block.params}
     analytic = {"h_low": dh_low, "h_high": dh_high,
@@ -55,7 +62,7 @@ def block_gradients(block, h_low, h_high, rng):
 def check_block(name, block, h_low, h_high, rng):
     """Every element of h_low, h_high and every parameter, against central differences."""
     return check_gradients(name, *block_gradients(block, h_low, h_high, rng),
-                           zero=zero_gradients(block.estimator))
+                           zero=zero_gradients(block))
 
 
 def has_repeats(n, s):
@@ -68,12 +75,12 @@ def has_repeats(n, s):
 @pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
 @pytest.mark.parametrize("estimator", ["jsd", "dv", "infonce", "paper-eq4"])
 def test_block_gradients(rng, estimator, upsample, marginal, samples):
-    block = IFMBlock(3, 4, samples=samples, estimator=estimator, upsample=upsample,
+    block = one_pair(samples=samples, estimator=estimator, upsample=upsample,
                      marginal=marginal, rng=np.random.default_rng(0), hidden=SMALL,
                      dtype=np.float64)
     h_low, h_high = maps()
-    check_block(f"IFMBlock {estimator} {upsample}", block, h_low, h_high, rng)
-    idx = block.last_index
+    check_block(f"one pair {estimator} {upsample}", block, h_low, h_high, rng)
+    idx = block.blocks[0].last_index
     # Repeated positions must be present for the check to cover the accumulation:
     # the H_{l+1} side always repeats (nearest: 4 fine locations share a coarse one;
     # InfoNCE reuses every joint vector as a negative; otherwise marginals repeat).
@@ -86,39 +93,39 @@ def test_block_gradients(rng, estimator, upsample, marginal, samples):
 @pytest.mark.parametrize("estimator", ["jsd", "dv"])
 def test_block_gradients_non_square_odd(rng, estimator, upsample):
     """h x w = 6 x 4 with H_{l+1} 3 x 2: odd coarse height, non-square grid."""
-    block = IFMBlock(3, 4, samples=5, estimator=estimator, upsample=upsample,
+    block = one_pair(samples=5, estimator=estimator, upsample=upsample,
                      rng=np.random.default_rng(1), hidden=SMALL, dtype=np.float64)
     h_low, h_high = maps(N=3, h=6, w=4, seed=2)
-    check_block(f"IFMBlock {estimator} {upsample}, 6 x 4 grid", block, h_low, h_high, rng)
+    check_block(f"one pair {estimator} {upsample}, 6 x 4 grid", block, h_low, h_high, rng)
 
 
 def test_block_gradients_table2_widths(rng):
     """The paper's D (256-128-64): every element of H_l and H_{l+1}; each of D's
     parameters (44k elements, too many to visit one by one) along its own random
     direction."""
-    block = IFMBlock(3, 4, samples=4, rng=np.random.default_rng(3), dtype=np.float64)
+    block = one_pair(samples=4, rng=np.random.default_rng(3), dtype=np.float64)
     loss, wrt, analytic = block_gradients(block, *maps(seed=4), rng)
     inputs = ("h_low", "h_high")
-    check_gradients("IFMBlock jsd nearest, Table 2 widths", loss,
+    check_gradients("one pair jsd nearest, Table 2 widths", loss,
                     {k: wrt[k] for k in inputs}, {k: analytic[k] for k in inputs})
-    zero = zero_gradients(block.estimator)
+    zero = zero_gradients(block)
     for key in block.params:
-        check_directional("IFMBlock jsd nearest, Table 2 widths (random direction)", loss,
+        check_directional("one pair jsd nearest, Table 2 widths (random direction)", loss,
                           {key: wrt[key]}, {key: analytic[key]}, rng,
                           zero=(key,) if key in zero else ())
 
 
 def test_dv_moving_average_with_alpha_one_is_the_exact_gradient(rng):
-    block = IFMBlock(3, 4, samples=3, estimator="dv", dv_ema=1.0,
+    block = one_pair(samples=3, estimator="dv", dv_ema=1.0,
                      rng=np.random.default_rng(0), hidden=SMALL, dtype=np.float64)
-    check_block("IFMBlock dv, moving average alpha = 1", block, *maps(), rng)
+    check_block("one pair dv, moving average alpha = 1", block, *maps(), rng)
 
 
 def test_backward_scales_linearly_with_dF():
-    block = IFMBlock(3, 4, samples=3, rng=np.random.default_rng(0), hidden=SMALL,
+    block = one_pair(samples=3, rng=np.random.default_rng(0), hidden=SMALL,
                      dtype=np.float64)
     h_low, h_high = maps()
-    block.forward(h_low, h_high, np.random.default_rng(SEED))
+    block.forward([h_low, h_high], np.random.default_rng(SEED))
     one = [a.copy() for a in block.backward(1.0)]
     g_one = {k: g.copy() for k, g in block.grads.items()}
     scaled = block.backward(np.asarray(-2.5))
@@ -128,13 +135,16 @@ def test_backward_scales_linearly_with_dF():
         np.testing.assert_allclose(g, -2.5 * g_one[k], rtol=1e-12, atol=1e-13)
 
 
-def test_regularizer_gradients_of_the_loss_term():
+@pytest.mark.parametrize("samples, runs", [(3, 1), ("all", 3)])
+def test_regularizer_gradients_of_the_loss_term(samples, runs):
     """dL/dH and D's grads for L = -lam * sum_l F_l over pairs (1,2), (2,3), (3,4);
     H_2 and H_3 each belong to two pairs, so their gradients are sums. L is a
-    scalar whose upstream gradient is 1 (it is the loss); every element is compared."""
+    scalar whose upstream gradient is 1 (it is the loss); every element is compared.
+    K = 3 puts the three critics in one stacked run; K = all gives each pair its own
+    row count, so each runs alone."""
     lam = 1.7
     channels = [3, 4, 5, 2]
-    reg = IFMRegularizer(channels, lam=lam, samples=3, rng=np.random.default_rng(0),
+    reg = IFMRegularizer(channels, lam=lam, samples=samples, rng=np.random.default_rng(0),
                          hidden=SMALL, dtype=np.float64)
     rng = np.random.default_rng(5)
     features = [rng.standard_normal((c, 8 >> i, 8 >> i, 2)) for i, c in enumerate(channels)]
@@ -143,14 +153,13 @@ def test_regularizer_gradients_of_the_loss_term():
         return reg.loss(reg.forward(features, np.random.default_rng(SEED)))
 
     reg.forward(features, np.random.default_rng(SEED))
+    assert len(reg._runs) == runs
     dfeatures = reg.backward()
     assert len(dfeatures) == 4 and all(d is not None for d in dfeatures)
     wrt = {**{f"H_{i + 1}": H for i, H in enumerate(features)}, **reg.params}
     analytic = {**{f"H_{i + 1}": dH for i, dH in enumerate(dfeatures)},
                 **{k: g.copy() for k, g in reg.grads.items()}}
-    zero = [k for name, block in zip(reg.names, reg.blocks)
-            for k in zero_gradients(block.estimator, f"{name}.")]
-    check_gradients("IFMRegularizer", L, wrt, analytic, zero=zero)
+    check_gradients("IFMRegularizer", L, wrt, analytic, zero=zero_gradients(reg))
 
 
 def test_regularizer_leaves_unpaired_features_alone():
@@ -176,11 +185,11 @@ DEVICES_AND_DTYPES = [("cpu", np.float32),
 
 def run_block(device, dtype, estimator, upsample, marginal, dv_ema=None):
     """F, dH_l, dH_{l+1} and D's grads (as NumPy) after forward + backward(0.7)."""
-    block = IFMBlock(3, 4, samples=3, estimator=estimator, upsample=upsample,
+    block = one_pair(samples=3, estimator=estimator, upsample=upsample,
                      marginal=marginal, rng=np.random.default_rng(0), hidden=SMALL,
                      dv_ema=dv_ema).astype(dtype).to(device)
     h_low, h_high = (to_device(a.astype(dtype), device) for a in maps(N=3, h=6, w=4))
-    F = block.forward(h_low, h_high, np.random.default_rng(SEED))
+    F = block.forward([h_low, h_high], np.random.default_rng(SEED))[0]
     assert F.shape == () and F.dtype == dtype and type(F) is type(h_low)   # 0-d, on device
     dh_low, dh_high = block.backward(DF)
     assert type(dh_low) is type(h_low) and dh_low.dtype == dtype and dh_high.dtype == dtype

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from gradcheck import check_gradients, upstream
 
-from ifm import IFMBlock, PairLinear, make_discriminator
+from ifm import IFMRegularizer, PairLinear, make_discriminator
 from ifm.pairs import pair_linear_reference_backward, pair_linear_reference_forward
 from ifm.sampling import coarse_locations, sample_pairs
 from nn import Linear
@@ -158,20 +158,22 @@ def test_pair_layer_draws_as_nn_linear():
 
 
 @pytest.mark.no_split
-@pytest.mark.parametrize("dv_ema", [None, 0.1])
-def test_block_state_is_d_as_one_sequential(dv_ema):
-    """IFMBlock's state_dict has the keys, shapes and initial values of D built as
-    one nn.Sequential from the same generator: checkpoints keep loading, and the
-    weights are drawn in the same order."""
+def test_each_pair_is_d_as_one_sequential():
+    """Pair l's parameters and statistics (its pair layer and member l of the stacked
+    critic) have the keys, shapes and initial values of D_l built as one nn.Sequential
+    from the same generator, pair after pair: the weights are drawn in the order they
+    were drawn when each D_l was a Sequential of its own."""
     hidden = (8, 6, 5)
-    block = IFMBlock(3, 4, estimator="dv", dv_ema=dv_ema, rng=np.random.default_rng(9),
-                     hidden=hidden)
-    D = make_discriminator(7, hidden, np.random.default_rng(9))
-    expected = D.state_dict()
-    if dv_ema is not None:
-        expected.update({"dv.log_ema": None, "dv.weight": None})
-    state = block.state_dict()
-    assert list(state) == list(expected)
-    for key, value in D.state_dict().items():
-        np.testing.assert_array_equal(state[key], value, err_msg=key)
-    assert list(block.params) == list(D.params) and list(block.grads) == list(D.params)
+    channels = [3, 4, 2]
+    reg = IFMRegularizer(channels, pairs=[(1, 2), (2, 3)], rng=np.random.default_rng(9),
+                         hidden=hidden)
+    rng = np.random.default_rng(9)
+    named = reg.pair_params()
+    for l, name in enumerate(reg.names):
+        D = make_discriminator(channels[l] + channels[l + 1], hidden, rng)
+        assert [k for k in named if k.startswith(name + ".")] == [
+            f"{name}.{k}" for k in D.params]
+        for key, value in D.params.items():
+            np.testing.assert_array_equal(named[f"{name}.{key}"], value, err_msg=key)
+        for key, value in D.buffers.items():
+            np.testing.assert_array_equal(reg.buffers[f"D.{key}"][l], value, err_msg=key)

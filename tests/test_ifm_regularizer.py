@@ -1,16 +1,18 @@
-"""IFMBlock / IFMRegularizer as modules: live params, modes, state, and the training step."""
+"""IFMRegularizer as a module: live params, the stacked critics, modes, state, and the
+training step."""
 import numpy as np
 import pytest
 from gradcheck import check_directional
 
 from experiment.classifier import Classifier
-from ifm import IFMBlock, IFMRegularizer
+from ifm import Critic, IFMRegularizer
 from nn import SGD, softmax_cross_entropy
 from nn.module import Container
 
 SMALL = (8, 6, 5)
 D_KEYS = ["0.W", "0.b", "1.gamma", "1.beta", "3.W", "3.b", "4.gamma", "4.beta",
           "6.W", "6.b", "7.gamma", "7.beta", "9.W", "9.b"]
+STACK_KEYS = [k for k in D_KEYS if not k.startswith("0.")]
 
 
 def maps(N=4, seed=0, dtype=np.float32):
@@ -19,23 +21,34 @@ def maps(N=4, seed=0, dtype=np.float32):
             rng.standard_normal((4, 4, 4, N)).astype(dtype))
 
 
-def test_block_params_are_Ds_table2_layers():
-    block = IFMBlock(3, 4, rng=np.random.default_rng(0))
-    assert list(block.params) == D_KEYS and list(block.grads) == D_KEYS
-    shapes = {k: block.params[k].shape for k in D_KEYS}
-    assert shapes["0.W"] == (256, 7) and shapes["3.W"] == (128, 256)
-    assert shapes["6.W"] == (64, 128) and shapes["9.W"] == (1, 64)
-    assert all(p.dtype == np.float32 for p in block.params.values())
-    assert set(block.buffers) == {f"{i}.{b}" for i in (1, 4, 7)
-                                  for b in ("running_mean", "running_var")}
+def one_pair(**options):
+    return IFMRegularizer.one_pair(3, 4, **options)
 
 
-def test_forward_returns_a_0d_array_and_replays():
-    block = IFMBlock(3, 4, samples=5, rng=np.random.default_rng(0))
+def test_params_are_Ds_table2_layers_stacked():
+    reg = IFMRegularizer([3, 4, 5], pairs=[(1, 2), (2, 3)], rng=np.random.default_rng(0))
+    keys = ["ifm12.0.W", "ifm12.0.b", "ifm23.0.W", "ifm23.0.b"] + [f"D.{k}" for k in STACK_KEYS]
+    assert list(reg.params) == keys and list(reg.grads) == keys
+    shapes = {k: p.shape for k, p in reg.params.items()}
+    assert shapes["ifm12.0.W"] == (256, 7) and shapes["ifm23.0.W"] == (256, 9)
+    assert shapes["D.1.gamma"] == (2, 256) and shapes["D.3.W"] == (2, 128, 256)
+    assert shapes["D.6.W"] == (2, 64, 128) and shapes["D.9.W"] == (2, 1, 64)
+    assert all(p.dtype == np.float32 for p in reg.params.values())
+    assert set(reg.buffers) == {f"D.{i}.{b}" for i in (1, 4, 7)
+                                for b in ("running_mean", "running_var")}
+    # each D_l under its own name: member l of every stack
+    named = reg.pair_params()
+    assert list(named) == [f"{n}.{k}" for n in ("ifm12", "ifm23") for k in D_KEYS]
+    assert named["ifm23.3.W"].shape == (128, 256)
+    assert np.shares_memory(named["ifm23.3.W"], reg.params["D.3.W"])
+
+
+def test_forward_returns_0d_arrays_and_replays():
+    block = one_pair(samples=5, rng=np.random.default_rng(0))
     h_low, h_high = maps()
-    F1 = block.forward(h_low, h_high, np.random.default_rng(9))
-    F2 = block.forward(h_low, h_high, np.random.default_rng(9))
-    F3 = block.forward(h_low, h_high, np.random.default_rng(10))
+    [F1] = block.forward([h_low, h_high], np.random.default_rng(9))
+    [F2] = block.forward([h_low, h_high], np.random.default_rng(9))
+    [F3] = block.forward([h_low, h_high], np.random.default_rng(10))
     assert isinstance(F1, np.ndarray) and F1.shape == () and F1.dtype == np.float32
     assert F1 == F2 and F1 != F3
     dh_low, dh_high = block.backward(1.0)
@@ -43,48 +56,75 @@ def test_forward_returns_a_0d_array_and_replays():
 
 
 def test_assigning_a_param_takes_effect():
-    block = IFMBlock(3, 4, samples=5, rng=np.random.default_rng(0))
+    reg = one_pair(samples=5, rng=np.random.default_rng(0))
     h_low, h_high = maps()
-    before = block.forward(h_low, h_high, np.random.default_rng(1))
-    block.params["9.b"] = block.params["9.b"] + np.float32(3.0)
-    after = block.forward(h_low, h_high, np.random.default_rng(1))
-    assert after != before
-    reg = IFMRegularizer([3, 4], pairs=[(1, 2)], samples=5, rng=np.random.default_rng(0))
-    F0 = reg.forward([h_low, h_high], np.random.default_rng(1))[0]
-    reg.params["ifm12.9.b"] = reg.params["ifm12.9.b"] + np.float32(3.0)
-    assert reg.blocks[0].params["9.b"][0] == pytest.approx(3.0)
+    [F0] = reg.forward([h_low, h_high], np.random.default_rng(1))
+    reg.params["D.9.b"] = reg.params["D.9.b"] + np.float32(3.0)
+    assert reg.critic.params["9.b"][0, 0] == pytest.approx(3.0)
     assert reg.forward([h_low, h_high], np.random.default_rng(1))[0] != F0
+
+
+@pytest.mark.parametrize("estimator, dv_ema", [("jsd", None), ("dv", 0.3), ("infonce", None),
+                                               ("paper-eq4", None)])
+def test_a_stacked_run_equals_each_critic_alone(estimator, dv_ema):
+    """Critic of 3 members: one run of all three gives, member by member, the F, da,
+    gradients and running statistics (and DV moving averages) of three runs of one."""
+    rng = np.random.default_rng(4)
+    G, B = 3, 4
+    n_joint, groups = (G * B, (G, B)) if estimator == "infonce" else (10, None)
+    S = n_joint + (G * B * (B - 1) if estimator == "infonce" else 14)
+    a = rng.standard_normal((3, SMALL[0], S))
+    dF = rng.standard_normal(3)
+
+    def critic():
+        return Critic(3, estimator, SMALL, np.random.default_rng(0), np.float64, dv_ema)
+
+    together, alone = critic(), critic()
+    for step in range(2):               # twice: the running states carry over
+        F, cache = together.forward(a, n_joint, groups)
+        da = together.backward(dF, cache)
+        for g in range(3):
+            members = slice(g, g + 1)
+            F_g, cache_g = alone.forward(a[members], n_joint, groups, members)
+            da_g = alone.backward(dF[members], cache_g)
+            np.testing.assert_allclose(F_g, F[members], rtol=1e-13)
+            np.testing.assert_allclose(da_g, da[members], rtol=1e-12, atol=1e-14)
+        for store in ("grads", "buffers"):
+            for key, value in getattr(together, store).items():
+                np.testing.assert_allclose(getattr(alone, store)[key], value, rtol=1e-12,
+                                           atol=1e-14, err_msg=key)
 
 
 def test_train_eval_and_astype():
     reg = IFMRegularizer([3, 4, 5], samples=4, pairs=[(1, 2), (2, 3)], estimator="dv",
                          dv_ema=0.1, rng=np.random.default_rng(0), hidden=SMALL)
     assert reg.eval() is reg
-    assert all(not b.critic.estimate.training for b in reg.blocks)
-    assert all(not layer.training for b in reg.blocks for layer in b.children())
+    assert not reg.critic.estimate.training
+    assert all(not layer.training for layer in reg.critic.children())
     reg.train()
-    assert all(layer.training for b in reg.blocks for layer in b.children())
-    assert "ifm12.dv.log_ema" in reg.state_dict() and "ifm23.4.running_var" in reg.state_dict()
+    assert all(layer.training for layer in reg.critic.children())
+    assert reg.state_dict()["D.dv.log_ema"].shape == (2,)
+    assert "D.4.running_var" in reg.state_dict()
     reg.astype(np.float64).to("cpu")
     assert all(p.dtype == np.float64 for p in reg.params.values())
     assert all(b.dtype == np.float64 for b in reg.buffers.values())
 
 
 def test_eval_mode_uses_running_statistics():
-    block = IFMBlock(3, 4, samples=5, rng=np.random.default_rng(0))
+    block = one_pair(samples=5, rng=np.random.default_rng(0))
     h_low, h_high = maps()
-    block.forward(h_low, h_high, np.random.default_rng(1))
-    rm = block.buffers["1.running_mean"].copy()
+    block.forward([h_low, h_high], np.random.default_rng(1))
+    rm = block.buffers["D.1.running_mean"].copy()
     block.eval()
-    block.forward(h_low, h_high, np.random.default_rng(1))
-    np.testing.assert_array_equal(block.buffers["1.running_mean"], rm)
+    block.forward([h_low, h_high], np.random.default_rng(1))
+    np.testing.assert_array_equal(block.buffers["D.1.running_mean"], rm)
 
 
 def test_regularizer_keys_and_validation():
     reg = IFMRegularizer([32, 64, 128, 128], rng=np.random.default_rng(0), hidden=SMALL)
     assert reg.names == ["ifm12", "ifm23", "ifm34"]
     assert [(b.c_low, b.c_high) for b in reg.blocks] == [(32, 64), (64, 128), (128, 128)]
-    assert set(reg.params) == {f"{n}.{k}" for n in reg.names for k in D_KEYS}
+    assert set(reg.pair_params()) == {f"{n}.{k}" for n in reg.names for k in D_KEYS}
     assert set(reg.grads) == set(reg.params)
     for pairs in ([(1, 3)], [(0, 1)], [(4, 5)], [(1, 2), (1, 2)]):
         with pytest.raises(ValueError):

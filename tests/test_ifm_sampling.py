@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from ifm import IFMBlock
+from ifm import IFMRegularizer
 from ifm.pairs import (channel_matrix, gather_columns, map_from_channel_matrix,
                        pair_linear_backward, pair_linear_forward, scatter_add_columns)
 from ifm.sampling import (coarse_locations, count_rows, locations_per_image, other_members,
@@ -226,35 +226,36 @@ def test_fused_first_layer_is_the_linear_layer_on_the_pair_vectors(upsample, pro
 def test_block_joint_rows_are_the_concatenated_vectors_at_one_position():
     rng = np.random.default_rng(3)
     h_low, h_high = rng.standard_normal((3, 4, 4, 2)), rng.standard_normal((4, 2, 2, 2))
-    block = IFMBlock(3, 4, samples=3, rng=rng, dtype=np.float64)
-    block.forward(h_low, h_high, np.random.default_rng(0))
-    idx = block.last_index
+    reg = IFMRegularizer.one_pair(3, 4, samples=3, rng=rng, dtype=np.float64)
     seen = []
-    block.critic.forward = lambda a, *rest: seen.append(a) or np.zeros(())
-    block.forward(h_low, h_high, np.random.default_rng(0))
-    first = block.pair_layer.params
+    forward = reg.critic.forward
+    reg.critic.forward = lambda a, *rest: seen.append(a.copy()) or forward(a, *rest)
+    reg.forward([h_low, h_high], np.random.default_rng(0))
+    idx = reg.blocks[0].last_index
+    first = reg.blocks[0].pair_layer.params
     for r in range(idx.n_joint):
         n, s = idx.low_n[r], idx.low_s[r]
         y, x = divmod(s, 4)
         z = np.concatenate([h_low[:, y, x, n], h_high[:, y // 2, x // 2, n]])
-        np.testing.assert_allclose(seen[0][:, r], first["W"] @ z + first["b"],
+        np.testing.assert_allclose(seen[0][0, :, r], first["W"] @ z + first["b"],
                                    rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.no_split
 def test_bad_shapes_are_refused():
-    block = IFMBlock(3, 4, samples=2, rng=np.random.default_rng(0))
+    one_pair = IFMRegularizer.one_pair
+    block = one_pair(3, 4, samples=2, rng=np.random.default_rng(0))
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError):
-        block.forward(np.zeros((3, 4, 4, 2)), np.zeros((4, 3, 3, 2)), rng)      # not h/2
+        block.forward([np.zeros((3, 4, 4, 2)), np.zeros((4, 3, 3, 2))], rng)     # not h/2
     with pytest.raises(ValueError):
-        block.forward(np.zeros((3, 4, 4, 2)), np.zeros((4, 2, 2, 3)), rng)      # batch sizes
+        block.forward([np.zeros((3, 4, 4, 2)), np.zeros((4, 2, 2, 3))], rng)     # batch sizes
     with pytest.raises(ValueError):
-        block.forward(np.zeros((5, 4, 4, 2)), np.zeros((4, 2, 2, 2)), rng)      # channels
+        block.forward([np.zeros((5, 4, 4, 2)), np.zeros((4, 2, 2, 2))], rng)     # channels
     for kw in ({"upsample": "cubic"}, {"marginal": "none"}, {"estimator": "mine"},
                {"samples": 0}, {"estimator": "jsd", "dv_ema": 0.1}):
         with pytest.raises(ValueError):
-            IFMBlock(3, 4, **kw)
+            one_pair(3, 4, **kw)
     with pytest.raises(ValueError):                        # InfoNCE needs >= 2 per group
-        IFMBlock(3, 4, samples=1, estimator="infonce").forward(
-            np.zeros((3, 4, 4, 2), np.float32), np.zeros((4, 2, 2, 2), np.float32), rng)
+        one_pair(3, 4, samples=1, estimator="infonce").forward(
+            [np.zeros((3, 4, 4, 2), np.float32), np.zeros((4, 2, 2, 2), np.float32)], rng)

@@ -3,7 +3,7 @@
 x ~ N(0, I_d), y = rho x + sqrt(1 - rho^2) e with e ~ N(0, I_d) independent, so
 I(x; y) = -d/2 log(1 - rho^2). Joint rows z = [x, y]; marginal rows pair an x
 and a y from independent draws. D (the Table 2 widths, BN, joint and marginal
-rows in one batch as in IFMBlock) is trained with Adam to maximize F on fresh
+rows in one batch as in IFMRegularizer) is trained with Adam to maximize F on fresh
 batches; the estimate is then F in eval mode on 8192 fresh pairs of each kind.
 
 Stated tolerances (d = 2, batches of 256 + 256 rows, seed 0; the steps per

@@ -24,14 +24,14 @@ def weights(module):
 
 def test_fan_in_uniform_bounds_weights_and_biases_and_skips_batch_norm():
     model, regularizer = built("fan-in-uniform")
-    for module in (model, regularizer):
-        for key, value in module.params.items():
+    for params in (model.params, regularizer.pair_params()):    # each D_l on its own
+        for key, value in params.items():
             if key.endswith("W"):
                 bound = 1 / np.sqrt(np.prod(value.shape[1:]))
                 assert np.abs(value).max() <= bound
                 if value.size > 5000:     # uniform: std = bound / sqrt(3)
                     assert value.std() == pytest.approx(bound / np.sqrt(3), rel=0.05)
-                bias = module.params[key[:-1] + "b"]
+                bias = params[key[:-1] + "b"]
                 assert np.abs(bias).max() <= bound and np.abs(bias).max() > 0
             elif key.endswith("gamma"):
                 np.testing.assert_array_equal(value, 1)

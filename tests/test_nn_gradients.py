@@ -107,10 +107,11 @@ def test_maxpool_gradients(rng, shape):
     check_gradients("maxpool2x2", loss, {"x": x}, {"x": dx})
 
 
-def test_linear_gradients(rng):
-    x = rng.standard_normal((5, 4))                 # (in, N)
-    W = rng.standard_normal((3, 5))
-    b = rng.standard_normal(3)
+@pytest.mark.parametrize("stack", [(), (3,)], ids=["one", "stack of 3"])
+def test_linear_gradients(rng, stack):
+    x = rng.standard_normal(stack + (5, 4))         # (in, N), or (G, in, N)
+    W = rng.standard_normal(stack + (3, 5))
+    b = rng.standard_normal(stack + (3,))
     y, cache = linear.linear_forward(x, W, b)
     dy = upstream(rng, y.shape)
     dx, dW, db = linear.linear_backward(dy, cache, W)
@@ -118,7 +119,8 @@ def test_linear_gradients(rng):
     def loss():
         return np.sum(dy * linear.linear_forward(x, W, b)[0])
 
-    check_gradients("linear", loss, {"x": x, "W": W, "b": b}, {"x": dx, "W": dW, "b": db})
+    check_gradients(f"linear {stack}", loss, {"x": x, "W": W, "b": b},
+                    {"x": dx, "W": dW, "b": db})
 
 
 @pytest.mark.no_split
