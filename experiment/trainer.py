@@ -265,6 +265,11 @@ class Trainer:
                 raise ValueError(f"checkpoint: unexpected entry {key!r} (this run's checkpoints "
                                  f"hold {', '.join(groups)})")
             groups[group][name] = value
+        if "ifm" in modules:                # D_l saved one by one: stack them
+            regularizer = modules["ifm"][0]
+            groups["ifm"] = regularizer.stack_pair_entries(groups["ifm"])
+            for slot in {k.split("/")[0] for k in groups["opt"] if "/" in k}:
+                groups["opt"] = regularizer.stack_pair_entries(groups["opt"], f"{slot}/ifm.")
         for group, (module, what) in modules.items():
             load_state_into(module.state_dict(), groups[group], f"checkpoint ({what})")
         for group, optimizer in optimizers.items():

@@ -100,6 +100,25 @@ class IFMRegularizer(Container):
             named.update({f"{name}.{k}": p[l] for k, p in self.critic.params.items()})
         return named
 
+    def stack_pair_entries(self, state, prefix=""):
+        """``state`` with each D_l's entries under their own names (prefix + "ifm12.3.W",
+        as ``pair_params`` names them and checkpoints written before the critics were
+        stacked hold them) replaced by the stacks (prefix + "D.3.W"); the pair layers'
+        entries ("ifm12.0.W") and all others are kept as they are."""
+        out, members = {}, {}
+        for key, value in state.items():
+            name, _, rest = key[len(prefix):].partition(".")
+            if key.startswith(prefix) and name in self.names and not rest.startswith("0."):
+                members.setdefault(f"{prefix}D.{rest}", {})[self.names.index(name)] = value
+            else:
+                out[key] = value
+        for key, per_pair in members.items():
+            if sorted(per_pair) != list(range(len(self.names))):
+                raise ValueError(f"{key}: entries for pairs {sorted(per_pair)} of "
+                                 f"{len(self.names)}")
+            out[key] = np.stack([np.asarray(per_pair[l]) for l in range(len(self.names))])
+        return out
+
     def draw(self, feature_shapes, rng):
         """[host PairPositions per pair] for features of these shapes.
 

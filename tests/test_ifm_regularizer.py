@@ -161,3 +161,41 @@ def test_training_step_with_the_classifier(features_at):
     SGD(trainable.params, lr=0.1).step(trainable.grads)
     assert not np.array_equal(reg.params["ifm12.0.W"], originals["ifm.ifm12.0.W"])
     assert not np.array_equal(model.params["block1.0.W"], originals["clf.block1.0.W"])
+
+
+def per_pair_names(reg, state, prefix=""):
+    """The inverse of ``stack_pair_entries``: each stack "D.k" split into "ifm12.k", ..."""
+    out = {}
+    for key, value in state.items():
+        if key.startswith(prefix + "D."):
+            rest = key[len(prefix) + 2:]
+            out.update({f"{prefix}{name}.{rest}": value[l] for l, name in enumerate(reg.names)})
+        else:
+            out[key] = value
+    return out
+
+
+def test_a_checkpoint_with_each_critic_on_its_own_loads():
+    """Checkpoints written while each D_l had its own arrays ("ifm/ifm12.3.W", and the
+    optimizer's "velocity/ifm.ifm12.3.W") load into the stacks, to the same state."""
+    from experiment.trainer import Trainer
+    from test_train_gpu_parity import config, tiny_dataset
+    cfg = config(batch_size=8, samples=4)
+    dataset = tiny_dataset(np.random.default_rng(0), n=16)
+    trained = Trainer(cfg, dataset, "cpu")
+    order = trained.epoch_order(1)
+    trained.train_step(trained.batch_index(order, 0), 1, 0)      # momentum now nonzero
+    arrays = trained.checkpoint_arrays()
+    reg = trained.regularizer
+    old = per_pair_names(reg, arrays, "ifm/")
+    old = per_pair_names(reg, old, "opt/velocity/ifm.")
+    assert "ifm/ifm23.3.W" in old and "opt/velocity/ifm.ifm34.7.gamma" in old
+    assert not any(".D." in k or "/D." in k for k in old)
+    fresh = Trainer(cfg, dataset, "cpu")
+    fresh.load_checkpoint_arrays({k: np.array(v) for k, v in old.items()})
+    loaded = fresh.checkpoint_arrays()
+    assert set(loaded) == set(arrays)
+    for key, value in arrays.items():
+        np.testing.assert_array_equal(loaded[key], value, err_msg=key)
+    with pytest.raises(ValueError, match="pairs"):
+        fresh.load_checkpoint_arrays({k: v for k, v in old.items() if k != "ifm/ifm23.3.W"})
