@@ -31,8 +31,6 @@ every D maximize F. ``params``/``grads``/``buffers`` are live flat views keyed
 not part of the classifier: a saved classifier (its own state_dict) holds no
 IFM parameter.
 """
-from itertools import groupby
-
 import numpy as np
 
 from nn.backend import get_array_module
@@ -48,14 +46,9 @@ PAPER_PAIRS = ((1, 2), (2, 3), (3, 4))
 def runs(positions):
     """Slices of consecutive pairs whose PairPositions have one row count, n_joint and
     groups (they can share one stacked batch)."""
-    key = lambda i: (positions[i].index.shape[1], positions[i].n_joint,  # noqa: E731
-                     positions[i].groups)
-    out, start = [], 0
-    for _, members in groupby(range(len(positions)), key):
-        size = len(list(members))
-        out.append(slice(start, start + size))
-        start += size
-    return out
+    form = [(p.index.shape[1], p.n_joint, p.groups) for p in positions]
+    starts = [i for i in range(len(form)) if i == 0 or form[i] != form[i - 1]]
+    return [slice(a, b) for a, b in zip(starts, starts[1:] + [len(form)])]
 
 
 class IFMRegularizer(Container):

@@ -199,3 +199,16 @@ def test_a_checkpoint_with_each_critic_on_its_own_loads():
         np.testing.assert_array_equal(loaded[key], value, err_msg=key)
     with pytest.raises(ValueError, match="pairs"):
         fresh.load_checkpoint_arrays({k: v for k, v in old.items() if k != "ifm/ifm23.3.W"})
+
+
+def test_runs_group_consecutive_pairs_of_one_form():
+    from ifm.block import PairPositions
+    from ifm.regularizer import runs
+
+    def form(S, n_joint, groups=None):
+        return PairPositions(np.zeros((4, S), np.int32), n_joint, groups)
+
+    assert runs([form(8, 4)] * 3) == [slice(0, 3)]
+    assert runs([form(8, 4), form(8, 4), form(6, 3)]) == [slice(0, 2), slice(2, 3)]
+    assert runs([form(8, 4), form(8, 2), form(8, 4)]) == [slice(0, 1), slice(1, 2), slice(2, 3)]
+    assert runs([form(8, 4, (2, 2)), form(8, 4, (1, 4))]) == [slice(0, 1), slice(1, 2)]
