@@ -1,11 +1,12 @@
-"""Benchmark: forward + backward time of the three IFM blocks of the paper.
+"""Benchmark: forward + backward time of IFM on each of the paper's three layer pairs alone.
 
 The conv-block outputs of a 32x32 input before pooling are H_1 (N, 32, 32, 32),
 H_2 (N, 64, 16, 16), H_3 (N, 128, 8, 8), H_4 (N, 128, 4, 4); the blocks are
-(1,2), (2,3), (3,4). For each block and each K it prints the median over
---repeats timed runs (after --warmup untimed ones) of block.forward (sampling
-included), of block.backward alone and of the two together, float32, D in
-training mode. On the GPU the times come from CUDA events
+(1,2), (2,3), (3,4). For each pair and each K it prints the median over
+--repeats timed runs (after --warmup untimed ones) of the forward of
+``IFMRegularizer.one_pair`` (sampling included; one critic, so not the
+stacked run of the training step), of its backward alone and of the two
+together, float32, D in training mode. On the GPU the times come from CUDA events
 (cupyx.profiler.benchmark), after warm-up.
 
     python -m benchmarks.bench_ifm                    # CPU, batch 128, K = 64 and all
@@ -86,7 +87,7 @@ def main(argv=None):
     if args.device == "gpu":
         import cupy
         device = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode()
-    print(f"# IFM block forward+backward, device {args.device} ({device}), batch {args.batch}, "
+    print(f"# IFM of one layer pair, forward+backward, device {args.device} ({device}), batch {args.batch}, "
           f"estimator {args.estimator}, upsample {args.upsample}, marginal {args.marginal}, "
           f"float32, median of {args.repeats} after {args.warmup} warm-up")
     print(f"{'pair':>5} {'H_l':>14} {'H_l+1':>14} {'K':>5} {'rows':>9} "

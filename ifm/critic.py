@@ -129,6 +129,10 @@ class Critic(Container):
         V_Q (g, G, B, B-1).
         """
         members = slice(0, self.members) if members is None else members
+        if not isinstance(members, slice) or members.step not in (None, 1):
+            raise ValueError(f"members must be a slice of consecutive critics, got {members}")
+        if (groups is not None) != (self.estimator == "infonce"):
+            raise ValueError("groups (G, B) go with estimator 'infonce' and only with it")
         g = len(range(self.members)[members])
         if a.shape[0] != g:
             raise ValueError(f"Critic members {members} take {g} stacked inputs, got {a.shape}")
@@ -186,7 +190,7 @@ class PairCritic(Container):
 
     def forward(self, z, n_joint, groups=None):
         F, self._cache = self.critic.forward(self.first.forward(z)[None], n_joint, groups)
-        return F[0]
+        return F[0, ...]                        # a 0-d array, as on CuPy
 
     def backward(self, dF=1.0):
         if self._cache is None:

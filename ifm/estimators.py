@@ -72,7 +72,8 @@ def _softmax(v, axis=None):
 
 
 def _scalar(F, like):
-    """F as a 0-d array of like's dtype on like's device (NumPy reductions give scalars)."""
+    """F as an array of like's dtype on like's device: 0-d for one critic, where NumPy's
+    reductions give scalars."""
     return get_array_module(like).asarray(F, dtype=like.dtype)
 
 

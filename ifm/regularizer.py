@@ -97,7 +97,8 @@ class IFMRegularizer(Container):
         """``state`` with each D_l's entries under their own names (prefix + "ifm12.3.W",
         as ``pair_params`` names them and checkpoints written before the critics were
         stacked hold them) replaced by the stacks (prefix + "D.3.W"); the pair layers'
-        entries ("ifm12.0.W") and all others are kept as they are."""
+        entries ("ifm12.0.W") and all others are kept as they are. Host arrays (a
+        loaded checkpoint)."""
         out, members = {}, {}
         for key, value in state.items():
             name, _, rest = key[len(prefix):].partition(".")
@@ -163,6 +164,9 @@ class IFMRegularizer(Container):
         if self._runs is None:
             raise RuntimeError("backward called before forward")
         dF = -self.lam if dF is None else dF
+        if np.ndim(dF) != 0 and tuple(dF.shape) != (len(self.pairs),):
+            raise ValueError(f"dF must be one number or one per pair ({len(self.pairs)}), "
+                             f"got shape {dF.shape}")
         dfeatures = [None] * self._n_features
         for cache in self._runs:
             members = cache.members

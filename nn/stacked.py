@@ -15,7 +15,8 @@ batch has another shape is run alone (a run of one).
 forward(x, members) returns (y, cache) and keeps nothing, so several runs can
 be in flight; backward(dy, cache, members) returns dx and writes the run's
 parameter gradients into ``grads[name][members]`` (overwriting them).
-``from_layers`` stacks the parameters and buffers of G nn layers.
+``from_layers`` stacks the parameters and buffers of G nn layers (on the host,
+as layers are built; ``.to("gpu")`` moves the stack).
 """
 import numpy as np
 

@@ -212,3 +212,20 @@ def test_runs_group_consecutive_pairs_of_one_form():
     assert runs([form(8, 4), form(8, 4), form(6, 3)]) == [slice(0, 2), slice(2, 3)]
     assert runs([form(8, 4), form(8, 2), form(8, 4)]) == [slice(0, 1), slice(1, 2), slice(2, 3)]
     assert runs([form(8, 4, (2, 2)), form(8, 4, (1, 4))]) == [slice(0, 1), slice(1, 2)]
+
+
+def test_bad_members_groups_and_dF_are_refused():
+    critic = Critic(3, "jsd", SMALL, np.random.default_rng(0), np.float64)
+    a = np.random.default_rng(1).standard_normal((2, SMALL[0], 12))
+    with pytest.raises(ValueError, match="consecutive"):
+        critic.forward(a, 6, members=slice(0, 3, 2))
+    with pytest.raises(ValueError, match="infonce"):
+        critic.forward(a, 6, groups=(2, 3), members=slice(0, 2))
+    reg = IFMRegularizer([3, 4, 5], pairs=[(1, 2), (2, 3)], samples=3,
+                         rng=np.random.default_rng(0), hidden=SMALL, dtype=np.float64)
+    rng = np.random.default_rng(2)
+    reg.forward([rng.standard_normal((c, 8 >> i, 8 >> i, 2)) for i, c in enumerate([3, 4, 5])],
+                rng)
+    with pytest.raises(ValueError, match="one per pair"):
+        reg.backward(np.ones(1))
+    assert len(reg.backward(np.ones(2))) == 3

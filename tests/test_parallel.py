@@ -286,3 +286,31 @@ def test_a_training_step_on_two_threads_matches_one(changes):
     assert loss_2 == pytest.approx(loss_1, rel=1e-12)
     np.testing.assert_allclose(F_2, F_1, rtol=1e-12)
     assert normwise_error(params_2, params_1) < 1e-12
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_a_split_stack_of_products_equals_the_batched_product(rng, n, split_calls):
+    """matmul of a stack (G, M, K) @ (G, K, N) + bias (G, M): each product split alone."""
+    a, b = rng.standard_normal((3, 64, 288)), rng.standard_normal((3, 288, 129))
+    bias = rng.standard_normal((3, 64))
+    out = np.full((3, 64, 129), np.nan)
+    with parallel.using_cores(n):
+        got = parallel.matmul(a, b, bias)
+        into = parallel.matmul(a, b.swapaxes(-1, -2).copy().swapaxes(-1, -2), bias, out=out)
+    assert split_calls == [n] * 6, "each of the 3 products, twice, was split"
+    np.testing.assert_allclose(got, np.matmul(a, b) + bias[..., None], rtol=1e-12, atol=1e-12)
+    assert into is out
+    np.testing.assert_allclose(out, got, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_channel_sum_of_a_stack_sums_the_last_axis(rng, n, split_calls):
+    A = rng.standard_normal((3, 32, 4099))
+    out = np.full((3, 32), np.nan)
+    with parallel.using_cores(n):
+        into = parallel.channel_sum(A, out=out)
+        with pytest.raises(ValueError, match="contiguous"):
+            parallel.channel_sum(A, out=np.empty((32, 3)).T)
+    assert split_calls == [n]
+    assert into is out
+    np.testing.assert_allclose(out, A.sum(axis=-1), rtol=1e-12)
