@@ -87,8 +87,8 @@ def main(argv=None):
     if args.device == "gpu":
         import cupy
         device = cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode()
-    print(f"# IFM of one layer pair, forward+backward, device {args.device} ({device}), batch {args.batch}, "
-          f"estimator {args.estimator}, upsample {args.upsample}, marginal {args.marginal}, "
+    print(f"# IFM of one layer pair, forward+backward, device {args.device} ({device}), "
+          f"batch {args.batch}, estimator {args.estimator}, upsample {args.upsample}, marginal {args.marginal}, "
           f"float32, median of {args.repeats} after {args.warmup} warm-up")
     print(f"{'pair':>5} {'H_l':>14} {'H_l+1':>14} {'K':>5} {'rows':>9} "
           f"{'fwd ms':>9} {'bwd ms':>9} {'total ms':>9}")
