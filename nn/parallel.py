@@ -171,15 +171,15 @@ def matmul(a, b, bias=None, out=None):
     its bias while its output is still in cache. A stack is split product by
     product.
     """
-    if a.ndim == 3:
-        return _stacked_matmul(a, b, bias, out)
-    M, K = a.shape
-    N = b.shape[1]
+    M, K = a.shape[-2:]
+    N = b.shape[-1]
     if not _splits(isinstance(a, np.ndarray)) or 2 * M * K * N < MIN_PARALLEL_FLOPS:
         out = get_array_module(a).matmul(a, b, out=out)
         if bias is not None:
-            out += bias[:, None]
+            out += bias[..., None]
         return out
+    if a.ndim == 3:
+        return _stacked_matmul(a, b, bias, out)
     parts = _cores
     if K > max(M, N):
         edges = _bands(K, parts)
@@ -221,12 +221,7 @@ def matmul(a, b, bias=None, out=None):
 
 
 def _stacked_matmul(a, b, bias, out):
-    """``matmul`` of a stack: member by member where the products are split."""
-    if not _splits(isinstance(a, np.ndarray)):
-        out = get_array_module(a).matmul(a, b, out=out)
-        if bias is not None:
-            out += bias[..., None]
-        return out
+    """The split ``matmul`` of a stack, one product after the other."""
     if out is None:
         out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
     for g in range(a.shape[0]):

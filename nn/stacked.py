@@ -24,6 +24,11 @@ from . import activations, batchnorm, linear
 from .module import Module
 
 
+def member_rows(a, members):
+    """a[members] (g, F) as the (g*F,) vector of those rows' parameters (a view)."""
+    return a[members].reshape(-1)
+
+
 def rows(x):
     """x (g, F, S) as the (g*F, S) rows the per-row ops see (a view of a contiguous x)."""
     return x.reshape(-1, x.shape[-1])
@@ -71,17 +76,18 @@ class StackedBatchNorm(Module):
                    first.momentum, first.eps)
 
     def forward(self, x, members):
-        flat = lambda a: a[members].reshape(-1)                    # noqa: E731
+        p, b = self.params, self.buffers
         y, cache = batchnorm.batchnorm_forward(
-            rows(x), flat(self.params["gamma"]), flat(self.params["beta"]),
-            flat(self.buffers["running_mean"]), flat(self.buffers["running_var"]),
+            rows(x), member_rows(p["gamma"], members), member_rows(p["beta"], members),
+            member_rows(b["running_mean"], members), member_rows(b["running_var"], members),
             self.training, self.momentum, self.eps)
         return y.reshape(x.shape), cache
 
     def backward(self, dy, cache, members):
-        flat = lambda a: a[members].reshape(-1)                    # noqa: E731
+        g = self.grads
         dx, _, _ = batchnorm.batchnorm_backward(
-            rows(dy), cache, out=(flat(self.grads["gamma"]), flat(self.grads["beta"])))
+            rows(dy), cache,
+            out=(member_rows(g["gamma"], members), member_rows(g["beta"], members)))
         return dx.reshape(dy.shape)
 
 

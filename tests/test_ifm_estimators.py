@@ -126,6 +126,24 @@ def test_estimator_gradients(name, scale):
                     {"v_joint": vj, "v_marg": vm}, {"v_joint": dF * dj, "v_marg": dF * dm})
 
 
+@pytest.mark.parametrize("name", sorted(ESTIMATORS))
+def test_stacked_estimator_gradients(name):
+    """Scores of 2 critics on a leading axis: F (2,), one estimate per critic, and
+    L = sum_g dF_g F_g against central differences, every score of both."""
+    f = ESTIMATORS[name]
+    rng = np.random.default_rng(3)
+    draws = [shapes(name, rng) for _ in range(2)]
+    vj, vm = (np.stack(parts) for parts in zip(*draws))
+    dF = rng.standard_normal(2)
+    F, dj, dm = f(vj, vm)
+    assert F.shape == (2,)
+    for g, (vj_g, vm_g) in enumerate(draws):
+        np.testing.assert_allclose(F[g], f(vj_g, vm_g)[0], rtol=1e-14)
+    expand = lambda d: dF.reshape((2,) + (1,) * (d.ndim - 1)) * d    # noqa: E731
+    check_gradients(f"estimator {name}, stack of 2", lambda: np.sum(dF * f(vj, vm)[0]),
+                    {"v_joint": vj, "v_marg": vm}, {"v_joint": expand(dj), "v_marg": expand(dm)})
+
+
 def test_jsd_offset_does_not_change_gradients():
     vj, vm = shapes("jsd", np.random.default_rng(1))
     a, b = jsd(vj, vm), jsd(vj, vm, offset=True)
