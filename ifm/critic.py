@@ -111,10 +111,10 @@ class Critic(Container):
         self.members, self.width = members, hidden[0]
         self.estimate = make_estimator(estimator, dv_ema, dtype, (members,))
         self.estimator = estimator
-        self.named_layers = [(str(i), layer) for i, layer in enumerate(self.layers, start=1)]
+        named = [(str(i), layer) for i, layer in enumerate(self.layers, start=1)]
         if isinstance(self.estimate, DVMovingAverage):
-            self.named_layers.append(("dv", self.estimate))
-        super().__init__(self.named_layers)
+            named.append(("dv", self.estimate))
+        super().__init__(named)
 
     @property
     def dtype(self):
@@ -185,7 +185,7 @@ class PairCritic(Container):
         self.first = Linear(in_features, hidden[0], rng=rng, dtype=dtype)
         self.critic = Critic(1, estimator, hidden, rng, dtype, dv_ema)
         self.estimator = estimator
-        super().__init__([("0", self.first)] + self.critic.named_layers)
+        super().__init__([("0", self.first)] + self.critic.named_children())
         self._cache = None
 
     def forward(self, z, n_joint, groups=None):

@@ -139,6 +139,10 @@ class Container(Module):
         self.grads = NamespacedDict(self._named, "grads")
         self.buffers = NamespacedDict(self._named, "buffers")
 
+    def named_children(self):
+        """[(name, module)], in the order the state keys take."""
+        return list(self._named)
+
     def children(self):
         return [m for _, m in self._named]
 
