@@ -10,12 +10,15 @@ was allocated before it (the parameters, optimizer state and data), with the
 inverting backward (the default: the flow keeps only z and zs) and with every
 activation cached (keep_activations). The peak comes from tracemalloc, which
 NumPy reports its array buffers to; BLAS workspaces and Python objects other
-than arrays are not in it. CPU only (tracemalloc sees no GPU memory).
+than arrays are not in it. On the GPU (--device gpu) only the step times are
+measured (each step waits for the device before the clock is read).
 
     python -m benchmarks.bench_ice                       # K = 1, 2, 4 at batch 128
     python -m benchmarks.bench_ice --depths 1,2,4,16 --repeats 2
+    python -m benchmarks.bench_ice --device gpu --depths 2,16
 """
 import argparse
+import sys
 import time
 import tracemalloc
 from types import SimpleNamespace
@@ -25,6 +28,7 @@ import numpy as np
 from experiment.ice_trainer import IceTrainer
 from experiment.settings import EXPERIMENT_KEYS, parse as parse_train
 from nn.allocator import retain_freed_memory
+from nn.backend import gpu_unavailable_reason
 from nn.parallel import use_cores
 
 
@@ -38,6 +42,7 @@ def parse(argv=None):
     p.add_argument("--memory-depth", type=int, default=None,
                    help="K of the memory measurement (default: the first of --depths)")
     p.add_argument("--cores", type=int, default=None, help="threads (default: all)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     return p.parse_args(argv)
 
 
@@ -50,11 +55,11 @@ def fake_dataset(n, rng):
                            std=[0.5] * 3)
 
 
-def trainer(depth, batch, keep_activations=False):
+def trainer(depth, batch, keep_activations=False, device="cpu"):
     args = parse_train(["--method", "ice-firevnet", "--flow-depth", str(depth),
                         "--batch-size", str(batch)])
     cfg = {k: getattr(args, k) for k in EXPERIMENT_KEYS}
-    t = IceTrainer(cfg, fake_dataset(4 * batch, np.random.default_rng(0)), "cpu")
+    t = IceTrainer(cfg, fake_dataset(4 * batch, np.random.default_rng(0)), device)
     for layer in t.model.flow.layers:
         for part in getattr(layer, "layers", [layer]):
             part.keep_activations = keep_activations
@@ -91,16 +96,22 @@ def peak_bytes(depth, batch, keep_activations):
 
 def main(argv=None):
     args = parse(argv)
+    if args.device == "gpu" and gpu_unavailable_reason():
+        print(f"bench_ice: error: --device gpu: {gpu_unavailable_reason()}", file=sys.stderr)
+        raise SystemExit(2)
     retain_freed_memory()
-    cores = use_cores(args.cores)
+    where = "GPU" if args.device == "gpu" else f"CPU ({use_cores(args.cores)} cores)"
     depths = [int(k) for k in args.depths.split(",")]
-    print(f"iCE fi-RevNet training step, batch {args.batch}, float32, CPU ({cores} cores); "
+    print(f"iCE fi-RevNet training step, batch {args.batch}, float32, {where}; "
           f"median of {args.repeats}")
     print(f"{'K':>3} {'s/step':>8} {'min/epoch':>10}")
     per_epoch = -(-args.train_images // args.batch)
     for K in depths:
-        sec = step_seconds(trainer(K, args.batch), args.repeats, args.warmup)
-        print(f"{K:>3} {sec:>8.2f} {sec * per_epoch / 60:>10.1f}")
+        sec = step_seconds(trainer(K, args.batch, device=args.device), args.repeats,
+                           args.warmup)
+        print(f"{K:>3} {sec:>8.3f} {sec * per_epoch / 60:>10.1f}")
+    if args.device == "gpu":
+        return
     K = args.memory_depth or depths[0]
     print(f"\npeak memory of one step beyond the model and data, K = {K}, batch {args.batch} "
           "(tracemalloc, NumPy buffers)")

@@ -37,15 +37,11 @@ from nn.gaussian import bits_per_dim
 from nn.init import fan_in_uniform_
 from nn.layout import from_nchw
 from nn.module import Container
+from nn.random import SeededUniform
 
 NUM_CLASSES = 10
 NUISANCE_FILL = 0.1       # what z_n holds in place of the logit entries
 N_BINS = 256
-
-
-def device_random_state(xp, rng):
-    """xp.random.RandomState seeded from the numpy Generator ``rng`` (on the device for CuPy)."""
-    return xp.random.RandomState(int(rng.integers(2 ** 32)))
 
 
 def dequantize(images, noise):
@@ -126,30 +122,31 @@ class IceModel(Container):
 class NuisanceClassifier(Sequential):
     """D_nc (module docstring): (D, N) -> logits (10, N).
 
-    ``reseed(rng)`` gives each dropout a fresh array-module random state seeded
-    from the numpy Generator ``rng`` (drawn on the device for CuPy).
+    ``set_dropout_rng(rng)`` makes both dropouts take the seeds of their masks
+    from the numpy Generator ``rng``; the masks are drawn on the device, by
+    one SeededUniform the two share.
     """
 
     def __init__(self, in_features, hidden=512, p=0.1, rng=None, dtype=np.float32):
+        uniform = SeededUniform()
         layers = []
         for n_in, n_out in ((in_features, hidden), (hidden, hidden)):
-            layers += [Linear(n_in, n_out, rng=rng, dtype=dtype), LeakyReLU(0.0), Dropout(p)]
+            layers += [Linear(n_in, n_out, rng=rng, dtype=dtype), LeakyReLU(0.0),
+                       Dropout(p, uniform=uniform)]
         layers.append(Linear(hidden, NUM_CLASSES, rng=rng, dtype=dtype))
         super().__init__(*layers)
         fan_in_uniform_(self.params, rng)
         self.dropouts = [layer for layer in layers if isinstance(layer, Dropout)]
 
-    def reseed(self, rng):
-        xp = get_array_module(self.params["0.W"])
+    def set_dropout_rng(self, rng):
         for layer in self.dropouts:
-            layer.rng = device_random_state(xp, rng)
+            layer.rng = rng
 
 
-def fit_nuisance(critic, optimizer, z_n, y, steps, rng):
+def fit_nuisance(critic, optimizer, z_n, y, steps):
     """``steps`` optimizer steps of D_nc on CE(D_nc(z_n), y), z_n (D, N) fixed; the last CE."""
     loss = None
     for _ in range(steps):
-        critic.reseed(rng)
         loss, dlogits = softmax_cross_entropy(critic.forward(z_n), y)
         critic.backward(dlogits)
         optimizer.step(critic.grads)

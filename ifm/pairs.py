@@ -74,17 +74,18 @@ def scatter_add_columns(cols, values, num_cols):
     """(C, num_cols) zeros with column values[:, r] added at column cols[r].
 
     Repeated columns accumulate. NumPy: one unbuffered ``np.add.at`` per
-    channel row (NumPy 2's one-dimensional fast path; measured 2x faster than
-    a bincount per row, and several times faster than add.at on the 2-D
-    array). The loop runs over channels, never over positions. CuPy:
-    ``cupyx.scatter_add`` (a plain ``out[:, cols] +=`` is undefined for
-    repeated indices on the GPU).
+    channel row (NumPy 2's one-dimensional fast path; the loop runs over
+    channels, never over positions). Measured faster than a bincount per row
+    and than a segmented sum of the columns sorted once (argsort, take,
+    ``np.add.reduceat``): docs/performance.md, ``benchmarks.bench_scatter``.
+    CuPy: ``cupy.add.at``, which adds with atomics, so the order of the
+    additions, and the float32 rounding, varies from run to run (a plain
+    ``out[:, cols] +=`` is undefined for repeated indices on the GPU).
     """
     xp = get_array_module(values)
     out = xp.zeros((values.shape[0], num_cols), dtype=values.dtype)
     if xp is not np:
-        import cupyx
-        cupyx.scatter_add(out, (slice(None), cols), values)
+        xp.add.at(out, (slice(None), cols), values)
         return out
     for row, v in zip(out, values):
         np.add.at(row, cols, v)

@@ -28,10 +28,10 @@ def leaky_relu_forward(x, negative_slope=0.2):
 
 def leaky_relu_backward(dy, y, negative_slope=0.2):
     xp = get_array_module(dy)
-    a = dy.dtype.type(negative_slope)
+    a, one_minus_a = dy.dtype.type(negative_slope), dy.dtype.type(1 - negative_slope)
 
     def slope(dy, y, out=None):             # dx = dy (a + (1 - a) [y > 0])
-        dx = xp.multiply(y > 0, 1 - a, out=out)
+        dx = xp.multiply(y > 0, one_minus_a, out=out)
         dx += a
         dx *= dy
         return dx

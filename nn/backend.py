@@ -20,14 +20,17 @@ def get_array_module(*arrays):
     return np
 
 
+def _device_count():
+    """(number of CUDA devices CuPy sees, or 0; CUDA's error message, or None)."""
+    try:
+        return _cupy.cuda.runtime.getDeviceCount(), None
+    except Exception as err:        # CUDARuntimeError: no driver, no device, ...
+        return 0, str(err).strip() or type(err).__name__
+
+
 def gpu_available():
     """True when CuPy is importable and sees at least one CUDA device."""
-    if _cupy is None:
-        return False
-    try:
-        return _cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        return False
+    return _cupy is not None and _device_count()[0] > 0
 
 
 def gpu_unavailable_reason():
@@ -35,8 +38,9 @@ def gpu_unavailable_reason():
     if _cupy is None:
         return ("CuPy is not installed: install the CuPy wheel matching your CUDA "
                 "version, e.g. `pip install cupy-cuda12x`")
-    if not gpu_available():
-        return "CuPy is installed but sees no CUDA device"
+    count, error = _device_count()
+    if count == 0:
+        return "CuPy is installed but sees no CUDA device" + (f" ({error})" if error else "")
     return None
 
 

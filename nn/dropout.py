@@ -6,34 +6,28 @@ Forward:   y = m x          (train);       y = x      (eval, and p = 0)
 Backward:  dx = m dy        (train);       dx = dy    (eval)
 
 The mask is kept in the dtype of x, already scaled, so forward and backward
-are one product each. The uniforms come from ``rng``:
-- a ``numpy.random.Generator``: drawn on the host and copied to x's device
-  (reproducible on both backends from one seed);
-- an array module's random state (``np.random.RandomState(s)``,
-  ``cupy.random.RandomState(s)``): drawn where that state lives, on the device
-  for CuPy;
-- None: x's array module's global random state (``xp.random``), on the device
-  for CuPy.
+are one product each. The uniforms are drawn on x's device from a seed
+(nn.random.SeededUniform); each training forward of ``Dropout`` takes a new
+seed from its host generator ``rng``, so the masks follow from that
+generator alone.
 """
 import numpy as np
 
 from .backend import get_array_module
+from .init import default_rng
 from .module import Module
+from .random import SeededUniform
 
 
-def uniform(shape, rng, xp):
-    """U[0, 1) float64 draws of ``shape`` as an xp array; ``rng`` as in the module docstring."""
-    if isinstance(rng, np.random.Generator):
-        return xp.asarray(rng.random(shape))
-    return (xp.random if rng is None else rng).random_sample(shape)
-
-
-def keep_mask(shape, p, rng=None, xp=np, dtype=np.float64):
-    """m = [u >= p] / (1 - p), shape ``shape``, dtype ``dtype``, on xp."""
+def check_probability(p):
     if not 0 <= p < 1:
         raise ValueError(f"dropout probability must lie in [0, 1), got {p}")
-    scale = np.dtype(dtype).type(1 / (1 - p))
-    return (uniform(shape, rng, xp) >= p).astype(dtype) * scale
+
+
+def keep_mask(u, p):
+    """m = [u >= p] / (1 - p) in u's dtype, from uniforms u ~ U[0, 1) (any shape)."""
+    check_probability(p)
+    return (u >= p) * u.dtype.type(1 / (1 - p))
 
 
 def dropout_forward(x, mask):
@@ -46,24 +40,31 @@ def dropout_backward(dy, mask):
     return dy if mask is None else dy * mask
 
 
+def draw_seed(rng):
+    """A seed for one draw, from the host generator ``rng``."""
+    return int(rng.integers(2 ** 32))
+
+
 class Dropout(Module):
     """Dropout with probability p in training mode, the identity in eval mode.
 
-    ``rng``: where each forward draws its mask (module docstring); None draws
-    from the array module of x.
+    ``rng``: the numpy Generator each training forward takes its mask's seed
+    from (replace it to tie the masks to a training step); ``uniform``: the
+    SeededUniform that draws them on x's device (layers may share one).
     """
 
-    def __init__(self, p=0.1, rng=None):
+    def __init__(self, p=0.1, rng=None, uniform=None):
         super().__init__()
-        if not 0 <= p < 1:
-            raise ValueError(f"dropout probability must lie in [0, 1), got {p}")
-        self.p, self.rng = p, rng
+        check_probability(p)
+        self.p, self.rng = p, default_rng(rng)
+        self.uniform = uniform or SeededUniform()
         self._mask = None
 
     def forward(self, x):
         mask = None
         if self.training and self.p > 0:
-            mask = keep_mask(x.shape, self.p, self.rng, get_array_module(x), x.dtype.type)
+            u = self.uniform(draw_seed(self.rng), x.shape, get_array_module(x), x.dtype)
+            mask = keep_mask(u, self.p)
         y, self._mask = dropout_forward(x, mask)
         return y
 

@@ -27,6 +27,7 @@ from .backend import get_array_module
 from .flow import ActNorm, AdditiveCoupling, Reverse, Split, Squeeze
 from .gaussian import standard_normal_log_likelihood, standard_normal_log_likelihood_backward
 from .init import default_rng
+from .random import SeededUniform
 from .module import Container
 
 
@@ -46,10 +47,11 @@ class FlowStep(Container):
     """ActNorm -> channel reversal -> additive coupling on C channels (nn.flow.Invertible)."""
 
     def __init__(self, num_channels, hidden=128, p=0.1, rng=None, dtype=np.float32,
-                 keep_activations=False):
+                 keep_activations=False, uniform=None):
         self.layers = [ActNorm(num_channels, dtype, keep_activations),
                        Reverse(keep_activations),
-                       AdditiveCoupling(num_channels, hidden, p, rng, dtype, keep_activations)]
+                       AdditiveCoupling(num_channels, hidden, p, rng, dtype, keep_activations,
+                                        uniform)]
         super().__init__(zip(("actnorm", "reverse", "coupling"), self.layers))
 
     def forward(self, x):
@@ -77,18 +79,20 @@ class FiRevNet(Container):
 
     ``hidden``: the width of the couplings' NN (128 in the paper); ``p``:
     their dropout; ``rng``: one numpy Generator for all initial weights and
-    dropout seeds. Height and width must be divisible by 2^levels.
+    dropout seeds; the couplings draw their masks with one shared
+    SeededUniform. Height and width must be divisible by 2^levels.
     """
 
     def __init__(self, in_channels, levels=3, depth=16, hidden=128, p=0.1, rng=None,
                  dtype=np.float32, keep_activations=False):
         rng = default_rng(rng)
+        uniform = SeededUniform()
         self.layers = []
         C = in_channels
         for level in range(levels):
             C *= 4
             self.layers.append(Squeeze(keep_activations))
-            self.layers += [FlowStep(C, hidden, p, rng, dtype, keep_activations)
+            self.layers += [FlowStep(C, hidden, p, rng, dtype, keep_activations, uniform)
                             for _ in range(depth)]
             if level < levels - 1:
                 self.layers.append(Split(C, dtype, keep_activations))

@@ -36,10 +36,10 @@ y1 = x1) and the layer keeps no arrays between forward and backward; with
 not used. Both give the same gradients (to rounding: the inverse reproduces
 x to ~1e-16 relative).
 
-Dropout in the coupling draws its mask from xp.random.RandomState(seed) (on
-the device for CuPy), with a seed that forward takes from the layer's host
-``rng`` (a numpy Generator); the inverting backward redraws the same mask from
-that seed, so it undoes exactly the map forward applied.
+Dropout in the coupling draws its mask on x's device from a seed
+(nn.random.SeededUniform) that forward takes from the layer's host ``rng`` (a
+numpy Generator); the inverting backward redraws the same mask from that
+seed, so it undoes exactly the map forward applied.
 ``inverse`` is the inverse of the map without dropout (eval mode).
 """
 from typing import NamedTuple
@@ -49,11 +49,12 @@ import numpy as np
 from .activations import relu_backward, relu_forward
 from .backend import get_array_module
 from .conv import conv2d_backward, conv2d_forward
-from .dropout import dropout_backward, dropout_forward, keep_mask
+from .dropout import draw_seed, dropout_backward, dropout_forward, keep_mask
 from .gaussian import gaussian_log_likelihood, gaussian_log_likelihood_backward
 from .init import default_rng, kaiming_normal
 from .module import Module
 from .parallel import channel_dot, channel_sum, per_channel
+from .random import SeededUniform
 
 ACTNORM_EPS = 1e-6
 ZERO_CONV_LOGSCALE = 3.0
@@ -374,15 +375,17 @@ class AdditiveCoupling(Invertible):
 
     The first forward initializes the NN's two ActNorms from its batch. ``rng``
     (numpy Generator) draws the weights of the two hidden convolutions (He
-    normal for ReLU) and each forward's dropout seed; the last convolution
-    starts at zero, so the coupling starts as the identity.
+    normal for ReLU) and each forward's dropout seed; ``uniform`` (a
+    SeededUniform, which the couplings of a net share) draws the masks. The
+    last convolution starts at zero, so the coupling starts as the identity.
     """
 
     def __init__(self, num_channels, hidden=128, p=0.1, rng=None, dtype=np.float32,
-                 keep_activations=False):
+                 keep_activations=False, uniform=None):
         super().__init__(keep_activations)
         C1, C2 = num_channels // 2, num_channels - num_channels // 2
         self.p, self.rng = p, default_rng(rng)
+        self.uniform = uniform or SeededUniform()
         P = self.params
         P["W1"] = kaiming_normal((hidden, C1, 3, 3), C1 * 9, self.rng, 0.0, dtype)
         P["an1_b"], P["an1_logs"] = np.zeros(hidden, dtype), np.zeros(hidden, dtype)
@@ -399,10 +402,9 @@ class AdditiveCoupling(Invertible):
         if not (self.training and self.p > 0):
             return None
         if draw:
-            self._seed = int(self.rng.integers(2 ** 32))
-        xp = get_array_module(x)
+            self._seed = draw_seed(self.rng)
         shape = (self.params["W1"].shape[0],) + x.shape[1:]
-        return keep_mask(shape, self.p, xp.random.RandomState(self._seed), xp, x.dtype.type)
+        return keep_mask(self.uniform(self._seed, shape, get_array_module(x), x.dtype), self.p)
 
     def forward(self, x):
         y, cache = coupling_forward(x, self.params, self._mask(x, draw=True),

@@ -164,22 +164,26 @@ def matmul(a, b, bias=None, out=None):
     """a @ b (+ bias[..., None]) for a (M, K), b (K, N), bias (M,), split over the cores;
     or a stack of G such products: a (G, M, K), b (G, K, N), bias (G, M) -> (G, M, N).
 
-    The result goes into ``out`` when given. On CuPy, or without
-    ``use_cores``: the plain expression (one batched product for a stack).
-    Split: bands of rows of a, of columns of b, or of the shared dimension
-    (partial products summed at the end), whichever is largest; each band adds
-    its bias while its output is still in cache. A stack is split product by
-    product.
+    The result goes into ``out`` when given (C-contiguous, of the operands'
+    result dtype). On CuPy, or without ``use_cores``: ``xp.dot`` for a
+    product, which reads a transposed operand (an F-contiguous view) in
+    place; for a stack, one batched ``xp.matmul`` when both operands are
+    C-contiguous, else a dot per member (a batched matmul copies every operand
+    that is not C-contiguous: on CuPy, ``dW = dy x^T`` of a critic stack would
+    copy x, about 50 MB at K = 64). Split: bands of rows of a, of columns of b,
+    or of the shared dimension (partial products summed at the end),
+    whichever is largest; each band adds its bias while its output is still
+    in cache.
     """
-    M, K = a.shape[-2:]
-    N = b.shape[-1]
-    if not _splits(isinstance(a, np.ndarray)) or 2 * M * K * N < MIN_PARALLEL_FLOPS:
-        out = get_array_module(a).matmul(a, b, out=out)
-        if bias is not None:
-            out += bias[..., None]
-        return out
     if a.ndim == 3:
         return _stacked_matmul(a, b, bias, out)
+    M, K = a.shape
+    N = b.shape[-1]
+    if not _splits(isinstance(a, np.ndarray)) or 2 * M * K * N < MIN_PARALLEL_FLOPS:
+        out = get_array_module(a).dot(a, b, out=out)
+        if bias is not None:
+            out += bias[:, None]
+        return out
     parts = _cores
     if K > max(M, N):
         edges = _bands(K, parts)
@@ -221,9 +225,19 @@ def matmul(a, b, bias=None, out=None):
 
 
 def _stacked_matmul(a, b, bias, out):
-    """The split ``matmul`` of a stack, one product after the other."""
+    """``matmul`` of a stack: one batched product when both operands are C-contiguous
+    (on NumPy under ``use_cores``, one split product per member), else one ``xp.dot``
+    per member, which reads transposed operands in place."""
+    xp = get_array_module(a)
+    batched = a.flags.c_contiguous and b.flags.c_contiguous
+    if batched and not _splits(xp is np):
+        out = xp.matmul(a, b, out=out)
+        if bias is not None:
+            out += bias[..., None]
+        return out
     if out is None:
-        out = np.empty((a.shape[0], a.shape[1], b.shape[2]), dtype=np.result_type(a, b))
+        out = xp.empty((a.shape[0], a.shape[1], b.shape[2]),
+                       dtype=np.result_type(a.dtype, b.dtype))
     for g in range(a.shape[0]):
         matmul(a[g], b[g], None if bias is None else bias[g], out=out[g])
     return out

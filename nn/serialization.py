@@ -13,7 +13,26 @@ from .backend import get_array_module, to_numpy
 
 
 def state_to_numpy(state):
-    return {k: to_numpy(v) for k, v in state.items()}
+    """Host copies of a state's arrays (sharing no memory with them).
+
+    The device arrays of one dtype come to the host in ONE copy: joined into
+    one flat array on the device, read back, and cut into the entries on the
+    host (a checkpoint holds hundreds of entries; a read per entry would wait
+    on the device each time).
+    """
+    host, on_device = {}, {}
+    for key, value in state.items():
+        if get_array_module(value) is np:
+            host[key] = np.array(value, copy=True)
+        else:
+            on_device.setdefault(value.dtype, []).append(key)
+    for keys in on_device.values():
+        xp = get_array_module(state[keys[0]])
+        flat = to_numpy(xp.concatenate([state[k].reshape(-1) for k in keys]))
+        offsets = np.cumsum([0] + [state[k].size for k in keys])
+        for key, lo, hi in zip(keys, offsets[:-1], offsets[1:]):
+            host[key] = flat[lo:hi].reshape(state[key].shape)
+    return {key: host[key] for key in state}
 
 
 def write_atomic(path, write, mode="wb"):

@@ -2,16 +2,18 @@
 # Everything that needs a GPU, in one call of at most 560 s (a device lease is
 # 15 minutes, start-up included): the GPU tests, the benchmark against PyTorch
 # (TF32 on and off, host and device time, one full-size step of CuPy against
-# NumPy at K = 64 and K = all), the IFM block benchmark, and one epoch of a
-# baseline and an IFM run on the GPU.
+# NumPy at K = 64 and K = all), the IFM block benchmark, an iCE fi-RevNet step
+# at flow depths 2 and 16, the float32 audit (no float64 array left after IFM
+# and iCE steps), and one epoch of a baseline and an IFM run on the GPU.
 #
 #   OUT=/some/folder bash scripts/gpu_check.sh
 #
 # Each step runs under its share of the budget; its exit code and seconds go
 # to summary.txt, and a failing step does not stop the next. At most eight
 # files come back in $OUT (default /tmp/gpu_check): summary.txt, gpu_tests.txt,
-# bench_gpu.json, bench_ifm_gpu.txt, and history.csv and report.md of each run
-# (<method>_history.csv, <method>_report.md).
+# bench_gpu.json, checks.txt (the IFM block and iCE benchmarks, the float32
+# audit), and history.csv and report.md of each run (<method>_history.csv,
+# <method>_report.md).
 #
 # The data must travel with the working tree: before the call, copy the MNIST
 # files and the textures into an ignored folder of the checkout, e.g.
@@ -51,17 +53,19 @@ cupy.cuda.runtime.runtimeGetVersion())" 2>&1
   python3 -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda)" 2>&1
 } >> "$summary"
 
-step gpu_tests 170 bash -o pipefail -c "python3 -m pytest -q -m gpu tests 2>&1 | tail -60 > '$out/gpu_tests.txt'"
-step bench_gpu 170 bash -c "python3 -m benchmarks.bench --device gpu --compare-cpu --json \
+step gpu_tests 150 bash -o pipefail -c "python3 -m pytest -q -m gpu tests 2>&1 | tail -60 > '$out/gpu_tests.txt'"
+step bench_gpu 150 bash -c "python3 -m benchmarks.bench --device gpu --compare-cpu --json \
   > '$out/bench_gpu.json' 2>> '$summary'"
-step bench_ifm_gpu 60 bash -c "python3 -m benchmarks.bench_ifm --device gpu \
-  > '$out/bench_ifm_gpu.txt' 2>&1"
+step bench_ifm_gpu 45 bash -c "python3 -m benchmarks.bench_ifm --device gpu >> '$out/checks.txt' 2>&1"
+step bench_ice_gpu 45 bash -c "python3 -m benchmarks.bench_ice --device gpu --depths 2,16 \
+  --repeats 3 >> '$out/checks.txt' 2>&1"
+step float32_audit 30 bash -c "python3 -m scripts.float32_audit --device gpu >> '$out/checks.txt' 2>&1"
 
 if [ -d .data/mnist ] && [ -d .data/textures ]; then
   for method in baseline ifm; do
     flag=$([ "$method" = ifm ] && echo --ifm)
     run="/tmp/gpu_check_runs/$method"
-    step "run_$method" 70 python3 train.py --device gpu $flag --epochs 1 --out "$run" \
+    step "run_$method" 60 python3 train.py --device gpu $flag --epochs 1 --out "$run" \
       --restart --quiet --mnist-dir .data/mnist --textures .data/textures \
       --cache-dir /tmp/ifm-cache
     cp "$run/history.csv" "$out/${method}_history.csv" 2>/dev/null

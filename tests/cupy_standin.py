@@ -1,7 +1,7 @@
 """A strict, counting stand-in for the part of CuPy this project uses (CPU only).
 
-``install()`` puts modules named ``cupy``, ``cupy.cuda``, ``cupy.cuda.runtime``
-and ``cupyx`` into ``sys.modules``; ``nn.backend`` then takes them for CuPy and
+``install()`` puts modules named ``cupy``, ``cupy.cuda``, ``cupy.cuda.runtime``,
+``cupy.cuda.curand``, ``cupy.random`` and ``cupyx`` into ``sys.modules``; ``nn.backend`` then takes them for CuPy and
 reports one fake CUDA device, so the code's CuPy branches and the ``gpu`` tests
 run on a machine without a GPU. tests/conftest.py installs it when
 ``IFM_CUPY_STANDIN=1``; ``installed()`` does it for the duration of a with-block
@@ -37,13 +37,29 @@ Stricter than CuPy, on purpose:
   on the left (``np.float32(2) * x``) work, as in CuPy.
 - ``x[idx] = values`` (so also ``x[idx] += v``) where the integer index repeats
   a location raises ValueError: CuPy leaves the stored value undefined (its
-  ``__setitem__`` documentation); cupyx.scatter_add accumulates.
+  ``__setitem__`` documentation); ``cupy.add.at`` accumulates.
 - ``cupy.einsum``, which CuPy feeds through ``cupy.asarray``, refuses host
   arrays too; out-of-range integer indices raise (CuPy wraps them around).
 
 Allowed host arrays, as in CuPy: ``cupy.asarray`` (an upload),
-index arrays and lists in ``x[...]``, ``take`` and ``cupyx.scatter_add``, and
+index arrays and lists in ``x[...]``, ``take`` and ``cupy.add.at``, and
 host values assigned through an advanced index (each counted as an upload).
+
+As CuPy does, where it differs from NumPy (cupy/_core/_routines_linalg.pyx,
+_routines_indexing.pyx, cupy/random/_generator.py):
+- ``dot(a, b, out)`` needs ``out`` C-contiguous and of the operands' result
+  dtype (ValueError); a 2-D operand neither C- nor F-contiguous is copied
+  first (one more launch). ``matmul`` of more than two dimensions copies every
+  operand that is not C-contiguous, and one whose ``out`` is not usable
+  writes it by a copy (launches). ``take(..., out=)`` needs out's dtype to be
+  the input's exactly (TypeError);
+- ``cupy.random.RandomState(seed, method)``: creating one is counted
+  (``generators``: CuPy creates and seeds a cuRAND generator); ``seed()``
+  reseeds it; ``random_sample(size, dtype)`` draws float32 or float64;
+- ``argsort`` is a host wait (CuPy 13 sorts through thrust with a
+  synchronizing policy): counted as a host read;
+- ``np.ndim(x)`` reaches ``cupy.ndim`` through ``__array_function__``, as
+  for CuPy (the one NumPy function this project calls on device arrays).
 
 Counting: every call into the API (module functions, ufuncs, ndarray methods
 and operators, ``.T``, the device queries) is one call; reading the device on
@@ -63,6 +79,9 @@ queries and host reads are not (``_api``'s ``kernel``)::
 
 ``cupyx.scatter_add`` warns DeprecationWarning as CuPy 12 and later do
 ("use cupy.add.at"); the rest behaves as NumPy does (results are NumPy's).
+Every device array of dtype float64 that a call produces is counted
+(``float64_arrays``), and the keyword arguments of each top-level call are
+recorded (``keywords``: tests/test_cupy_api.py checks them against real CuPy).
 """
 import contextlib
 import functools
@@ -91,15 +110,18 @@ class Counts:
         self.launches = 0                   # calls that launch device work (see _api)
         self.host_reads = 0
         self.uploads = 0
+        self.generators = 0                 # cupy.random.RandomState objects created
+        self.float64_arrays = 0             # device arrays of dtype float64 produced
         self.by_name = Counter()            # calls by API name
+        self.keywords = {}                  # API name -> keyword arguments it was given
         self.launches_by_name = Counter()
         self.reads_by_name = Counter()
         self.uploads_by_name = Counter()
 
     def __repr__(self):
         return (f"Counts(calls={self.calls}, launches={self.launches}, "
-                f"host_reads={self.host_reads}, "
-                f"uploads={self.uploads})")
+                f"host_reads={self.host_reads}, uploads={self.uploads}, "
+                f"generators={self.generators}, float64_arrays={self.float64_arrays})")
 
     def report(self, top=12):
         """A few lines: the totals and the most frequent calls (for test output)."""
@@ -131,7 +153,11 @@ def counting():
 
 def _note(kind, name):
     for counts in (total, *_open):
-        if kind == "call":
+        if kind == "generator":
+            counts.generators += 1
+        elif kind == "float64":
+            counts.float64_arrays += 1
+        elif kind == "call":
             counts.calls += 1
             counts.by_name[name] += 1
         elif kind == "launch":
@@ -143,6 +169,12 @@ def _note(kind, name):
         else:
             counts.uploads += 1
             counts.uploads_by_name[name] += 1
+
+
+def _keywords(name, kwargs):
+    """Record the keyword arguments a top-level call passed (the API-surface check)."""
+    for counts in (total, *_open):
+        counts.keywords.setdefault(name, set()).update(kwargs)
 
 
 def _api(name, read=False, kernel="always"):
@@ -160,6 +192,7 @@ def _api(name, read=False, kernel="always"):
             depth = getattr(_tls, "depth", 0)
             if depth == 0:
                 _note("call", name)
+                _keywords(name, kwargs)
                 if read:
                     _note("read", name)
             _tls.depth = depth + 1
@@ -221,6 +254,8 @@ def _wrap(a):
     if type(a) is not np.ndarray:
         raise TypeError(f"stand-in internal error: cannot wrap {type(a)}")
     _dtype(a.dtype)
+    if a.dtype == np.float64:
+        _note("float64", "a float64 device array")
     w = object.__new__(ndarray)
     w._a = a
     return w
@@ -335,6 +370,8 @@ class ndarray:
         if memptr is not None or strides is not None:
             raise NotImplementedError("the stand-in's ndarray() takes no memptr or strides")
         self._a = np.empty(shape, dtype=_dtype(dtype), order=order)
+        if self._a.dtype == np.float64:
+            _note("float64", "a float64 device array")
 
     # -------------------------------------------------------------- NumPy interop
     def __array__(self, dtype=None, copy=None):
@@ -343,6 +380,8 @@ class ndarray:
 
     def __array_function__(self, func, types, args, kwargs):
         name = getattr(func, "__name__", str(func))
+        if name in _DISPATCHED:         # CuPy has these: NumPy hands them over, as to CuPy
+            return getattr(cupy, name)(*args, **kwargs)
         raise TypeError(
             f"numpy.{name} was called with a cupy.ndarray (CuPy stand-in). Call it through "
             f"the array module, xp.{name} with xp = get_array_module(...): real CuPy would "
@@ -609,8 +648,9 @@ _BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
 for _name, _fn in _BINARY.items():
     setattr(ndarray, f"__{_name}__", _binary(f"__{_name}__", _fn))
     setattr(ndarray, f"__r{_name}__", _binary(f"__r{_name}__", _fn, reflected=True))
-    setattr(ndarray, f"__i{_name}__",
-            _inplace(f"__i{_name}__", getattr(operator, f"i{_name.rstrip('_')}")))
+    if _name != "matmul":                       # CuPy has no in-place @=
+        setattr(ndarray, f"__i{_name}__",
+                _inplace(f"__i{_name}__", getattr(operator, f"i{_name.rstrip('_')}")))
 
 
 def _compare(name, fn):
@@ -658,6 +698,9 @@ class ufunc:
         if depth == 0:
             _note("call", self._where)
             _note("launch", self._where)
+            _keywords(self._where, [k for k, v in (("out", out), ("dtype", dtype),
+                                                   ("casting", casting))
+                                    if v is not None and (k != "casting" or v != "same_kind")])
         _tls.depth = depth + 1
         try:
             if len(args) != self.nin:
@@ -674,6 +717,14 @@ class ufunc:
             return _wrap(self._np(*inputs, **kwargs))
         finally:
             _tls.depth = depth
+
+
+    def at(self, a, indices, b=None):
+        """In place at ``indices`` (repeated ones accumulate), as CuPy's ufunc.at: add only
+        (CuPy has a scatter kernel for add, subtract, maximum, minimum; this code uses add)."""
+        if self.__name__ != "add":
+            raise NotImplementedError(f"`{self.name}.at` is not supported by the stand-in")
+        _scatter(a, indices, b, f"{self._where}.at")
 
 
 _UFUNCS = ["abs", "add", "exp", "greater", "isfinite", "log", "log1p", "logaddexp",
@@ -787,14 +838,72 @@ def concatenate(tup, axis=0, out=None, *, dtype=None, casting="same_kind"):
     return _wrap(np.concatenate(arrays, axis=axis, dtype=_dtype(dtype), casting=casting))
 
 
+def _copy_launch(name):
+    """A copy CuPy makes inside a call (an operand made contiguous, a result copied out)."""
+    _note("launch", f"{name} (copy)")
+
+
+def _usable_out(out, a, b):
+    """Whether a product can write into ``out`` directly: C-contiguous, the result dtype."""
+    return out._a.flags.c_contiguous and out.dtype == np.result_type(a.dtype, b.dtype)
+
+
+@_api("cupy.dot")
+def dot(a, b, out=None):
+    """As CuPy's dot (cupy/_core/_routines_linalg.pyx): ``out`` must be C-contiguous and
+    of the operands' result dtype (ValueError otherwise, as there); a 2-D operand that
+    is neither C- nor F-contiguous is copied first (cuBLAS reads a transposed view in
+    place: it is F-contiguous)."""
+    a, b = _array_arg(a, "cupy.dot"), _array_arg(b, "cupy.dot")
+    out = _out(out, "cupy.dot")
+    if out is not None:
+        if out.dtype != np.result_type(a.dtype, b.dtype):
+            raise ValueError("Not supported dtype combination.")
+        if not out._a.flags.c_contiguous:
+            raise ValueError("Output array must be C-contiguous")
+    for operand in (a, b):
+        if operand.ndim == 2 and not (operand.flags.c_contiguous or operand.flags.f_contiguous):
+            _copy_launch("cupy.dot")
+    if out is not None:
+        np.dot(a, b, out=out._a)
+        return out
+    return _wrap(np.dot(a, b))
+
+
 @_api("cupy.matmul")
 def matmul(x1, x2, out=None):
+    """As CuPy's matmul: for more than two dimensions every operand that is not
+    C-contiguous is copied (ascontiguousarray before the batched GEMM); two dimensions
+    go to dot, which copies operands that are neither C- nor F-contiguous; an ``out``
+    that is not C-contiguous of the result dtype gets the result by a copy."""
     a, b = _array_arg(x1, "cupy.matmul"), _array_arg(x2, "cupy.matmul")
     out = _out(out, "cupy.matmul")
+    for operand in (a, b):
+        batched = max(a.ndim, b.ndim) > 2     # 2-D goes to dot, which reads F-order too
+        if not (operand.flags.c_contiguous or (operand.flags.f_contiguous and not batched)):
+            _copy_launch("cupy.matmul")
     if out is not None:
+        if not _usable_out(out, a, b):
+            _copy_launch("cupy.matmul")
         np.matmul(a, b, out=out._a)
         return out
     return _wrap(np.matmul(a, b))
+
+
+@_api("cupy.argsort")
+def argsort(a, axis=-1, kind=None):
+    """A sort waits for the device: CuPy 13 sorts through thrust with a synchronizing
+    execution policy (counted as a host read)."""
+    _sync_read("cupy.argsort (thrust's synchronizing sort)")
+    return _wrap(np.argsort(_array_arg(a, "cupy.argsort"), axis=axis, kind="stable"))
+
+
+@_api("cupy.ndim", kernel="never")
+def ndim(a):
+    return a.ndim if type(a) is ndarray else np.ndim(a)
+
+
+_DISPATCHED = ("ndim",)     # NumPy functions that reach the stand-in through __array_function__
 
 
 @_api("cupy.stack")
@@ -827,6 +936,8 @@ def take(a, indices, axis=None, out=None):
         _upload("cupy.take indices")
     out = _out(out, "cupy.take")
     if out is not None:
+        if out.dtype != a.dtype:        # CuPy's _take: no casting into out
+            raise TypeError("Output dtype mismatch")
         np.take(a, indices, axis=axis, out=out._a)
         return out
     return _wrap(np.take(a, indices, axis=axis))
@@ -924,36 +1035,58 @@ class Device:
 
 # ----------------------------------------------------------------------------- cupyx
 
-@_api("cupyx.scatter_add")
-def scatter_add(a, slices, value):
+def _scatter(a, slices, value, where):
     """numpy.add.at on the device array ``a``; repeated indices accumulate, as in CuPy."""
-    warnings.warn("`ndarray.scatter_add` is deprecated. Please use `cupy.add.at` instead.",
-                  DeprecationWarning, stacklevel=3)
-    target = _array_arg(a, "cupyx.scatter_add")
-    key, mask, advanced = _index_key(slices, "cupyx.scatter_add")
+    target = _array_arg(a, where)
+    key, mask, advanced = _index_key(slices, where)
     if mask:
-        _sync_read("cupyx.scatter_add (boolean mask: its count)")
+        _sync_read(f"{where} (boolean mask: its count)")
     if type(value) is ndarray:
         value = value._a
     elif not _is_scalar(value):
         if not advanced:        # CuPy adds with a ufunc there: host arrays refused
-            raise _refuse(value, "cupyx.scatter_add")
+            raise _refuse(value, where)
         value = np.asarray(value)
-        _upload("cupyx.scatter_add value")
+        _upload(f"{where} value")
     np.add.at(target, key, value)
 
 
+ufunc.at = _api("cupy.ufunc.at")(ufunc.at)
+
+
+@_api("cupyx.scatter_add")
+def scatter_add(a, slices, value):
+    """``cupy.add.at`` under its old name, which CuPy 12 and later deprecate."""
+    warnings.warn("`ndarray.scatter_add` is deprecated. Please use `cupy.add.at` instead.",
+                  DeprecationWarning, stacklevel=3)
+    _scatter(a, slices, value, "cupyx.scatter_add")
+
+
 class RandomState:
-    """cupy.random.RandomState: draws made on the device (NumPy's RandomState behind it;
-    the numbers differ from real CuPy's for the same seed, as CuPy's own do from NumPy's)."""
+    """cupy.random.RandomState: draws made on the device. Creating one is counted
+    (``Counts.generators``): CuPy creates and seeds a cuRAND generator for it.
+
+    Behind it, for the seed s: numpy's Generator(Philox(s)), the stream nn.random
+    draws from on NumPy, so a run on the stand-in draws what the same run draws on
+    NumPy. Real CuPy's numbers (cuRAND) differ from both for the same seed.
+    """
 
     @_api("cupy.random.RandomState", kernel="never")
-    def __init__(self, seed=None):
-        self._state = np.random.RandomState(seed)
+    def __init__(self, seed=None, method=None):
+        _note("generator", "cupy.random.RandomState")
+        self.method = curand.CURAND_RNG_PSEUDO_DEFAULT if method is None else method
+        self.seed(seed)
+
+    @_api("cupy.random.RandomState.seed", kernel="never")
+    def seed(self, seed=None):
+        self._bits = np.random.Generator(np.random.Philox(seed))
 
     @_api("cupy.random.RandomState.random_sample")
     def random_sample(self, size=None, dtype=float):
-        return _wrap(self._state.random_sample(size).astype(_dtype(dtype), copy=False))
+        dtype = _dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise TypeError(f"cupy.random: unsupported dtype {dtype}")
+        return _wrap(np.asarray(self._bits.random(size, dtype=dtype)))
 
 
 # ----------------------------------------------------------------------------- modules
@@ -972,7 +1105,10 @@ cuda = _module("cupy.cuda", "The CuPy stand-in's fake CUDA: one device.")
 runtime = _runtime_module()
 runtime.__spec__ = importlib.machinery.ModuleSpec("cupy.cuda.runtime", None)
 cuda.runtime, cuda.Device = runtime, Device
-cuda.CUDARuntimeError = CUDARuntimeError
+curand = _module("cupy.cuda.curand", "The curand constants of the CuPy stand-in.")
+curand.CURAND_RNG_PSEUDO_DEFAULT = 100           # curand.h's values
+curand.CURAND_RNG_PSEUDO_PHILOX4_32_10 = 161
+cuda.curand = curand
 random = _module("cupy.random", "cupy.random of the CuPy stand-in: RandomState only.")
 random.RandomState = RandomState
 _global_state = RandomState()
@@ -983,8 +1119,8 @@ cupyx.scatter_add = scatter_add
 cupy.__version__ = VERSION
 cupy.ndarray, cupy.ufunc, cupy.cuda, cupy.random = ndarray, ufunc, cuda, random
 for _fn in (get_array_module, asarray, asnumpy, empty, zeros, ones, full, empty_like,
-            zeros_like, arange, concatenate, matmul, stack, broadcast_to, ascontiguousarray,
-            take, where, pad, einsum):
+            zeros_like, arange, concatenate, dot, matmul, stack, broadcast_to,
+            ascontiguousarray, take, where, pad, einsum, argsort, ndim):
     setattr(cupy, _fn.__name__, _fn)
 for _name in _UFUNCS:
     setattr(cupy, _name, ufunc(_name, getattr(np, "absolute" if _name == "abs" else _name)))
@@ -993,8 +1129,8 @@ for _name in ("bool_", "int8", "int16", "int32", "int64", "uint8", "uint16", "ui
               "dtype", "newaxis", "inf", "nan", "pi", "e"):
     setattr(cupy, _name, getattr(np, _name))
 
-MODULES = {"cupy": cupy, "cupy.cuda": cuda, "cupy.cuda.runtime": runtime, "cupy.random": random,
-           "cupyx": cupyx}
+MODULES = {"cupy": cupy, "cupy.cuda": cuda, "cupy.cuda.runtime": runtime,
+           "cupy.cuda.curand": curand, "cupy.random": random, "cupyx": cupyx}
 
 
 def is_standin(module):
@@ -1002,7 +1138,7 @@ def is_standin(module):
 
 
 def install():
-    """Put the stand-in into sys.modules as cupy, cupy.cuda, cupy.cuda.runtime and cupyx.
+    """Put the stand-in's modules (MODULES) into sys.modules as cupy, cupy.cuda, ....
 
     Call it before ``nn.backend`` is imported (it caches the cupy module it
     finds); refuses when a real CuPy or an nn.backend without the stand-in is

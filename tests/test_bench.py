@@ -33,7 +33,7 @@ def test_bad_core_count_is_a_usage_error(capsys):
     assert "--cores" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", ["bench", "bench_ifm"])
+@pytest.mark.parametrize("module", ["bench", "bench_ifm", "bench_ice"])
 def test_gpu_without_a_gpu_is_a_usage_error(module, capsys):
     import importlib
 
@@ -46,3 +46,11 @@ def test_gpu_without_a_gpu_is_a_usage_error(module, capsys):
     err = capsys.readouterr().err
     assert "--device gpu" in err and ("CuPy" in err or "CUDA" in err)
     assert "Traceback" not in err
+
+
+def test_scatter_benchmark_prints_its_four_cases(capsys):
+    from benchmarks import bench_scatter
+    bench_scatter.main(["--repeats", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["case", "add.at", "sorted", "sort"]
+    assert len(lines) == 2 + len(bench_scatter.CASES)

@@ -14,15 +14,15 @@ from nn import backend
 from test_train_gpu_parity import config, tiny_dataset
 
 # One train_step on the stand-in (K = 64, SGD, batch 128; step 1 of a two-step epoch, whose
-# IFM pair positions came to the device at step 0), measured 2026-12-01: IFM 1201 calls, of
-# which 554 launch device work; baseline 698 calls, 342 launches; 0 host reads and 0 uploads.
-# Step 0 adds the positions of the steps ahead: 3 uploads (one per pair). Before the redesign
-# (hidden layout, per-parameter optimizer, positions uploaded per step, one critic at a
-# time): IFM 2428 calls and 1247 launches, baseline 944 and 462. The launches are the
-# measure of the redesign's target, at most 600 per IFM step: the count that the pre-redesign
-# code's "about 1,300" matches (its calls were 2428). The bounds are that target for IFM
-# launches and the measurement + 10% elsewhere; they catch growth.
-MAX_CALLS = {"ifm": 1320, "baseline": 768}
+# IFM pair positions came to the device at step 0), measured 2026-12-06 with this stand-in
+# (which counts the copies CuPy makes of non-contiguous product operands): IFM 1272 calls,
+# of which 576 launch device work (12 of them copies of the pair layer's column halves of
+# W); baseline 697 calls, 342 launches; 0 host reads, 0 uploads, 0 generators and 0 float64
+# arrays. The code before the GPU audit gave IFM 1200 calls and 571 launches (its batched
+# critic products copied their transposed operands, about 90 MB per step). Step 0 adds the
+# positions of the steps ahead: 3 uploads (one per pair). The bounds are the target of 600
+# launches per IFM step and the measurement + 10% elsewhere; they catch growth.
+MAX_CALLS = {"ifm": 1400, "baseline": 768}
 MAX_LAUNCHES = {"ifm": 600, "baseline": 376}
 
 
@@ -106,8 +106,12 @@ def test_counts_as_launches_what_runs_on_the_device(cp):
            lambda: x.astype(np.float32), lambda: cp.ascontiguousarray(x.T),
            lambda: cp.zeros(3), lambda: x.sum(axis=0), lambda: cp.exp(x),
            lambda: x.__setitem__((0, 0), 1.0), lambda: x @ x.T,
-           lambda: cp.matmul(x, x.T, out=cp.empty((4, 4))),
-           lambda: cp.matmul(x[None], x.T[None])]
+           lambda: cp.matmul(x, x.T, out=cp.empty((4, 4))), lambda: cp.dot(x, x.T),
+           lambda: cp.dot(x, x.T, out=cp.empty((4, 4))),
+           lambda: cp.matmul(x[None], x[None].reshape(1, 6, 4))]
+    copied = [lambda: cp.matmul(x[None], x.T[None]),       # batched: the transpose is copied
+              lambda: cp.dot(x[:, ::2], x[:3]),            # neither C nor F: copied
+              lambda: cp.matmul(x, x.T, out=cp.empty((4, 4)).T)]  # out not C: a copy into it
     for i, op in enumerate(free):
         with cupy_standin.counting() as c:
             op()
@@ -116,6 +120,10 @@ def test_counts_as_launches_what_runs_on_the_device(cp):
         with cupy_standin.counting() as c:
             op()
         assert c.launches == 1, (i, c.launches_by_name)
+    for i, op in enumerate(copied):
+        with cupy_standin.counting() as c:
+            op()
+        assert c.launches == 2, (i, c.launches_by_name)
 
 
 def test_reports_one_fake_device(cp):
@@ -138,7 +146,6 @@ def test_reports_one_fake_device(cp):
     np.testing.assert_array_equal(cp.asnumpy(x), [2.0, 0.0, 1.0])
 
 
-@pytest.mark.filterwarnings("ignore:`ndarray.scatter_add` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("method", ["ifm", "baseline"])
 def test_one_training_step_reads_nothing_back(cp, method, capsys):
     """Steps 0 and 1 of a two-step epoch. Step 0 also draws the IFM pair positions
@@ -157,6 +164,7 @@ def test_one_training_step_reads_nothing_back(cp, method, capsys):
             print(f"\n{method} train_step (step {step} of the epoch), K = 64, batch 128, "
                   f"on the CuPy stand-in: {c.report(8)}")
         assert c.host_reads == 0, f"the step read the device back: {dict(c.reads_by_name)}"
+        assert c.float64_arrays == 0 and c.generators == 0, c
         assert len(F_values) == (3 if method == "ifm" else 0)
         for value in (loss, correct, total, *F_values):
             assert isinstance(value, cp.ndarray) and value.shape == ()
@@ -165,3 +173,31 @@ def test_one_training_step_reads_nothing_back(cp, method, capsys):
     assert later.calls <= MAX_CALLS[method], later.report(20)
     assert later.launches <= MAX_LAUNCHES[method], later.report(20)
     assert (first.uploads, later.uploads) == ((3 if method == "ifm" else 0), 0)
+
+
+@pytest.mark.parametrize("labels", ["true", "shuffled"])
+def test_one_ice_step_reads_nothing_back_and_makes_no_generator(cp, labels, capsys):
+    """Steps 0 and 1 of iCE at flow depth 2: no host read, no float64 array; the random
+    generators (one per SeededUniform: the noise, the couplings' and D_nc's dropout) are
+    made at step 0 and reseeded after; shuffled labels upload an epoch's permutations at
+    step 0."""
+    from experiment.ice_trainer import IceTrainer
+    cfg = config(method="ice-firevnet", ifm=False, optimizer="adamax", lr=1e-3, batch_size=32,
+                 flow_depth=2, ice_beta=0.05, ice_labels=labels)
+    trainer = IceTrainer(cfg, tiny_dataset(np.random.default_rng(0), n=64), "gpu")
+    order = trainer.epoch_order(1)
+    counts = []
+    for step in (0, 1):
+        with cupy_standin.counting() as c:
+            loss, correct, terms, total = trainer.train_step(trainer.batch_index(order, step),
+                                                             1, step)
+        counts.append(c)
+        assert c.host_reads == 0, f"the step read the device back: {dict(c.reads_by_name)}"
+        assert c.float64_arrays == 0, c
+        for value in (loss, correct, total, *terms):
+            assert isinstance(value, cp.ndarray) and value.shape == ()
+    with capsys.disabled():
+        print(f"\niCE train_step (step 1, depth 2, batch 32, labels {labels}) on the CuPy "
+              f"stand-in: {counts[1]}")
+    assert (counts[0].generators, counts[1].generators) == (3, 0)
+    assert (counts[0].uploads, counts[1].uploads) == ((1, 0) if labels == "shuffled" else (0, 0))

@@ -6,13 +6,14 @@ from gradcheck import away_from_zero, check_gradients, upstream
 
 import nn
 from nn import activations
-from nn.dropout import Dropout, dropout_backward, dropout_forward, keep_mask
+from nn.dropout import Dropout, draw_seed, dropout_backward, dropout_forward, keep_mask
+from nn.random import SeededUniform
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5])
 def test_mask_values_and_kept_fraction(p):
     shape = (8, 25, 25, 40)                     # 200,000 draws
-    m = keep_mask(shape, p, np.random.default_rng(0), np, np.float32)
+    m = keep_mask(SeededUniform()(0, shape, np, np.float32), p)
     assert m.shape == shape and m.dtype == np.float32
     scale = np.float32(1 / (1 - p))
     assert set(np.unique(m)) == {np.float32(0), scale}      # dropped, or kept and scaled
@@ -21,23 +22,39 @@ def test_mask_values_and_kept_fraction(p):
     assert abs(m.mean(dtype=np.float64) - 1) < 5 * np.sqrt(p / (1 - p) / m.size)  # E[m] = 1
 
 
-def test_mask_from_a_generator_is_its_uniforms_thresholded():
-    shape = (3, 4, 5, 2)
-    m = keep_mask(shape, 0.3, np.random.default_rng(7))
-    u = np.random.default_rng(7).random(shape)
-    np.testing.assert_array_equal(m, np.where(u >= 0.3, 1 / 0.7, 0.0))
+def test_mask_is_its_uniforms_thresholded(rng):
+    u = rng.random((3, 4, 5, 2))
+    np.testing.assert_array_equal(keep_mask(u, 0.3), np.where(u >= 0.3, 1 / 0.7, 0.0))
+    assert keep_mask(u.astype(np.float32), 0.3).dtype == np.float32
 
 
-def test_mask_from_an_array_modules_random_state():
-    # The device path: the uniforms of xp.random.RandomState(seed) (numpy's here).
-    m = keep_mask((6, 7), 0.25, np.random.RandomState(3), np)
-    u = np.random.RandomState(3).random_sample((6, 7))
-    np.testing.assert_array_equal(m, np.where(u >= 0.25, 1 / 0.75, 0.0))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_seeded_uniform_repeats_a_seed_and_draws_in_the_dtype_asked(dtype):
+    uniform = SeededUniform()
+    a, b = uniform(5, (6, 7), np, dtype), uniform(5, (6, 7), np, dtype)
+    assert a.dtype == dtype and a.shape == (6, 7) and 0 <= a.min() and a.max() < 1
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, uniform(6, (6, 7), np, dtype))
+
+
+def test_seeded_uniform_keeps_one_device_generator_and_reseeds_it():
+    # CuPy: one cupy.random.RandomState (Philox) for all draws of a SeededUniform, reseeded
+    # per draw (tests/cupy_standin.py counts the generators created). The stand-in's draws
+    # for a seed are NumPy's, so the two devices agree there.
+    import cupy_standin
+    uniform = SeededUniform()
+    with cupy_standin.installed() as cp:
+        with cupy_standin.counting() as c:
+            draws = [uniform(seed, (4, 5), cp, np.float32) for seed in (1, 2, 1)]
+        assert c.generators == 1 and c.host_reads == 0 and c.float64_arrays == 0
+        assert all(isinstance(d, cp.ndarray) and d.dtype == np.float32 for d in draws)
+        np.testing.assert_array_equal(cp.asnumpy(draws[0]), cp.asnumpy(draws[2]))
+        np.testing.assert_array_equal(cp.asnumpy(draws[0]), uniform(1, (4, 5), np, np.float32))
 
 
 def test_dropout_forward_backward_use_the_mask(rng):
     x = rng.standard_normal((3, 4, 5, 2))
-    mask = keep_mask(x.shape, 0.4, rng)
+    mask = keep_mask(rng.random(x.shape), 0.4)
     y, cache = dropout_forward(x, mask)
     np.testing.assert_array_equal(y, x * mask)
     dy = upstream(rng, y.shape)
@@ -53,7 +70,8 @@ def test_dropout_module_train_and_eval(rng):
     x = rng.standard_normal((4, 3, 3, 5))
     layer = Dropout(0.5, rng=np.random.default_rng(11))
     y = layer.forward(x)
-    expected = keep_mask(x.shape, 0.5, np.random.default_rng(11))
+    seed = draw_seed(np.random.default_rng(11))         # its first mask's seed
+    expected = keep_mask(SeededUniform()(seed, x.shape, np, x.dtype), 0.5)
     np.testing.assert_array_equal(y, x * expected)
     dy = rng.standard_normal(x.shape)
     np.testing.assert_array_equal(layer.backward(dy), dy * expected)
@@ -67,14 +85,13 @@ def test_dropout_refuses_p_outside_0_1():
     with pytest.raises(ValueError, match="dropout probability"):
         Dropout(1.0)
     with pytest.raises(ValueError, match="dropout probability"):
-        keep_mask((2,), -0.1)
+        keep_mask(np.zeros(2), -0.1)
 
 
 def test_dropout_on_the_device_draws_there(xp):
-    x = xp.asarray(np.ones((3, 4, 2)))
-    layer = Dropout(0.5)                    # rng None: xp.random
-    y = layer.forward(x)
-    assert nn.get_array_module(y) is xp
+    x = xp.asarray(np.ones((3, 4, 2), dtype=np.float32))
+    y = Dropout(0.5, rng=np.random.default_rng(0)).forward(x)
+    assert nn.get_array_module(y) is xp and y.dtype == np.float32
     values = set(np.unique(nn.to_numpy(y)))
     assert values <= {0.0, 2.0}
 

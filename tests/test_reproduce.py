@@ -6,10 +6,10 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "reproduce.sh"
 
 
-def listed(group, runs_dir):
+def listed(group, runs_dir, **env):
     out = subprocess.run(["bash", str(SCRIPT), group, "--list", "--device", "gpu"],
-                         env={**os.environ, "RUNS_DIR": str(runs_dir)}, capture_output=True,
-                         text=True, check=True)
+                         env={**os.environ, "RUNS_DIR": str(runs_dir), **env},
+                         capture_output=True, text=True, check=True)
     return out.stdout.splitlines()
 
 
@@ -29,8 +29,22 @@ def test_list_prints_new_resumed_and_skips_finished_runs(tmp_path):
 
 def test_every_group_lists_its_runs(tmp_path):
     counts = {group: len(listed(group, tmp_path))
-              for group in ("main", "more-seeds", "paper-lam1", "gap", "long", "ablations",
-                            "ablation-seeds")}
-    assert counts == {"main": 6, "more-seeds": 4, "paper-lam1": 3, "gap": 18, "long": 1,
-                      "ablations": 13, "ablation-seeds": 10}
+              for group in ("main", "more-seeds", "paper-lam1", "gap", "gap-seeds", "long",
+                            "ablations", "ablation-seeds")}
+    assert counts == {"main": 6, "more-seeds": 4, "paper-lam1": 3, "gap": 15, "gap-seeds": 6,
+                      "long": 1, "ablations": 13, "ablation-seeds": 10}
     assert len(listed("all", tmp_path)) == sum(counts.values())
+
+
+def test_draws_take_their_textures_from_the_pool_variable(tmp_path):
+    pool = tmp_path / "my pool"         # a path with a space stays one argument
+    pool.mkdir()
+    lines = listed("draws", tmp_path / "runs", IFM_TEXTURE_POOL=str(pool))
+    assert len(lines) == 20                     # 5 draws x 2 seeds x 2 methods
+    assert lines[0].endswith(f"--epochs 3 --seed 0 --ifm --data-seed 1 --textures {pool} "
+                             "--device gpu")
+    assert sum("--data-seed 5" in line for line in lines) == 4
+    out = subprocess.run(["bash", str(SCRIPT), "draws", "--list"],
+                         env={k: v for k, v in os.environ.items() if k != "IFM_TEXTURE_POOL"},
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "IFM_TEXTURE_POOL" in out.stderr
