@@ -8,8 +8,12 @@ from [seed, 0] (the flow's, then D_nc's), and in step s of epoch e the
 dequantization noise from [seed, 3, e, s], the couplings' dropout from
 [seed, 4, e, s], D_nc's dropout (5 inner steps, then the encoder's term) from
 [seed, 5, e, s], the label permutation (--ice-labels shuffled) from
-[seed, 6, e, s]. The host draws only seeds; the arrays are drawn on the
-device (experiment.ice.device_random_state): no upload, no sync. The flow's
+[seed, 6, e, s]. For the noise and the masks the host draws only seeds; the
+arrays are drawn on the device (nn.random.SeededUniform: one generator per
+use, reseeded), so nothing is uploaded or read back. The label permutations
+of a whole epoch are drawn on the host and uploaded once, at its first
+step (a permutation on the device would sort, and CuPy's sort waits for
+the device). The flow's
 ActNorms are initialized from the first training batch (dropout off); a
 loaded checkpoint marks them initialized instead, so a resumed run replays
 an uninterrupted one exactly.
@@ -19,14 +23,27 @@ The encoder's learning rate follows the authors' schedule,
 and D_nc's stays lr. ``train_step`` returns (L, correct, [bpd, CE(logits),
 CE(D_nc)], L); history.csv and the epoch lines show each term's mean per
 step under TERM_NAMES.
+
+At each epoch's end ``epoch_diagnostics`` measures, on one fixed batch (the
+first ``batch_size`` training images), the gradient norm of each term of L
+at the flow's parameters: ||d bpd/dtheta||, ||d CE(logits, y)/dtheta|| and
+||d(-beta CE(D_nc(z_n), y_enc))/dtheta|| (GRADIENT_NORM_NAMES in
+history.csv), so a reader sees whether the nuisance term acts. Its noise,
+masks and label permutation come from generators of their own ([seed, 7..10,
+e]), and the logits' batch-norm statistics are restored after it: training
+goes on exactly as without it.
 """
 import numpy as np
 
-from .ice import (IceModel, NuisanceClassifier, dequantize, device_random_state,
-                  fit_nuisance, ice_backward, ice_objective, input_log_det)
+from nn.dropout import draw_seed
+from nn.random import SeededUniform
+
+from .ice import (IceModel, NuisanceClassifier, dequantize, fit_nuisance, ice_backward,
+                  ice_objective, input_log_det)
 from .trainer import Trainer, build_optimizer
 
 TERM_NAMES = ("nll_bpd", "ce_logits", "ce_nuisance")
+GRADIENT_NORM_NAMES = ("grad_nll", "grad_ce_logits", "grad_nuisance")
 INNER_STEPS = 5
 LR_DROPS = (61, 121, 161)   # the authors' epochs 60, 120, 160, counted from 0 there
 
@@ -48,7 +65,10 @@ class IceTrainer(Trainer):
         self.optimizer = build_optimizer(cfg, self.model.params, self.model.grads)
         self.critic_optimizer = build_optimizer(cfg, self.critic.params, self.critic.grads)
         self.term_names = list(TERM_NAMES)
+        self.diagnostic_names = list(GRADIENT_NORM_NAMES)
         self.initialized = False        # the flow's ActNorms
+        self.uniform = SeededUniform()  # the dequantization noise
+        self._permutations = None       # (epoch, {step: device permutation}) of --ice-labels
 
     def step_rng(self, k, epoch, step):
         return np.random.default_rng([self.cfg["seed"], k, epoch, step])
@@ -57,8 +77,8 @@ class IceTrainer(Trainer):
         """One step (experiment/ice.py); returns device scalars (L, correct, terms, L)."""
         cfg, split = self.cfg, self.train_data
         images = split.images[index]
-        noise = device_random_state(self.xp, self.step_rng(3, epoch, step)).random_sample(
-            images.shape[1:] + images.shape[:1]).astype(np.float32)
+        noise = self.uniform(draw_seed(self.step_rng(3, epoch, step)),
+                             images.shape[1:] + images.shape[:1], self.xp)
         x = dequantize(images, noise)
         y = split.digit[index]
         if not self.initialized:
@@ -66,10 +86,9 @@ class IceTrainer(Trainer):
             self.initialized = True
         self.model.flow.set_dropout_rng(self.step_rng(4, epoch, step))
         logits = self.model.forward(x)
-        critic_rng = self.step_rng(5, epoch, step)
+        self.critic.set_dropout_rng(self.step_rng(5, epoch, step))
         fit_nuisance(self.critic, self.critic_optimizer, self.model.nuisance_input, y,
-                     INNER_STEPS, critic_rng)
-        self.critic.reseed(critic_rng)
+                     INNER_STEPS)
         y_enc = self.encoder_labels(y, epoch, step)
         terms, upstream = ice_objective(self.model, self.critic, logits, y, y_enc,
                                         cfg["ice_beta"], input_log_det(self.values))
@@ -79,12 +98,57 @@ class IceTrainer(Trainer):
         correct = (logits.argmax(axis=0) == y).sum()
         return terms.loss, correct, [terms.bpd, terms.ce_logits, terms.ce_nuisance], terms.loss
 
+    def epoch_diagnostics(self, epoch):
+        """{name: float} of GRADIENT_NORM_NAMES: each term's gradient norm at the flow's
+        parameters on the first batch of the training set (module docstring)."""
+        cfg, split, xp = self.cfg, self.train_data, self.xp
+        index = xp.arange(min(cfg["batch_size"], split.n))
+        images, y = split.images[index], split.digit[index]
+        rng = lambda k: np.random.default_rng([cfg["seed"], k, epoch])    # noqa: E731
+        x = dequantize(images, self.uniform(draw_seed(rng(7)),
+                                            images.shape[1:] + images.shape[:1], xp))
+        y_enc = y if cfg["ice_labels"] == "true" else y[xp.asarray(rng(10).permutation(len(y)))]
+        saved = {k: v.copy() for k, v in self.model.buffers.items()}
+        flow_keys = [k for k in self.model.grads if k.startswith("flow.")]
+        norms = []
+        for term in range(len(GRADIENT_NORM_NAMES)):
+            self.model.flow.set_dropout_rng(rng(8))         # the same masks for every term
+            self.critic.set_dropout_rng(rng(9))
+            logits = self.model.forward(x)
+            _, upstream = ice_objective(self.model, self.critic, logits, y, y_enc,
+                                        cfg["ice_beta"], input_log_det(self.values))
+            dlogits, dcritic, dlogp = upstream     # the term's own upstream, the others zero
+            only = [dlogp, dlogits, dcritic][term]
+            ice_backward(self.model, self.critic,
+                         tuple(u if u is only else xp.zeros_like(u) for u in upstream))
+            norms.append(xp.sqrt(sum((self.model.grads[k] ** 2).sum() for k in flow_keys)))
+        for k, v in saved.items():
+            self.model.buffers[k][...] = v
+        return {name: float(v) for name, v in zip(GRADIENT_NORM_NAMES, norms)}
+
     def encoder_labels(self, y, epoch, step):
-        """y_enc: y, or y permuted within the batch (--ice-labels shuffled) by argsort of U[0, 1)."""
+        """y_enc: y, or y[perm] (--ice-labels shuffled), perm a permutation of the batch
+        from the step's generator [seed, 6, epoch, step].
+
+        The permutations of every step of the epoch are drawn at its first call
+        and uploaded in one copy; a batch whose size differs from the
+        schedule's (a caller's own index) gets its own, drawn and uploaded on
+        the spot from the same generator.
+        """
         if self.cfg["ice_labels"] == "true":
             return y
-        u = device_random_state(self.xp, self.step_rng(6, epoch, step)).random_sample(y.shape[0])
-        return y[self.xp.argsort(u)]
+        if self._permutations is None or self._permutations[0] != epoch:
+            steps = range(self.steps_per_epoch())
+            host = [self.step_rng(6, epoch, t).permutation(self.batch_size_at(t))
+                    for t in steps]
+            offsets = np.cumsum([0] + [len(p) for p in host])
+            device = self.xp.asarray(np.concatenate(host))
+            self._permutations = (epoch, {t: device[a:b] for t, a, b in
+                                          zip(steps, offsets[:-1], offsets[1:])})
+        perm = self._permutations[1].get(step)
+        if perm is None or perm.shape[0] != y.shape[0]:
+            perm = self.xp.asarray(self.step_rng(6, epoch, step).permutation(y.shape[0]))
+        return y[perm]
 
     def eval_inputs(self, split, index):
         """x of the bin centres (u = 1/2), the mean of the training inputs."""

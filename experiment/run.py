@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from nn.allocator import retain_freed_memory
-from nn.backend import to_numpy
+from nn.serialization import state_to_numpy
 from nn.parallel import use_cores
 
 from . import report as table3
@@ -195,6 +195,7 @@ class InterruptFlag:
 
 def history_columns(trainer):
     return (["epoch", "train_loss", "train_acc"] + trainer.term_names
+            + trainer.diagnostic_names
             + ["val_digit_acc", "val_texture_acc", "seconds", "images_per_s"])
 
 
@@ -238,6 +239,7 @@ def train(trainer, folder, cfg, progress_state, best_states, quiet, interrupt, l
         accum.check_finite(epoch)
         train_seconds = carried_seconds + time.perf_counter() - t0
         bar.show(steps, accum.mean_loss(), final=True)
+        diagnostics = trainer.epoch_diagnostics(epoch)
         val_digit, val_texture = validate(trainer, folder, progress_state, best_states, epoch,
                                           steps, record=bool(every))
         seconds = carried_seconds + time.perf_counter() - t0
@@ -249,6 +251,7 @@ def train(trainer, folder, cfg, progress_state, best_states, quiet, interrupt, l
                "images_per_s": f"{host['seen'] / max(train_seconds, 1e-9):.1f}"}
         for name, F in zip(trainer.term_names, host["F"]):
             row[name] = f"{F / host['steps']:.6f}"
+        row.update({name: f"{value:.6g}" for name, value in diagnostics.items()})
         history.append(row)
         folder.write_history(history, columns)
         progress_state["epoch_done"] = epoch
@@ -282,8 +285,7 @@ def validate(trainer, folder, progress_state, best_states, epoch, step, record=T
         best = progress_state["best"].get(which)
         if best is None or result[key] > best[key]:
             progress_state["best"][which] = result
-            best_states[which] = {k: to_numpy(v).copy()
-                                  for k, v in trainer.model.state_dict().items()}
+            best_states[which] = state_to_numpy(trainer.model.state_dict())
             folder.save_best(which, best_states[which])
     if record:
         evaluations = progress_state.setdefault("evaluations", [])

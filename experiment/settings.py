@@ -17,6 +17,10 @@ METHODS = ("baseline", "ifm", "ice-firevnet")
 IFM_ONLY = ("lam", "samples", "estimator", "marginal", "upsample", "pairs", "pair_features")
 CLASSIFIER_ONLY = ("init",)             # the Table 1 classifier of baseline and ifm
 ICE_ONLY = ("flow_depth", "ice_beta", "ice_labels")
+# A flow step is ActNorm, channel reversal, then a coupling that changes the second half
+# of the channels; each split keeps the first half. With one step per level, what the
+# splits keep never went through a coupling: two steps per level is the least that mixes.
+MIN_FLOW_DEPTH = 2
 # Optimizer defaults per method: the Table 1 classifier's, and the authors' for iCE.
 OPTIMIZER_DEFAULTS = {"baseline": ("sgd", 0.01), "ifm": ("sgd", 0.01),
                       "ice-firevnet": ("adamax", 1e-3)}
@@ -164,7 +168,9 @@ def build_parser():
 
     g = p.add_argument_group("iCE fi-RevNet (--method ice-firevnet only)")
     g.add_argument("--flow-depth", type=positive_int, default=16,
-                   help="flow steps per level, 3 levels (default: 16, the authors')")
+                   help=f"flow steps per level, 3 levels, at least {MIN_FLOW_DEPTH} (with one, "
+                        "each logit is an affine map of one input pixel; default: 16, the "
+                        "authors')")
     g.add_argument("--ice-beta", type=non_negative_float, default=0.05,
                    help="weight beta of the nuisance term: L = bpd + CE(z_s) - beta * "
                         "CE(D_nc(z_n)) (default: 0.05, the authors')")
@@ -259,6 +265,12 @@ def parse(argv=None):
         if given and args.method not in methods:
             parser.error(f"{flag_list(given)} only make sense with {where}, not with "
                          f"--method {args.method}")
+    if args.method == "ice-firevnet" and args.flow_depth < MIN_FLOW_DEPTH:
+        parser.error(f"--flow-depth {args.flow_depth}: with one flow step per level the kept "
+                     "half of the channels never passes through a coupling, so each logit "
+                     "is an affine map (ActNorm, then the logits' batch norm) of a single "
+                     "input pixel and the classifier cannot learn; the smallest depth that "
+                     f"mixes is {MIN_FLOW_DEPTH}")
     if args.method == "ice-firevnet":
         optimizer, lr = OPTIMIZER_DEFAULTS[args.method]
         args.optimizer = args.optimizer if "optimizer" in args.explicit else optimizer

@@ -130,6 +130,7 @@ class Trainer:
         self.trainable.to(self.device)
         self.optimizer = build_optimizer(cfg, self.trainable.params, self.trainable.grads)
         self.term_names = [f"F_{a}_{b}" for a, b in cfg["pairs"]] if cfg["ifm"] else []
+        self.diagnostic_names = []      # the history columns of epoch_diagnostics
         self._epoch_positions = None    # (key, {step: [device PairPositions per pair]})
 
     def load_splits(self, dataset):
@@ -218,6 +219,10 @@ class Trainer:
         self.model.backward(dlogits, dfeatures)
         self.optimizer.step(self.trainable.grads)
         return loss, correct, F_values, total
+
+    def epoch_diagnostics(self, epoch):
+        """{name: float} measured at the end of an epoch, for history.csv (none here)."""
+        return {}
 
     # ------------------------------------------------------------ evaluation
     def evaluate(self, split):

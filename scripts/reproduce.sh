@@ -136,12 +136,16 @@ ice_runs=(
   "ice-firevnet-seed1  --method ice-firevnet --epochs 200 --seed 1 --device gpu"
   "ice-firevnet-seed2  --method ice-firevnet --epochs 200 --seed 2 --device gpu"
 )
-# A CPU-sized iCE: K = 1, a third of the training set, 3 epochs; at most ~8 minutes
-# per run on 2 cores (1.1 s per step of 128, 125 steps per epoch, plus validation).
+# A CPU-sized iCE: flow depth 2 (the least that mixes: with one step per level each
+# logit reads one pixel), a third of the training set, 3 epochs; then the controls:
+# the nuisance term off (beta 0), and the authors' shuffled labels for it.
 ice_cpu_runs=(
-  "ice-cpu-k1-seed0  --method ice-firevnet --flow-depth 1 --limit-train 16000 --epochs 3 --seed 0"
-  "ice-cpu-k1-seed1  --method ice-firevnet --flow-depth 1 --limit-train 16000 --epochs 3 --seed 1"
-  "ice-cpu-k1-seed2  --method ice-firevnet --flow-depth 1 --limit-train 16000 --epochs 3 --seed 2"
+  "ice-cpu-k2-seed0           --method ice-firevnet --flow-depth 2 --limit-train 16000 --epochs 3 --seed 0"
+  "ice-cpu-k2-seed1           --method ice-firevnet --flow-depth 2 --limit-train 16000 --epochs 3 --seed 1"
+  "ice-cpu-k2-seed2           --method ice-firevnet --flow-depth 2 --limit-train 16000 --epochs 3 --seed 2"
+  "ice-cpu-k2-beta0-seed0     --method ice-firevnet --flow-depth 2 --limit-train 16000 --epochs 3 --seed 0 --ice-beta 0"
+  "ice-cpu-k2-beta0-seed1     --method ice-firevnet --flow-depth 2 --limit-train 16000 --epochs 3 --seed 1 --ice-beta 0"
+  "ice-cpu-k2-shuffled-seed0  --method ice-firevnet --flow-depth 2 --limit-train 16000 --epochs 3 --seed 0 --ice-labels shuffled"
 )
 
 case "$group" in

@@ -3,10 +3,17 @@
 - z_s and z_n: which latent values they hold, and dL/dz_n and dL/dz_s routed back;
 - the gradient of L = bpd + CE(BN(z_s), y) - beta CE(D_nc(z_n), y_enc) with respect to
   the images and every parameter of the encoder, against central differences, on a
-  3-level flow of 3x8x8 images (z (48, 1, 1, N)), dropout on and redrawn alike;
+  3-level flow of 3x8x8 images (z (48, 1, 1, N)) of two steps per level (with one,
+  nothing the logits read passes through a coupling), dropout on and redrawn alike;
+- CE(logits) alone reaches the couplings, and the check fails when that path is cut;
+- how many input values each logit depends on: one at depth 1, most at depth 2;
 - D_nc's inner steps fit z_n held fixed, and the label permutation.
 """
+from types import SimpleNamespace
+
+import gradcheck
 import numpy as np
+import pytest
 from gradcheck import check_directional, upstream
 
 from experiment import ice
@@ -16,10 +23,10 @@ from nn.optim import Adamax
 N = 6
 
 
-def tiny(seed=0, p=0.2):
+def tiny(seed=0, p=0.2, depth=2):
     rng = np.random.default_rng(seed)
-    model = ice.IceModel(3, levels=3, depth=1, hidden=3, p=p, rng=np.random.default_rng(seed + 1),
-                         dtype=np.float64)
+    model = ice.IceModel(3, levels=3, depth=depth, hidden=3, p=p,
+                         rng=np.random.default_rng(seed + 1), dtype=np.float64)
     x = rng.standard_normal((3, 8, 8, 16))
     model.initialize(x)
     for k in model.flow.params:              # away from the zero (and data-dependent) init
@@ -68,7 +75,7 @@ def test_ice_objective_gradients():
 
     def forward():
         model.flow.set_dropout_rng(np.random.default_rng(11))   # the same masks every time
-        critic.reseed(np.random.default_rng(12))
+        critic.set_dropout_rng(np.random.default_rng(12))
         logits = model.forward(x)
         return ice.ice_objective(model, critic, logits, y, y_enc, beta, log_det)
 
@@ -86,10 +93,82 @@ def test_ice_objective_gradients():
         chosen = [k for k in keys if k.startswith(group)]
         check_directional(f"iCE objective: dL/d{group}*", loss,
                           {k: model.params[k] for k in chosen}, {k: grads[k] for k in chosen},
-                          rng, eps=1e-5)
+                          rng)
     for k in ("bn.gamma", "bn.beta"):                           # the logits' BN on its own
         check_directional("iCE objective: dL/dparams (per array)", loss, {k: model.params[k]},
                           {k: grads[k]}, rng, eps=1e-5)
+
+
+def logits_ce_gradients(model, critic, x, y):
+    """(loss() of CE(BN(z_s), y) alone, {coupling parameter: its analytic gradient})."""
+    def forward():
+        model.flow.set_dropout_rng(np.random.default_rng(11))
+        critic.set_dropout_rng(np.random.default_rng(12))
+        logits = model.forward(x)
+        return ice.ice_objective(model, critic, logits, y, y, 0.0, 0.0)
+
+    terms, (dlogits, dcritic, dlogp) = forward()
+    ice.ice_backward(model, critic, (dlogits, np.zeros_like(dcritic), np.zeros_like(dlogp)))
+    keys = [k for k in model.params if ".coupling." in k]
+    return (lambda: forward()[0].ce_logits), {k: model.grads[k].copy() for k in keys}
+
+
+def test_the_logits_cross_entropy_reaches_the_couplings():
+    # The CE -> coupling path, checked on its own: at depth 2 half the coupling arrays
+    # receive CE's gradient, those of each level's first step (layers 1, 5, 9: the half
+    # it changes is the half the second step's reversal moves to the front, which the
+    # split keeps), and it matches central differences; at depth 1 none does.
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((3, 8, 8, N)), rng.integers(0, 10, N)
+    model, critic = tiny()
+    loss, grads = logits_ce_gradients(model, critic, x, y)
+    reached = [k for k, g in grads.items() if np.abs(g).max() > 0]
+    assert len(reached) == len(grads) // 2 == 27
+    assert {k.split(".coupling.")[0] for k in reached} == {"flow.1", "flow.5", "flow.9"}
+    check_directional("iCE CE(logits): dL/dcouplings", loss,
+                      {k: model.params[k] for k in reached}, {k: grads[k] for k in reached},
+                      rng, eps=1e-5)
+    shallow, shallow_critic = tiny(depth=1)
+    _, grads = logits_ce_gradients(shallow, shallow_critic, x, y)
+    assert all(np.abs(g).max() == 0 for g in grads.values())
+
+
+def test_the_check_fails_when_the_cross_entropy_path_is_cut(monkeypatch):
+    # The same check with dL/dz_s dropped on its way into the flow must fail.
+    rng = np.random.default_rng(8)
+    x, y = rng.standard_normal((3, 8, 8, N)), rng.integers(0, 10, N)
+    model, critic = tiny()
+    original = ice.nuisance_backward
+    monkeypatch.setattr(ice, "nuisance_backward",
+                        lambda dz_n, dz_s, z, zs: original(dz_n, 0 * dz_s, z, zs))
+    loss, grads = logits_ce_gradients(model, critic, x, y)
+    keys = [k for k in grads if k.startswith("flow.1.coupling.")]
+    with pytest.raises(AssertionError, match="directional derivative"):
+        check_directional("iCE CE(logits), path cut", loss,
+                          {k: model.params[k] for k in keys}, {k: grads[k] for k in keys},
+                          rng)
+    gradcheck.MAX_ERRORS.pop("iCE CE(logits), path cut")     # not a check of the code
+
+
+@pytest.mark.parametrize("depth, inputs", [(1, 1), (2, 169), (3, 192)])
+def test_how_many_input_values_each_logit_depends_on(depth, inputs):
+    # z_s before its batch norm, image 0 of 2, against each of its 192 input values moved
+    # alone: at depth 1 each logit is an affine map of one pixel value (what the splits
+    # keep never went through a coupling); two steps mix most of the image, three all.
+    rng = np.random.default_rng(0)
+    model, _ = tiny(p=0.0, depth=depth)
+    x = rng.standard_normal((3, 8, 8, 2))
+
+    def z_s(x):
+        model.forward(x)
+        return ice.logit_view(model.out.z)[:, 0].copy()
+
+    base, depends = z_s(x), np.zeros((10, x.size // 2), bool)
+    for i in range(depends.shape[1]):
+        moved = x.copy()
+        moved.reshape(-1, 2)[i, 0] += 1e-3
+        depends[:, i] = np.abs(z_s(moved) - base) > 1e-12
+    assert list(depends.sum(axis=1)) == [inputs] * 10
 
 
 def test_the_nuisance_term_reaches_only_the_latents_it_reads():
@@ -112,17 +191,22 @@ def test_inner_steps_fit_the_fixed_nuisance_and_leave_it_alone():
     z_n = rng.standard_normal((40, 32)).astype(np.float32)
     y = rng.integers(0, 10, 32)
     kept = z_n.copy()
-    first = ice.fit_nuisance(critic, optimizer, z_n, y, 1, np.random.default_rng(0))
-    last = ice.fit_nuisance(critic, optimizer, z_n, y, 60, np.random.default_rng(0))
+    critic.set_dropout_rng(np.random.default_rng(0))
+    first = ice.fit_nuisance(critic, optimizer, z_n, y, 1)
+    last = ice.fit_nuisance(critic, optimizer, z_n, y, 60)
     assert optimizer.step_count == 61
     assert float(last) < 0.5 * float(first)
     np.testing.assert_array_equal(z_n, kept)
 
 
 class FakeTrainer(IceTrainer):
+    """Just what encoder_labels reads: 60 training images in batches of 30."""
+
     def __init__(self, labels):
-        self.cfg = {"seed": 4, "ice_labels": labels}
+        self.cfg = {"seed": 4, "ice_labels": labels, "batch_size": 30}
+        self.train_data = SimpleNamespace(n=60)
         self.xp = np
+        self._permutations = None
 
 
 def test_encoder_labels_true_or_shuffled_per_step(rng):
@@ -133,8 +217,50 @@ def test_encoder_labels_true_or_shuffled_per_step(rng):
     assert sorted(a) == sorted(y) and np.any(a != y)
     np.testing.assert_array_equal(shuffled.encoder_labels(y, 1, 0), a)     # (seed, e, s) only
     assert np.any(shuffled.encoder_labels(y, 1, 1) != a)
+    np.testing.assert_array_equal(FakeTrainer("shuffled").encoder_labels(y, 1, 1),
+                                  shuffled.encoder_labels(y, 1, 1))
+    odd = y[:7]                       # a batch the schedule does not have: drawn on the spot
+    np.testing.assert_array_equal(shuffled.encoder_labels(odd, 1, 0),
+                                  odd[np.random.default_rng([4, 6, 1, 0]).permutation(7)])
+
+
+def test_shuffled_labels_are_uploaded_once_per_epoch():
+    # The permutations of a whole epoch go to the device in one copy, at its first step;
+    # no sort runs on the device (CuPy's sort waits for it).
+    import cupy_standin
+    y = np.arange(10).repeat(3)
+    with cupy_standin.installed() as cp:
+        trainer = FakeTrainer("shuffled")
+        trainer.xp = cp
+        y_device = cp.asarray(y)
+        with cupy_standin.counting() as first:
+            a = trainer.encoder_labels(y_device, 1, 0)
+        with cupy_standin.counting() as later:
+            b = trainer.encoder_labels(y_device, 1, 1)
+        assert (first.uploads, later.uploads) == (1, 0)
+        assert first.host_reads == later.host_reads == 0
+        np.testing.assert_array_equal(cp.asnumpy(a), FakeTrainer("shuffled").encoder_labels(y, 1, 0))
+        np.testing.assert_array_equal(cp.asnumpy(b), FakeTrainer("shuffled").encoder_labels(y, 1, 1))
 
 
 def test_encoder_lr_follows_the_authors_schedule():
     assert [encoder_lr(1.0, e) for e in (1, 61, 62, 121, 122, 161, 162, 200)] == \
         [1.0, 1.0, 0.2, 0.2, 0.2 ** 2, 0.2 ** 2, 0.2 ** 3, 0.2 ** 3]
+
+
+def test_epoch_diagnostics_measure_each_term_and_leave_training_as_it_was():
+    from scripts.step_fingerprint import config, tiny_dataset
+    cfg = config(method="ice-firevnet", ifm=False, optimizer="adamax", lr=1e-3, batch_size=16,
+                 flow_depth=2, ice_beta=0.0, ice_labels="true")
+    measured, plain = (IceTrainer(cfg, tiny_dataset(np.random.default_rng(0)), "cpu")
+                       for _ in range(2))
+    for trainer in (measured, plain):
+        trainer.train_step(trainer.batch_index(trainer.epoch_order(1), 0), 1, 0)
+    norms = measured.epoch_diagnostics(1)
+    assert list(norms) == ["grad_nll", "grad_ce_logits", "grad_nuisance"]
+    assert norms["grad_nll"] > 0 and norms["grad_ce_logits"] > 0
+    assert norms["grad_nuisance"] == 0                          # beta = 0: the term is off
+    for trainer in (measured, plain):
+        trainer.train_step(trainer.batch_index(trainer.epoch_order(1), 1), 1, 1)
+    for key, value in plain.model.state_dict().items():
+        np.testing.assert_array_equal(measured.model.state_dict()[key], value, err_msg=key)

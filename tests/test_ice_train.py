@@ -17,7 +17,7 @@ from test_train_run_folder import (assert_same_state, one_line_error, sources,  
 from experiment import ice_trainer
 from experiment.run import main
 
-ICE = ["--method", "ice-firevnet", "--flow-depth", "1", "--limit-train", "96",
+ICE = ["--method", "ice-firevnet", "--flow-depth", "2", "--limit-train", "96",
        "--batch-size", "32", "--limit-eval", "50"]        # 3 steps per epoch
 
 
@@ -48,11 +48,13 @@ def test_an_ice_run_writes_its_rows_and_replays_after_an_interrupt(tmp_path, tra
         row = next(csv.DictReader(f))
     assert all(np.isfinite(float(row[k])) for k in ("nll_bpd", "ce_logits", "ce_nuisance"))
     assert 0 < float(row["nll_bpd"]) < 9
+    norms = [float(row[k]) for k in ("grad_nll", "grad_ce_logits", "grad_nuisance")]
+    assert all(np.isfinite(v) and v > 0 for v in norms)    # each term acts on the flow
     config = json.loads((run / "config.json").read_text())
     settings = config["settings"]
     assert config["method"] == settings["method"] == "ice-firevnet" and not settings["ifm"]
     assert (settings["optimizer"], settings["lr"], settings["flow_depth"],
-            settings["ice_beta"], settings["ice_labels"]) == ("adamax", 1e-3, 1, 0.05, "true")
+            settings["ice_beta"], settings["ice_labels"]) == ("adamax", 1e-3, 2, 0.05, "true")
     with np.load(run / "checkpoint.npz") as f:
         groups = {k.split("/")[0] for k in f.files if k != "progress_json"}
     assert groups == {"clf", "nc", "opt", "opt_nc", "best_digit", "best_texture"}
@@ -70,6 +72,9 @@ def test_an_ice_run_writes_its_rows_and_replays_after_an_interrupt(tmp_path, tra
     (["--ifm", "--flow-depth", "2"], "--flow-depth only make sense with --method ice-firevnet"),
     (["--ice-labels", "shuffled"], "not with --method baseline"),
     (["--method", "ice-firevnet", "--weight-decay", "0.1"], "adamax has no weight decay"),
+    (["--method", "ice-firevnet", "--flow-depth", "1"],
+     "each logit is an affine map (ActNorm, then the logits' batch norm) of a single input "
+     "pixel"),
 ])
 def test_flags_of_other_methods_are_refused_in_one_line(tmp_path, argv, words, capsys):
     with pytest.raises(SystemExit) as exc:
