@@ -29,8 +29,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from experiment.run import settings_from_args
-from experiment.settings import parse, positive_int
+from experiment.settings import parse, positive_int, settings_from_args
 from experiment.trainer import Trainer
 from nn.allocator import retain_freed_memory
 from nn.backend import gpu_unavailable_reason
@@ -146,7 +145,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--batch", type=positive_int, default=128)
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per row (default: 10 on cpu, 50 on gpu)")
     p.add_argument("--warmup", type=int, default=3)
@@ -171,6 +170,10 @@ def main(argv=None):
         retain_freed_memory()
     repeats = args.repeats or (50 if args.device == "gpu" else 10)
     wanted = set(args.rows.split(","))
+    unknown = sorted(wanted - {r[0] for r in ROWS})
+    if unknown:
+        p.error(f"--rows: no row {', '.join(unknown)}; the rows are "
+                + ", ".join(r[0] for r in ROWS))
     sync = sync_for(args.device)
     results = []
     for name, ifm, samples in ROWS:

@@ -9,6 +9,7 @@ CLI:  python -m data.figure --out results/figure3.png [--mnist-dir D] [--texture
       [--cache-dir C] [--seed S] [--n N]     (unset flags fall back to IFM_* variables)
 """
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -63,10 +64,19 @@ def save_dataset_figure(ds, path, n=10):
     return path
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with errors as one line (no usage block)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def main(argv=None):
     from . import DataError, load_shifted_mnist
-    p = argparse.ArgumentParser(prog="python -m data.figure", description=__doc__.split("\n")[0])
-    p.add_argument("--out", default="results/figure3.png", help="PNG to write")
+    p = Parser(prog="python -m data.figure", description=__doc__.split("\n")[0])
+    p.add_argument("--out", default=os.path.join("runs", "figure3.png"),
+                   help="PNG to write (default: runs/figure3.png; the committed one is "
+                        "results/figure3.png)")
     p.add_argument("--mnist-dir", default=None, help="MNIST directory (default: $IFM_MNIST_DIR, "
                                                      "else download into the cache)")
     p.add_argument("--textures", default=None, help="'dtd', 'procedural' or a directory "
@@ -74,14 +84,24 @@ def main(argv=None):
     p.add_argument("--cache-dir", default=None, help="cache root (default: $IFM_CACHE_DIR or "
                                                      "~/.cache/ifm)")
     p.add_argument("--seed", type=int, default=0, help="data seed (default: 0)")
-    p.add_argument("--n", type=int, default=10, help="samples per split (default: 10)")
+    p.add_argument("--n", type=int, default=10, help="samples per split, 1-100 (default: 10)")
     args = p.parse_args(argv)
+    if not args.out.lower().endswith(".png"):
+        p.error(f"--out {args.out}: the figure is a PNG; give a file name ending in .png")
+    if not 1 <= args.n <= 100:
+        p.error(f"--n {args.n}: give between 1 and 100 samples per split")
+    if args.seed < 0:
+        p.error(f"--seed {args.seed}: give a data seed >= 0")
     try:
         ds = load_shifted_mnist(args.mnist_dir, args.textures, args.seed, args.cache_dir)
+        print(save_dataset_figure(ds, args.out, args.n))
     except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"{p.prog}: error: {err}", file=sys.stderr)
         return 2
-    print(save_dataset_figure(ds, args.out, args.n))
+    except OSError as err:
+        print(f"{p.prog}: error: --out {args.out}: cannot write it ({err.strerror or err}); "
+              "choose another --out", file=sys.stderr)
+        return 2
     return 0
 
 

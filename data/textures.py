@@ -107,9 +107,19 @@ def warn_identical(textures, stream):
                   "tell those two digits apart; choose distinct textures", file=stream)
 
 
+def rgb8(image):
+    """A PIL image as 8-bit RGB. 16-bit grayscale (mode I;16, or I as PIL reads some 16-bit
+    files) is scaled by 255 / 65535, rounded; PIL's own convert would clip it to 255,
+    white. Every other mode (L, P, RGBA, ...) goes through PIL's convert."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        levels = np.clip(np.asarray(image, dtype=np.float64), 0, 65535) * (255 / 65535)
+        image = Image.fromarray(np.rint(levels).astype(np.uint8), mode="L")
+    return image.convert("RGB")
+
+
 def working_texture(image):
     """A PIL image as a uint8 (H, W, 3) array at working size (resized down or tiled, see above)."""
-    image = image.convert("RGB")
+    image = rgb8(image)
     w, h = image.size
     if min(w, h) > WORKING_SIDE:
         scale = WORKING_SIDE / min(w, h)
@@ -125,7 +135,7 @@ def read_image(path):
     try:
         with Image.open(path, formats=IMAGE_FORMATS) as image:
             image.load()
-            return image.convert("RGB")
+            return rgb8(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
         raise DataError(f"{path}: cannot read it as an image ({err}). Replace or remove it, or "
                         "choose other textures with --textures / IFM_TEXTURES.") from None

@@ -9,6 +9,7 @@
     without_machine_paths(x)    a record or log with each absolute path cut to its
                                 file name, for copies that leave the machine (results/)
 """
+import importlib.metadata
 import os
 import platform
 import re
@@ -33,19 +34,29 @@ def software_versions(device):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the checkout
 
 
+def package_version():
+    """The installed ifm-numpy package's version, or None (not installed)."""
+    try:
+        return importlib.metadata.version("ifm-numpy")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def code_version(root=ROOT):
-    """{"commit": HEAD's sha, "modified": tracked files differ from it}, or None where
-    ``root`` is no git checkout or git is missing (an installed copy)."""
+    """{"commit": HEAD's sha, "modified": tracked files differ from it}; where ``root`` is
+    no git checkout or git is missing (an installed copy), {"package": the installed
+    package's version}, or None when that is unknown too."""
     def git(*args):
         return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
     try:
-        if git("rev-parse", "--show-toplevel") != os.path.realpath(root):
-            return None                     # root sits inside some other repository
-        return {"commit": git("rev-parse", "HEAD"),
-                "modified": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        if git("rev-parse", "--show-toplevel") == os.path.realpath(root):
+            return {"commit": git("rev-parse", "HEAD"),
+                    "modified": bool(git("status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.SubprocessError):
-        return None
+        pass                                # no git, or no checkout at root
+    version = package_version()
+    return None if version is None else {"package": version}
 
 
 def gpu_record(cupy):

@@ -16,14 +16,17 @@ import numpy as np
 
 from nn.allocator import retain_freed_memory
 from nn.serialization import state_to_numpy
-from nn.parallel import use_cores
+from nn.parallel import available_cores, use_cores
 
 from . import report as table3
+from . import saved_model
+from .memory import too_large
 from .progress import EpochProgress, format_seconds
 from .provenance import code_version, data_changes, software_versions
 from .runfolder import BEST, CHECKPOINT, CONFIG, RunFolder, RunFolderError
 from .ice_trainer import IceTrainer
-from .settings import EXPERIMENT_KEYS, RESUMABLE_KEYS, old_run_settings, parse
+from .settings import (EXPERIMENT_KEYS, command, main_differences, program, settings_text, RESUMABLE_KEYS, default_out, flag, old_run_settings, parse,
+                       settings_from_args)
 from .trainer import EpochAccumulator, NonFiniteLoss, Trainer
 
 
@@ -42,17 +45,6 @@ def build_trainer(cfg, dataset, device):
 
 def plural(n, noun):
     return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
-def settings_from_args(args):
-    cfg = {k: getattr(args, k) for k in EXPERIMENT_KEYS}
-    cfg["pairs"] = [list(p) for p in cfg["pairs"]]
-    cfg["epochs"] = args.epochs
-    return cfg
-
-
-def flag(key):
-    return "--" + key.replace("_", "-")
 
 
 def new_run_settings(folder, args):
@@ -109,7 +101,7 @@ def resume_settings(folder, args):
 
 def restart_command(saved):
     """The run's own command with --restart: it clears the folder and starts the run anew."""
-    words = shlex.split(saved.get("command", "python train.py --out DIR FLAGS"))
+    words = shlex.split(saved.get("command", f"{command()} --out DIR FLAGS"))
     return shlex.join(words + ([] if "--restart" in words else ["--restart"]))
 
 
@@ -167,13 +159,16 @@ class InterruptFlag:
     """First Ctrl-C (SIGINT) or SIGTERM: finish the current step, save, exit.
 
     A second signal stops at once. SIGTERM is what a batch system or a closing
-    session sends, so a run killed that way also resumes mid-epoch.
+    session sends, so a run killed that way also resumes mid-epoch. The exit
+    status is the shell's convention, 128 + the signal: 130 for SIGINT, 143 for
+    SIGTERM.
     """
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
+        self.signum = signal.SIGINT     # the first signal received (exit status 128 + it)
         self._previous = {}
 
     def __enter__(self):
@@ -183,7 +178,7 @@ class InterruptFlag:
     def _handle(self, signum, frame):
         if self.requested:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, signum
         print("\ninterrupt: finishing this step, then saving a checkpoint "
               "(Ctrl-C again to stop at once)", file=sys.stderr)
 
@@ -199,7 +194,8 @@ def history_columns(trainer):
             + ["val_digit_acc", "val_texture_acc", "seconds", "images_per_s"])
 
 
-def train(trainer, folder, cfg, progress_state, best_states, quiet, interrupt, log=print):
+def train(trainer, folder, cfg, progress_state, best_states, quiet, interrupt, model_record,
+          log=print):
     """Run the remaining epochs; returns "done" or "interrupted"."""
     xp = trainer.xp
     history = [r for r in folder.read_history() if int(r["epoch"]) <= progress_state["epoch_done"]]
@@ -216,7 +212,8 @@ def train(trainer, folder, cfg, progress_state, best_states, quiet, interrupt, l
             carried_seconds = progress_state["partial"]["seconds"]
             progress_state["partial"] = None
         order = trainer.epoch_order(epoch)
-        bar = EpochProgress(epoch, cfg["epochs"], steps, B, start_step, enabled=not quiet)
+        bar = EpochProgress(epoch, cfg["epochs"], steps, B, start_step, enabled=not quiet,
+                            validation_seconds=progress_state.get("validation_seconds", 0.0))
         t0 = time.perf_counter()
         for step in range(start_step, steps):
             if interrupt.requested:
@@ -225,7 +222,7 @@ def train(trainer, folder, cfg, progress_state, best_states, quiet, interrupt, l
                                              "seconds": carried_seconds + time.perf_counter() - t0}
                 folder.save_checkpoint(checkpoint_arrays(trainer, best_states), progress_state)
                 log(f"saved a checkpoint at epoch {epoch}, step {step}/{steps}; continue with: "
-                    f"python train.py --out {shlex.quote(folder.path)} --resume")
+                    f"{command()} --out {shlex.quote(folder.path)} --resume")
                 return "interrupted"
             index = trainer.batch_index(order, step)
             loss, correct, F_values, total = trainer.train_step(index, epoch, step)
@@ -235,13 +232,14 @@ def train(trainer, folder, cfg, progress_state, best_states, quiet, interrupt, l
                 bar.show(step + 1, accum.mean_loss())
             if every and ((epoch - 1) * steps + step + 1) % every == 0 and step + 1 < steps:
                 accum.check_finite(epoch)
-                validate(trainer, folder, progress_state, best_states, epoch, step + 1)
+                validate(trainer, folder, progress_state, best_states, epoch, step + 1,
+                         model_record, bar)
         accum.check_finite(epoch)
         train_seconds = carried_seconds + time.perf_counter() - t0
         bar.show(steps, accum.mean_loss(), final=True)
         diagnostics = trainer.epoch_diagnostics(epoch)
         val_digit, val_texture = validate(trainer, folder, progress_state, best_states, epoch,
-                                          steps, record=bool(every))
+                                          steps, model_record, bar, record=bool(every))
         seconds = carried_seconds + time.perf_counter() - t0
         host = accum.to_host()
         row = {"epoch": epoch, "train_loss": f"{host['loss'] / host['seen']:.6f}",
@@ -263,22 +261,26 @@ def train(trainer, folder, cfg, progress_state, best_states, quiet, interrupt, l
             f"{val_texture:.4f} | {format_seconds(seconds)}")
         if interrupt.requested:     # asked during the epoch's last step or its validation
             log(f"saved a checkpoint at the end of epoch {epoch}; continue with: "
-                f"python train.py --out {shlex.quote(folder.path)} --resume")
+                f"{command()} --out {shlex.quote(folder.path)} --resume")
             return "interrupted"
     return "done"
 
 
-def validate(trainer, folder, progress_state, best_states, epoch, step, record=True):
+def validate(trainer, folder, progress_state, best_states, epoch, step, model_record, bar,
+             record=True):
     """Validation accuracies after ``step`` steps of ``epoch``; keeps the best checkpoints.
 
     A new best model is written to best_<which>.npz and kept in ``best_states``,
     which the next checkpoint holds too: a resume restores exactly the best
-    models that its checkpoint's records describe.
+    models that its checkpoint's records describe. Each file also holds
+    ``model_record`` with the validation that selected it (saved_model.py).
 
     With ``record``, the validation is also appended to evaluations.csv (runs
     with --eval-every; the epoch ends are in history.csv either way).
     """
-    val_digit, val_texture = trainer.evaluate(trainer.val_data)
+    start = time.perf_counter()
+    val_digit, val_texture = trainer.evaluate(trainer.val_data, progress=bar.validating)
+    progress_state["validation_seconds"] = time.perf_counter() - start
     result = {"epoch": epoch, "step": step, "val_digit_acc": val_digit,
               "val_texture_acc": val_texture}
     for which, key in (("best_digit", "val_digit_acc"), ("best_texture", "val_texture_acc")):
@@ -286,7 +288,7 @@ def validate(trainer, folder, progress_state, best_states, epoch, step, record=T
         if best is None or result[key] > best[key]:
             progress_state["best"][which] = result
             best_states[which] = state_to_numpy(trainer.model.state_dict())
-            folder.save_best(which, best_states[which])
+            folder.save_best(which, best_states[which], {**model_record, "selected": result})
     if record:
         evaluations = progress_state.setdefault("evaluations", [])
         evaluations.append(result)
@@ -308,8 +310,13 @@ def final_report(trainer, folder, cfg, progress_state):
                        "val_texture_acc": best["val_texture_acc"],
                        "test_digit_acc": test_digit, "test_texture_acc": test_texture}
     report = {"method": method_of(cfg), "steps_per_epoch": steps, "rows": rows}
+    differ = [f"{flag(k)} {settings_text(v)}" for k, v in main_differences(cfg)
+              if k != "epochs"]
+    settings_line = ("Settings that differ from the main configuration of the method: "
+                     + ", ".join(differ) + ".\n\n") if differ else ""
     markdown = (f"# Table 3 for this run ({method_of(cfg)}, seed {cfg['seed']}, "
                 f"{plural(progress_state['epoch_done'], 'epoch')}, device {trainer.device})\n\n"
+                + settings_line +
                 "Accuracies in %. Test accuracy of the checkpoint with the best validation digit "
                 "accuracy (`_digit`) and with the best validation texture accuracy (`_texture`). "
                 f"{table3.paper_note()}\n\n"
@@ -324,19 +331,23 @@ def main(argv=None):
     try:
         return run(args)
     except (UsageError, RunFolderError) as err:
-        print(f"train.py: error: {err}", file=sys.stderr)
+        print(f"{program()}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # run() answers those after its first write
-        print("\ntrain.py: interrupted before anything was written; the run folder was not "
-              "changed", file=sys.stderr)
+        print(f"\n{program()}: interrupted before anything was written; the run folder was "
+              "not changed", file=sys.stderr)
         return 130
 
 
 def run(args):
-    folder = RunFolder(args.out or os.path.join("runs", f"{args.method}-seed{args.seed}"))
+    folder = RunFolder(args.out if args.out is not None else default_out(args))
     if args.resume:
         cfg, saved, checkpoint = resume_settings(folder, args)
         device, cpu_cores = saved.get("device", args.device), saved.get("cpu_cores")
+        if cpu_cores and cpu_cores > available_cores():
+            print(f"{program()}: warning: the run was made with {cpu_cores} CPU cores and this "
+                  f"process may use {available_cores()}; it keeps {cpu_cores} threads, so that "
+                  "it rounds as before, but runs slower than it could", file=sys.stderr)
     else:
         cfg, saved, checkpoint = new_run_settings(folder, args), None, None
         device, cpu_cores = args.device, args.cpu_cores
@@ -345,7 +356,11 @@ def run(args):
     sources = data_sources(args, saved)
     dataset = load_dataset(cfg, sources)
     changes = check_same_data(folder, saved, dataset, args.allow_data_change) if saved else []
+    reason = too_large(cfg, dataset, device)
+    if reason:
+        raise UsageError(reason)
     trainer = build_trainer(cfg, dataset, device)
+    model_record = saved_model.record(cfg, dataset, sources, None)
     progress_state = {"epoch_done": 0, "partial": None, "best": {}, "wall_seconds": 0.0}
     best_states = {}
     if checkpoint is not None:
@@ -358,15 +373,17 @@ def run(args):
                              f"model ({err}); start the run over with: {restart_command(saved)}")
 
     # Everything is checked: only now is the run folder written.
-    phase = "setup"
+    phase, interrupt, lock = "setup", None, None
     try:
+        folder.create()
+        lock = folder.lock(command())
         if args.restart:
             folder.clear()
-        folder.create()
         folder.save_config(record(args, cfg, saved, dataset, device, cpu_cores, checkpoint,
                                   changes, sources))
         for which, state in best_states.items():   # the best models this checkpoint knows
-            folder.save_best(which, state)
+            folder.save_best(which, state,
+                             {**model_record, "selected": progress_state["best"][which]})
         if progress_state["epoch_done"] < cfg["epochs"]:
             folder.remove_report()                  # a report of fewer epochs is stale
         on = f" ({cpu_cores} cores)" if cpu_cores else ""
@@ -379,26 +396,29 @@ def run(args):
         # NumPy's warnings would only print first, without saying where.
         with InterruptFlag() as interrupt, np.errstate(over="ignore", invalid="ignore"):
             status = train(trainer, folder, cfg, progress_state, best_states, args.quiet,
-                           interrupt, log=lambda m: print(m, file=sys.stderr))
+                           interrupt, model_record, log=lambda m: print(m, file=sys.stderr))
         if status == "interrupted":
-            return 130
+            return 128 + interrupt.signum
         phase = "report"
         report, markdown = final_report(trainer, folder, cfg, progress_state)
     except NonFiniteLoss as err:
         kept = ("The run's last checkpoint before it is kept" if folder.exists(CHECKPOINT) else
                 "It stopped before its first checkpoint, so none was written")
-        print(f"train.py: {err}; the run stopped. {kept}. Try a smaller --lr or --lam, or "
+        print(f"{program()}: {err}; the run stopped. {kept}. Try a smaller --lr or --lam, or "
               f"another --estimator, in a new run (--restart, or another --out)",
               file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         if phase == "report":
             why = ("stopped while writing the report; training is complete. Write the report "
-                   f"with: python train.py --out {shlex.quote(folder.path)} --resume")
+                   f"with: {command()} --out {shlex.quote(folder.path)} --resume")
         else:
             why = f"stopped at once by a second interrupt. {resume_hint(folder)}"
-        print(f"\ntrain.py: {why}", file=sys.stderr)
-        return 130
+        print(f"\n{program()}: {why}", file=sys.stderr)
+        return 128 + (interrupt.signum if interrupt else signal.SIGINT)
+    finally:
+        if lock is not None:
+            lock.release()
     print(markdown)
     print(f"wall time {format_seconds(progress_state['wall_seconds'])}; "
           f"results in {folder.path}", file=sys.stderr)
@@ -431,7 +451,7 @@ def record(args, cfg, saved, dataset, device, cpu_cores, checkpoint, changes, so
         return {"settings": cfg, "method": method_of(cfg), "device": device,
                 "cpu_cores": cpu_cores, "sources": sources, "data": dataset.provenance,
                 "software": software_versions(device), "code": code_version(),
-                "command": shlex.join(["python", "train.py", *args.argv]), "started": now}
+                "command": shlex.join([*command().split(), *args.argv]), "started": now}
     config = {**saved, "settings": cfg, "sources": sources}
     entry = {"at": now, "device": device, "cpu_cores": cpu_cores,
              "from": "checkpoint" if checkpoint else "the beginning (no checkpoint)",
@@ -447,10 +467,10 @@ def record(args, cfg, saved, dataset, device, cpu_cores, checkpoint, changes, so
 
 
 def resume_hint(folder):
-    command = f"python train.py --out {shlex.quote(folder.path)} --resume"
+    resume = f"{command()} --out {shlex.quote(folder.path)} --resume"
     if folder.exists(CHECKPOINT):
-        return f"The last checkpoint is intact; continue with: {command}"
+        return f"The last checkpoint is intact; continue with: {resume}"
     if folder.exists(CONFIG):
         return ("It stopped before its first checkpoint; start it again from the beginning, "
-                f"with its saved settings, with: {command}")
+                f"with its saved settings, with: {resume}")
     return "Nothing was written yet."

@@ -5,10 +5,12 @@
     history.csv        one row per finished epoch
     evaluations.csv    with --eval-every: every validation (epoch, step, accuracies)
     checkpoint.npz     everything needed to resume (model, D, optimizer, progress)
-    best_digit.npz     classifier with the best validation digit accuracy
-    best_texture.npz   classifier with the best validation texture accuracy
+    best_digit.npz     classifier with the best validation digit accuracy, and what
+                       rebuilds and feeds it (experiment/saved_model.py)
+    best_texture.npz   the same for the best validation texture accuracy
     report.json        Table 3 rows for this run (accuracies as fractions)
     report.md          the same as a markdown table, beside the paper's numbers
+    run.lock           while a process uses the folder: its pid, host and start
 
 Checkpoints are .npz files of plain arrays; the progress record is a JSON
 string stored as a 0-d unicode array, so nothing is ever unpickled.
@@ -17,21 +19,27 @@ Every failure to write or read one of these files is a RunFolderError naming
 the file, the reason and what to do; train.py prints it as a one-line error.
 """
 import csv
+import fcntl
 import glob
 import io
 import json
 import os
+import socket
+import time
 import zipfile
 
 import numpy as np
 
 from nn.serialization import load_npz, save_npz_atomic, write_atomic
 
+from .saved_model import split_record, with_record
+
 CONFIG, HISTORY, CHECKPOINT = "config.json", "history.csv", "checkpoint.npz"
 EVALUATIONS = "evaluations.csv"
 EVALUATION_COLUMNS = ("epoch", "step", "val_digit_acc", "val_texture_acc")
 BEST = {"best_digit": "best_digit.npz", "best_texture": "best_texture.npz"}
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
+LOCK = "run.lock"
 RUN_FILES = (CONFIG, HISTORY, EVALUATIONS, CHECKPOINT, *BEST.values(), REPORT_JSON, REPORT_MD)
 
 
@@ -82,6 +90,50 @@ def check_progress(progress):
         fail("has an incomplete mid-epoch record")
 
 
+class FolderLock:
+    """An exclusive flock on <folder>/run.lock, which names its holder. The kernel drops the
+    lock when the process ends, however it ends, so a killed run leaves none behind."""
+
+    def __init__(self, path, fd):
+        self.path, self.fd = path, fd
+
+    def release(self):
+        """Remove the lock file, then let go of it."""
+        if self.fd is None:
+            return
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        os.close(self.fd)
+        self.fd = None
+
+
+def take_lock(path, holder):
+    """FolderLock on ``path``, writing ``holder`` (JSON) into it; or the holder's record
+    (a dict) when another process holds it."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            try:
+                return json.loads(os.read(fd, 65536) or b"{}")
+            except ValueError:
+                return {}
+            finally:
+                os.close(fd)
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:       # its last holder removed it as we opened it
+            same = False
+        if same:
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(holder).encode())
+            return FolderLock(path, fd)
+        os.close(fd)
+
+
 class RunFolder:
     def __init__(self, path):
         self.path = os.fspath(path)
@@ -97,6 +149,20 @@ class RunFolder:
 
     def create(self):
         self._writing(self.path, lambda: os.makedirs(self.path, exist_ok=True))
+
+    def lock(self, command):
+        """Hold the folder while a run (or resume) uses it (FolderLock); a RunFolderError
+        naming the holder when another process does."""
+        holder = {"pid": os.getpid(), "host": socket.gethostname(),
+                  "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": command}
+        taken = self._writing(self.file(LOCK), lambda: take_lock(self.file(LOCK), holder))
+        if isinstance(taken, FolderLock):
+            return taken
+        who = (f"process {taken.get('pid', '?')} on {taken.get('host', '?')}, started "
+               f"{taken.get('started', '?')}") if taken else "another process"
+        raise RunFolderError(f"--out {self.path} is in use by another run ({who}); wait for "
+                             "it to finish or stop it (Ctrl-C there saves a checkpoint), or "
+                             "choose another --out")
 
     def clear(self):
         """Delete the run files (and leftover temporary files); nothing else in the folder."""
@@ -170,14 +236,16 @@ class RunFolder:
         self._writing(self.file(name), lambda: write_text_atomic(self.file(name), buf.getvalue()))
 
     # best models and report -------------------------------------------------
-    def save_best(self, which, state):
+    def save_best(self, which, state, record):
+        """best_<which>.npz: the classifier's ``state`` and its saved_model ``record``."""
         path = self.file(BEST[which])
-        self._writing(path, lambda: save_npz_atomic(path, state))
+        self._writing(path, lambda: save_npz_atomic(path, with_record(state, record)))
 
     def load_best(self, which):
+        """The classifier state in best_<which>.npz (without its record)."""
         path = self.file(BEST[which])
         try:
-            return load_npz(path)
+            return split_record(load_npz(path))[0]
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             raise RunFolderError(unreadable_npz(path, err)) from None
 

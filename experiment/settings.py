@@ -6,7 +6,10 @@ Every flag is documented in ``--help`` and in README.md. The names --device,
 """
 import argparse
 import math
+import os
 import sys
+
+from nn.parallel import available_cores
 
 PAIRS_DEFAULT = "1-2,2-3,3-4"
 ESTIMATORS = ("jsd", "dv", "infonce", "paper-eq4")
@@ -45,6 +48,8 @@ def number_type(convert, accept, description):
 positive_int = number_type(int, lambda v: v >= 1, "a positive integer")
 non_negative_int = number_type(int, lambda v: v >= 0, "an integer >= 0")
 positive_float = number_type(float, lambda v: v > 0, "a positive number")
+momentum_arg = number_type(float, lambda v: 0 <= v < 1,
+                           "a momentum in [0, 1) (at 1 or more the velocity never decays)")
 non_negative_float = number_type(float, lambda v: v >= 0, "a number >= 0")
 
 
@@ -76,16 +81,32 @@ def pairs_arg(text):
     return pairs
 
 
+def program():
+    """How this process was started: "ifm-train" (the installed command) or "train.py"."""
+    return "ifm-train" if os.path.basename(sys.argv[0]) == "ifm-train" else "train.py"
+
+
+def command():
+    """The command that runs train.py again: "ifm-train" or "python train.py"."""
+    return "ifm-train" if program() == "ifm-train" else "python train.py"
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, with errors as one line that names the flag (no usage block)."""
+    """argparse, with errors as one line that names the flag (no usage block); ``command``
+    is what the user types to run it (for the --help hint)."""
+
+    def __init__(self, *args, command=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.command = command or f"python {self.prog}"
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (python train.py --help lists every flag)\n")
+        self.exit(2, f"{self.prog}: error: {message} ({self.command} --help lists every "
+                     "flag)\n")
 
 
 def build_parser():
     p = Parser(
-        prog="train.py",
+        prog=program(), command=command(),
         description="Train the Table 1 classifier on shiftedMNIST, with or without the IFM "
                     "regularizer, or the iCE fi-RevNet of Jacobsen et al. (2019); keep the "
                     "best-validation-digit and best-validation-texture checkpoints and print "
@@ -98,13 +119,17 @@ def build_parser():
     g.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
                    help="cpu: NumPy; gpu: CuPy on the current CUDA device (default: cpu)")
     g.add_argument("--out", default=None,
-                   help="run folder (default: runs/<method>-seed<seed>)")
+                   help="run folder (default: runs/<method>-seed<seed> for the method's main "
+                        "settings; a run that changes any is named after its changes, e.g. "
+                        "runs/ifm-epochs2-limit-train2000-seed0)")
     start = g.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true",
                        help="continue the run in --out from its last checkpoint (from its start "
                             "if it stopped before its first one); settings, device and CPU "
                             "cores come from its config.json, and only --epochs (more, not "
-                            "fewer), --quiet and --cache-dir may be given anew")
+                            "fewer), --quiet, the data locations --mnist-dir, --textures, "
+                            "--cache-dir (their content is checked) and --allow-data-change "
+                            "may be given anew")
     start.add_argument("--restart", action="store_true",
                        help="clear the run files in --out (config, checkpoint, history, best "
                             "models, report) and start a new run there with these flags")
@@ -155,8 +180,8 @@ def build_parser():
     g.add_argument("--lr", type=positive_float, default=0.01,
                    help="learning rate (default: 0.01; 0.001 with --method ice-firevnet, whose "
                         "encoder follows the authors' schedule: x0.2 after epochs 61, 121, 161)")
-    g.add_argument("--momentum", type=non_negative_float, default=0.9,
-                   help="SGD momentum (default: 0.9)")
+    g.add_argument("--momentum", type=momentum_arg, default=0.9,
+                   help="SGD momentum, in [0, 1) (default: 0.9)")
     g.add_argument("--weight-decay", type=non_negative_float, default=0.0,
                    help="L2 weight decay of sgd and adam (default: 0)")
     g.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default: 128)")
@@ -225,6 +250,65 @@ def old_run_settings(settings):
     return {**OLD_RUN_DEFAULTS, "method": "ifm" if settings["ifm"] else "baseline", **settings}
 
 
+def settings_from_args(args):
+    """The run's settings (saved in config.json) from parsed flags."""
+    cfg = {k: getattr(args, k) for k in EXPERIMENT_KEYS}
+    cfg["pairs"] = [list(p) for p in cfg["pairs"]]
+    cfg["epochs"] = args.epochs
+    return cfg
+
+
+DATA_LOCATIONS = ("mnist_dir", "textures")
+
+
+def differences(settings, args):
+    """{key: (the run's value, the flags' value)} where a run's saved ``settings`` differ
+    from the settings of the parsed flags ``args``; a data location counts only where
+    the flags give one."""
+    run, wanted = old_run_settings(settings), settings_from_args(args)
+    return {k: (run.get(k), v) for k, v in wanted.items()
+            if run.get(k) != v and (k not in DATA_LOCATIONS or k in args.explicit)}
+
+
+def main_differences(settings):
+    """[(key, value)] of the settings where a run differs from its method's main
+    configuration (train.py's defaults for that method), in flag order; the seed and
+    the MNIST location are not differences."""
+    reference = settings_from_args(parse(["--method", settings["method"]]))
+    return [(k, settings.get(k)) for k in ("epochs", *EXPERIMENT_KEYS)
+            if k not in ("seed", "method", "ifm", "mnist_dir") and settings.get(k) != reference[k]]
+
+
+def default_out(args):
+    """runs/<method>-seed<S> for the method's main settings; a run that changes any (a
+    quick try with fewer epochs, say) gets the changes in its name, e.g.
+    runs/ifm-epochs2-limit-train2000-samples16-seed0, so that it never takes the folder
+    of a main run."""
+    parts = [args.method] + [flag(k)[2:] + value_text(v)
+                             for k, v in main_differences(settings_from_args(args))]
+    return os.path.join("runs", "-".join(parts + [f"seed{args.seed}"]))
+
+
+def settings_text(value):
+    """A setting's value as a flag takes it: pairs as 1-2,2-3; others as they print."""
+    if isinstance(value, (list, tuple)):
+        return ",".join("-".join(map(str, p)) for p in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def value_text(value):
+    """A setting's value as a file-name part: "1-2,2-3" for pairs, no slashes or spaces."""
+    if isinstance(value, (list, tuple)):
+        value = ",".join("-".join(map(str, p)) for p in value)
+    text = os.path.basename(os.path.normpath(str(value))) if isinstance(value, str) else f"{value:g}" \
+        if isinstance(value, float) else str(value)
+    return "".join(c if c.isalnum() or c in ".,-_" else "_" for c in text)
+
+
+def flag(key):
+    return "--" + key.replace("_", "-")
+
+
 def flag_list(keys):
     return ", ".join("--" + k.replace("_", "-") for k in keys)
 
@@ -251,6 +335,13 @@ def parse(argv=None):
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.explicit = explicit_flags(parser, args.argv)
+    if args.out is not None and not args.out.strip():
+        parser.error("--out '': give a folder for the run (or leave --out out for the "
+                     "default, named after the run's settings)")
+    if args.cpu_cores is not None and args.cpu_cores > available_cores():
+        parser.error(f"--cpu-cores {args.cpu_cores}: this process may use "
+                     f"{available_cores()} cores; more threads than cores only slow the work "
+                     "down (and change its rounding). Give at most that many")
     if args.allow_data_change and not args.resume:
         parser.error("--allow-data-change only makes sense with --resume")
     if args.ifm and args.method not in (None, "ifm"):

@@ -29,10 +29,10 @@ from nn import SGD, Adam, softmax_cross_entropy
 from nn.optim import Adamax
 from nn.backend import to_numpy, xp_for
 from nn.init import fan_in_uniform_
-from nn.layout import from_nchw
 from nn.module import Container
 
 from .classifier import Classifier
+from .saved_model import normalization_arrays, normalize
 
 EVAL_BATCH = 1000
 POSITIONS_AHEAD = 64    # IFM steps whose pair positions are drawn and uploaded together
@@ -56,8 +56,7 @@ class DeviceSplit:
         self.images = xp.asarray(split.images[:n])
         self.digit = xp.asarray(split.digit[:n].astype(np.int64))
         self.texture = xp.asarray(split.texture[:n].astype(np.int64))
-        self.mean = xp.asarray(np.asarray(mean, np.float32).reshape(3, 1, 1, 1))
-        self.inv_std = xp.asarray((1.0 / np.asarray(std, np.float32)).reshape(3, 1, 1, 1))
+        self.mean, self.inv_std = normalization_arrays(mean, std, xp)
 
     def inputs(self, index):
         """x = (image / 255 - mean) / std, float32 (3, H, W, B), for the rows in ``index``.
@@ -65,11 +64,26 @@ class DeviceSplit:
         The one conversion from the (B, 3, H, W) images to the library's
         batch-last layout (nn/layout.py) happens here, fused with the cast.
         """
-        x = from_nchw(self.images[index], np.float32)
-        x *= np.float32(1 / 255)
-        x -= self.mean
-        x *= self.inv_std
-        return x
+        return normalize(self.images[index], self.mean, self.inv_std)
+
+
+def accuracies(model, inputs, split, xp, progress=None):
+    """(digit accuracy, texture accuracy) of ``model`` on ``split`` in eval mode, batches of
+    EVAL_BATCH; ``inputs(index)`` gives the model's x for the rows in ``index``;
+    ``progress(done, total)`` (host numbers only) after each batch."""
+    training = model.training
+    model.eval()
+    digit_ok = xp.zeros((), dtype=xp.int64)
+    texture_ok = xp.zeros((), dtype=xp.int64)
+    for start in range(0, split.n, EVAL_BATCH):
+        index = xp.arange(start, min(start + EVAL_BATCH, split.n))
+        pred = model.forward(inputs(index)).argmax(axis=0)
+        digit_ok += (pred == split.digit[index]).sum()
+        texture_ok += (pred == split.texture[index]).sum()
+        if progress is not None:
+            progress(min(start + EVAL_BATCH, split.n), split.n)
+    model.train(training)
+    return float(digit_ok) / split.n, float(texture_ok) / split.n
 
 
 def build_optimizer(cfg, params, grads=None):
@@ -225,19 +239,10 @@ class Trainer:
         return {}
 
     # ------------------------------------------------------------ evaluation
-    def evaluate(self, split):
+    def evaluate(self, split, progress=None):
         """(digit accuracy, texture accuracy) of the current classifier, eval mode."""
-        self.model.eval()
-        xp = self.xp
-        digit_ok = xp.zeros((), dtype=xp.int64)
-        texture_ok = xp.zeros((), dtype=xp.int64)
-        for start in range(0, split.n, EVAL_BATCH):
-            index = xp.arange(start, min(start + EVAL_BATCH, split.n))
-            pred = self.model.forward(self.eval_inputs(split, index)).argmax(axis=0)
-            digit_ok += (pred == split.digit[index]).sum()
-            texture_ok += (pred == split.texture[index]).sum()
-        self.model.train()
-        return float(digit_ok) / split.n, float(texture_ok) / split.n
+        return accuracies(self.model, lambda index: self.eval_inputs(split, index), split,
+                          self.xp, progress)
 
     def eval_inputs(self, split, index):
         """The evaluation inputs of the rows in ``index`` (as training's, without randomness)."""

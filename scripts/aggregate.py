@@ -20,6 +20,14 @@ from experiment import report as table3
 from experiment.runfolder import read_json, write_json, write_text_atomic
 
 
+def mean_std(values):
+    """(mean, sample std or None) of a list of numbers."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+
+
 def load_reports(folders):
     """(reports, settings, epochs, devices) of finished run folders."""
     reports, settings, epochs, devices = [], [], set(), set()

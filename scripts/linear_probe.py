@@ -52,6 +52,7 @@ import numpy as np
 import nn
 from experiment.classifier import Classifier
 from experiment.run import SOURCES, UsageError, data_sources, load_dataset
+from experiment.saved_model import split_record
 from experiment.settings import OLD_RUN_DEFAULTS
 from experiment.trainer import DeviceSplit, Trainer
 from nn.pooling import maxpool2x2_forward
@@ -135,7 +136,8 @@ def load_checkpoint(model, path):
     with open(path, "rb") as f:
         raw = f.read()
     with np.load(io.BytesIO(raw), allow_pickle=False) as arrays:
-        load_state_into(model.state_dict(), {k: arrays[k] for k in arrays.files}, path)
+        state, _ = split_record({k: arrays[k] for k in arrays.files})
+        load_state_into(model.state_dict(), state, path)
     return hashlib.sha256(raw).hexdigest()
 
 

@@ -1,11 +1,16 @@
-"""Regenerate the tables under results/ from the run folders of scripts/reproduce.sh.
+"""The tables of results/ from the run folders of scripts/reproduce.sh.
 
-    python -m scripts.make_results [--runs runs] [--out results]
+    python -m scripts.make_results                    # runs/ -> runs/results/ (a draft)
+    python -m scripts.make_results --out results      # regenerate the committed tables
+    python -m scripts.make_results --runs results/runs --out /tmp/t   # from the committed copies
 
-Writes, into --out:
-- table3.md, table3.json: the main rows (runs named baseline-seed<N>, ice-cpu-k1-seed<N> and
-  ifm-seed<N>), mean ± std over seeds, as aggregate.py computes them, beside
-  the five rows of the paper's Table 3 as printed;
+With its defaults it reads runs/ and writes runs/results/, so it never changes
+committed files; --out results updates them. Writes, into --out:
+- table3.md, table3.json: the main rows (runs named baseline-seed<N>,
+  ice-cpu-k2-seed<N> and ifm-seed<N> whose settings are their group's in
+  scripts/reproduce.sh; a folder of that name made otherwise, a quick try say,
+  is named on stderr and left out), mean ± std over seeds, as aggregate.py
+  computes them, beside the five rows of the paper's Table 3 as printed;
 - runs.md, runs.json: every finished run, one row each: the settings it
   changes from the main IFM run, epochs, training time, the test accuracy of
   its best-validation-digit and best-validation-texture checkpoints, and the
@@ -14,6 +19,8 @@ Writes, into --out:
   its -seed<N>), one row per group: seeds, epochs, and mean ± std over seeds
   of the validation digit accuracy that selected the _digit checkpoint and of
   the test accuracies of both checkpoints;
+- draws.md, draws.json (where runs named <method>-draw<N>-seed<S> are
+  there): the _digit rows per texture draw, as draw_table.py computes them;
 - runs/<name>/: the text files of every finished run (config.json,
   history.csv, evaluations.csv, report.json, report.md, train.log), with each absolute path
   cut to its file name (checksums stay; where files lay on the machine that
@@ -28,10 +35,14 @@ import sys
 
 from experiment.provenance import without_machine_paths
 from experiment.runfolder import read_json, write_json, write_text_atomic
-from experiment.settings import build_parser, old_run_settings
-from scripts import aggregate
+from experiment.settings import build_parser, differences, old_run_settings, parse
+from scripts import aggregate, draw_table
 
-MAIN_RUN = re.compile(r"^(baseline|ifm|ice-cpu-k1)-seed\d+$")
+MAIN_RUN = re.compile(r"^(baseline|ifm|ice-cpu-k2)-seed\d+$")
+# The train.py flags of each main group (scripts/reproduce.sh main, more-seeds, ice-cpu).
+MAIN_FLAGS = {"baseline": ["--epochs", "10"], "ifm": ["--epochs", "10", "--ifm"],
+              "ice-cpu-k2": ["--method", "ice-firevnet", "--flow-depth", "2",
+                             "--limit-train", "16000", "--epochs", "3"]}
 TEXT_FILES = ("config.json", "history.csv", "evaluations.csv", "report.json", "report.md",
               "train.log")
 SEED = re.compile(r"-seed(\d+)$")
@@ -52,6 +63,20 @@ def changes(settings):
         if settings.get(k) != REFERENCE[k]:
             out.append(f"--{k.replace('_', '-')} {settings.get(k)}")
     return " ".join(out) or "(main IFM settings)"
+
+
+def is_main_run(folder):
+    """Whether ``folder`` is named as a main run and holds one (its group's settings)."""
+    match = MAIN_RUN.match(os.path.basename(os.path.normpath(folder)))
+    if not match:
+        return False
+    settings = read_json(os.path.join(folder, "config.json"))["settings"]
+    seed = str(settings["seed"])
+    diff = differences(settings, parse(MAIN_FLAGS[match.group(1)] + ["--seed", seed]))
+    if diff:
+        print(f"not in Table 3: {folder} is named as a main run but was made with other "
+              f"settings ({', '.join(sorted(diff))})", file=sys.stderr)
+    return not diff
 
 
 def summarize(folder):
@@ -83,14 +108,6 @@ def copy_without_machine_paths(source, target):
             write_text_atomic(target, without_machine_paths(f.read()))
 
 
-def mean_std(values):
-    """(mean, sample std or None) of a list of fractions."""
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-
-
 def groups(rows):
     """One entry per setting: the runs that differ only in their seed, aggregated."""
     by_name = {}
@@ -107,7 +124,7 @@ def groups(rows):
                                   ("texture_ckpt_test_digit", "best_texture", "test_digit_acc"),
                                   ("texture_ckpt_test_texture", "best_texture",
                                    "test_texture_acc")):
-            cell[key] = mean_std([r[which][field] for r in runs])
+            cell[key] = aggregate.mean_std([r[which][field] for r in runs])
         out.append(cell)
     return out
 
@@ -149,7 +166,9 @@ def runs_markdown(rows):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", default="runs", help="folder holding the run folders (default: runs)")
-    p.add_argument("--out", default="results", help="where the tables go (default: results)")
+    p.add_argument("--out", default=os.path.join("runs", "results"),
+                   help="where the tables go (default: runs/results; --out results updates "
+                        "the committed ones)")
     args = p.parse_args(argv)
     if not os.path.isdir(args.runs):
         raise SystemExit(f"make_results.py: error: --runs {args.runs} is not a folder; run "
@@ -167,14 +186,23 @@ def main(argv=None):
         raise SystemExit(f"make_results.py: error: no finished run in {args.runs}")
 
     os.makedirs(args.out, exist_ok=True)
-    main_runs = [f for f in finished if MAIN_RUN.match(os.path.basename(f))]
+    main_runs = [f for f in finished if is_main_run(f)]
     if main_runs:
         aggregate.main(main_runs + ["--md", os.path.join(args.out, "table3.md"),
                                     "--json", os.path.join(args.out, "table3.json")])
     rows = [summarize(f) for f in finished]
-    rows.sort(key=lambda r: (not MAIN_RUN.match(r["run"]), r["method"], r["run"]))
+    main_names = {os.path.basename(f) for f in main_runs}
+    rows.sort(key=lambda r: (r["run"] not in main_names, r["method"], r["run"]))
     write_text_atomic(os.path.join(args.out, "runs.md"), runs_markdown(rows))
     write_json(os.path.join(args.out, "runs.json"), {"runs": rows})
+    configs = {os.path.basename(os.path.normpath(f)): read_json(os.path.join(f, "config.json"))
+               for f in finished}
+    per_draw = draw_table.draws(rows, configs, main_names)
+    if any(name != "shared" for name in per_draw):
+        summary = draw_table.across(per_draw)
+        write_text_atomic(os.path.join(args.out, "draws.md"),
+                          draw_table.markdown(per_draw, summary))
+        write_json(os.path.join(args.out, "draws.json"), {"draws": per_draw, "across": summary})
     cells = groups(rows)
     write_text_atomic(os.path.join(args.out, "groups.md"), groups_markdown(cells))
     write_json(os.path.join(args.out, "groups.json"), {"groups": cells})

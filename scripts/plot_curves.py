@@ -1,13 +1,14 @@
 """Training curves from run folders: validation accuracy and information flow.
 
-    python -m scripts.plot_curves RUN_DIR... --out results/
+    python -m scripts.plot_curves RUN_DIR... [--out runs/results]
 
 Writes curves_accuracy.png (validation digit and texture accuracy per epoch)
 and, when any run used --ifm, curves_information_flow.png (the JSD estimate F
 of each layer pair per epoch, mean over the epoch's steps). Runs whose folder
 names differ only in a trailing -seed<N> form one group: its mean is drawn as
-a line and its range over seeds as a band. Needs matplotlib (an optional
-extra: pip install matplotlib).
+a line and its range over seeds as a band. With its default --out it writes
+under runs/ (not committed); --out results replaces the committed curves.
+Needs matplotlib (an optional extra: pip install -r requirements-plots.txt).
 """
 import argparse
 import csv
@@ -28,7 +29,8 @@ def read_history(folder):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+")
-    p.add_argument("--out", default="results")
+    p.add_argument("--out", default=os.path.join("runs", "results"),
+                   help="where the PNGs go (default: runs/results)")
     args = p.parse_args(argv)
     try:
         import matplotlib

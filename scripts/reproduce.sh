@@ -15,7 +15,9 @@
 # <name>/train.log. The script is safe to
 # stop and start again: a finished run (report.json present) is skipped, a run
 # with a checkpoint continues with --resume, a folder without a checkpoint
-# (stopped before its first save) starts over. Data come from the usual
+# (stopped before its first save) starts over. A folder holding a run made with
+# other settings (scripts/run_matches.py: a quick try that took the name, say)
+# is neither skipped as done nor overwritten: it is named on stderr and left. Data come from the usual
 # IFM_MNIST_DIR / IFM_TEXTURES / IFM_CACHE_DIR variables (or the defaults
 # described in README.md). After the runs: python -m scripts.make_results, and the
 # plotting and probe scripts, regenerate the tables and figures.
@@ -189,6 +191,12 @@ for entry in "${selected[@]}"; do
     fi
   done
   out="$runs_dir/$name"
+  if [ -f "$out/config.json" ] &&
+     ! why="$(python3 -m scripts.run_matches "$out" "${run_flags[@]}" "${flags[@]}" 2>&1)"; then
+    echo "== $name: $out holds a run with other settings ($why); it is not this group's" \
+         "run and is left as it is: move it away, or set RUNS_DIR to another folder" >&2
+    continue
+  fi
   if [ -f "$out/report.json" ]; then
     [ "$list" = 1 ] || echo "== $name: done, skipped"
     continue

@@ -59,7 +59,7 @@ def test_an_ice_run_writes_its_rows_and_replays_after_an_interrupt(tmp_path, tra
         groups = {k.split("/")[0] for k in f.files if k != "progress_json"}
     assert groups == {"clf", "nc", "opt", "opt_nc", "best_digit", "best_texture"}
     with np.load(run / "best_digit.npz") as f:
-        assert {k.split(".")[0] for k in f.files} == {"flow", "bn"}     # no D_nc
+        assert {k.split(".")[0] for k in f.files} == {"flow", "bn", "model_json"}     # no D_nc
     assert "iCE_fi-RevNet_digit" in capsys.readouterr().out
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from data import load_shifted_mnist
 from experiment.classifier import Classifier
-from experiment.run import settings_from_args
+from experiment.settings import settings_from_args
 from experiment.settings import parse
 from experiment.trainer import DeviceSplit
 from fixtures_data import synthetic_mnist, write_mnist_dir

@@ -1,21 +1,26 @@
 """scripts/make_results.py on hand-made run folders."""
 import json
 
+from experiment.settings import parse, settings_from_args
 from scripts import make_results
 
-MAIN_IFM = {"seed": 0, "ifm": True, "lam": 30.0, "samples": 64, "estimator": "jsd",
-            "marginal": "image", "upsample": "nearest", "pair_features": "pre-pool",
-            "textures": None, "optimizer": "sgd", "lr": 0.01, "momentum": 0.9,
-            "batch_size": 128, "epochs": 2}
+
+def settings(*flags):
+    return settings_from_args(parse(list(flags)))
 
 
-def fake_run(folder, settings, method, digit):
+MAIN_IFM = settings("--epochs", "10", "--ifm")
+
+
+def fake_run(folder, settings, method, digit, textures=(), epoch=1):
     folder.mkdir(parents=True)
-    rows = {which: {"epoch": 1, "val_digit_acc": 0.5, "val_texture_acc": 0.5,
+    rows = {which: {"epoch": epoch, "val_digit_acc": 0.5, "val_texture_acc": 0.5,
                     "test_digit_acc": digit, "test_texture_acc": 1 - digit}
             for which in ("best_digit", "best_texture")}
     (folder / "report.json").write_text(json.dumps({"method": method, "rows": rows}))
-    (folder / "config.json").write_text(json.dumps({"settings": settings, "device": "cpu"}))
+    data = {"textures": {"textures": [{"id": i, "file": f} for i, f in enumerate(textures)]}}
+    (folder / "config.json").write_text(json.dumps({"settings": settings, "device": "cpu",
+                                                    "data": data}))
     F = ",F_1_2" if settings["ifm"] else ""
     lines = [f"epoch,val_digit_acc{F},seconds"] + [
         f"{e},0.5{',-0.3' if F else ''},30" for e in (1, 2)]
@@ -26,7 +31,7 @@ def test_tables_from_run_folders(tmp_path):
     runs = tmp_path / "runs"
     fake_run(runs / "ifm-seed0", MAIN_IFM, "ifm", 0.40)
     fake_run(runs / "ifm-seed1", dict(MAIN_IFM, seed=1), "ifm", 0.50)
-    fake_run(runs / "baseline-seed0", dict(MAIN_IFM, ifm=False), "baseline", 0.15)
+    fake_run(runs / "baseline-seed0", settings("--epochs", "10"), "baseline", 0.15)
     fake_run(runs / "ifm-lam10-seed0", dict(MAIN_IFM, lam=10.0), "ifm", 0.30)
     old = dict(MAIN_IFM, marginal="batch")
     del old["pair_features"]                    # a run saved before the setting existed
@@ -41,12 +46,12 @@ def test_tables_from_run_folders(tmp_path):
     assert table["paper_percent"]["Ours_digit"] == {"digit": 54.54, "texture": 40.41}
     body = [line for line in (out / "table3.md").read_text().splitlines()][2:]
     assert body == [                    # the paper's rows in its order (iCE as our two rows)
-        "| Baseline_digit | 1 | 15.0 | 85.0 | 12.44 | 95.07 | 2 epochs |",
-        "| Baseline_texture | 1 | 15.0 | 85.0 | 12.05 | 96.44 | 2 epochs |",
+        "| Baseline_digit | 1 | 15.0 | 85.0 | 12.44 | 95.07 | 10 epochs |",
+        "| Baseline_texture | 1 | 15.0 | 85.0 | 12.05 | 96.44 | 10 epochs |",
         "| iCE_fi-RevNet_digit | - | - | - | 40.01 | - | - |",
         "| iCE_fi-RevNet_texture | - | - | - | 40.01 | - | - |",
-        "| Ours_digit | 2 | 45.0 ± 7.1 | 55.0 ± 7.1 | 54.54 | 40.41 | 2 epochs, lambda 30, K 64 |",
-        "| Ours_texture | 2 | 45.0 ± 7.1 | 55.0 ± 7.1 | 31.78 | 69.00 | 2 epochs, lambda 30, K 64 |",
+        "| Ours_digit | 2 | 45.0 ± 7.1 | 55.0 ± 7.1 | 54.54 | 40.41 | 10 epochs, lambda 30, K 64 |",
+        "| Ours_texture | 2 | 45.0 ± 7.1 | 55.0 ± 7.1 | 31.78 | 69.00 | 10 epochs, lambda 30, K 64 |",
     ]
     listed = {r["run"]: r for r in json.loads((out / "runs.json").read_text())["runs"]}
     assert set(listed) == {"ifm-seed0", "ifm-seed1", "baseline-seed0", "ifm-lam10-seed0",
@@ -82,3 +87,50 @@ def test_copied_run_files_carry_no_machine_paths(tmp_path):
     data = json.loads((copied / "config.json").read_text())["data"]
     assert data == {"cache_file": "shifted-mnist-9bd7.npz", "mnist": {"dir": "mnist", "md5": "6bbc"}}
     assert (copied / "train.log").read_text() == "run folder ifm-seed0: ifm\n"
+
+
+def test_draw_table(tmp_path):
+    """Per draw: the textures, each method's seeds and mean, the gain; across draws: the
+    spread of the per-draw means against the seed spread within a draw."""
+    runs = tmp_path / "runs"
+    shared = [f"s{i}.png" for i in range(10)]
+    fake_run(runs / "ifm-seed0", MAIN_IFM, "ifm", 0.45, shared)
+    fake_run(runs / "baseline-seed0", settings("--epochs", "10"), "baseline", 0.12, shared)
+    for draw, (ours, base) in {1: ((0.20, 0.24), (0.10, 0.12)),
+                               2: ((0.30, 0.32), (0.11, 0.11))}.items():
+        textures = [f"d{draw}t{i}.png" for i in range(10)]
+        for seed in (0, 1):
+            fake_run(runs / f"ifm-draw{draw}-seed{seed}",
+                     settings("--epochs", "3", "--ifm", "--seed", str(seed), "--data-seed",
+                              str(draw)), "ifm", ours[seed], textures, epoch=3)
+            fake_run(runs / f"baseline-draw{draw}-seed{seed}",
+                     settings("--epochs", "2", "--seed", str(seed), "--data-seed", str(draw)),
+                     "baseline", base[seed], textures)
+    out = tmp_path / "results"
+    assert make_results.main(["--runs", str(runs), "--out", str(out)]) == 0
+    table = json.loads((out / "draws.json").read_text())
+    draws, across = table["draws"], table["across"]
+    assert set(draws) == {"shared", "draw1", "draw2"}
+    assert draws["draw1"]["textures"] == [f"d1t{i}" for i in range(10)]
+    assert draws["draw1"]["data_seed"] == 1
+    assert draws["draw1"]["ifm"]["test_digit"] == [0.20, 0.24]
+    assert abs(draws["draw1"]["ifm"]["mean"] - 0.22) < 1e-12
+    assert abs(draws["draw1"]["gain"] - 0.11) < 1e-12
+    assert abs(draws["draw2"]["gain"] - 0.20) < 1e-12
+    assert draws["shared"]["ifm"]["test_digit"] == [0.45]
+    assert across["draws"] == 2                       # the shared set is not a pool draw
+    mean, std = across["ours_digit"]
+    assert abs(mean - 0.265) < 1e-12 and abs(std - 0.0636396) < 1e-6      # 0.22 and 0.31
+    assert abs(across["gain"][0] - 0.155) < 1e-12
+    within = ((0.02 ** 2 * 2 + 0.01 ** 2 * 2) / 2) ** 0.5      # seed variances 8e-4, 2e-4
+    assert abs(across["ours_digit_seed_std_within_draw"] - within) < 1e-9
+    assert across["draws_at_or_above_paper"] == 0
+    text = (out / "draws.md").read_text()
+    assert "| draw1 | 1 | d1t0, d1t1," in text
+    assert "22.0 ± 2.8 (20.0, 24.0; 3/2, 3/2)" in text
+
+
+def test_no_draw_table_without_draws(tmp_path):
+    fake_run(tmp_path / "runs" / "ifm-seed0", MAIN_IFM, "ifm", 0.45)
+    assert make_results.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "o")]) == 0
+    assert not (tmp_path / "o" / "draws.md").exists()

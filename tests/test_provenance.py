@@ -105,3 +105,9 @@ def test_code_version_names_the_commit_and_local_changes(tmp_path):
     assert code_version(str(tmp_path)) == {"commit": head, "modified": True}
     (tmp_path / "sub").mkdir()
     assert code_version(str(tmp_path / "sub")) is None      # inside another repository
+
+
+def test_an_installed_copy_records_its_package_version(tmp_path, monkeypatch):
+    from experiment import provenance
+    monkeypatch.setattr(provenance, "package_version", lambda: "0.1.0")
+    assert provenance.code_version(str(tmp_path)) == {"package": "0.1.0"}

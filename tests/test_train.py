@@ -83,7 +83,8 @@ def test_resume_reaches_the_same_parameters(tmp_path, cache_dir, monkeypatch, si
     extra = ["--ifm", "--samples", "8", "--seed", "3"]
     assert train(tmp_path / "straight", cache_dir, "--epochs", "2", *extra) == 0
     # A real Ctrl-C (SIGINT) or SIGTERM during step 1 of epoch 2: the step
-    # finishes, the run saves a checkpoint before step 2 and exits with 130.
+    # finishes, the run saves a checkpoint before step 2 and exits with 128 + the signal's
+    # number: 130 for SIGINT, 143 for SIGTERM.
     original = run_module.Trainer.train_step
 
     def interrupting_step(self, index, epoch, step):
@@ -92,7 +93,7 @@ def test_resume_reaches_the_same_parameters(tmp_path, cache_dir, monkeypatch, si
         return original(self, index, epoch, step)
 
     monkeypatch.setattr(run_module.Trainer, "train_step", interrupting_step)
-    assert train(tmp_path / "cut", cache_dir, "--epochs", "2", *extra) == 130
+    assert train(tmp_path / "cut", cache_dir, "--epochs", "2", *extra) == 128 + signum
     monkeypatch.setattr(run_module.Trainer, "train_step", original)
     assert main(["--out", str(tmp_path / "cut"), "--resume", "--cache-dir", cache_dir,
                  "--quiet"]) == 0

@@ -1,0 +1,166 @@
+"""Test digit accuracy per background texture, for runs grouped by texture draw.
+
+    python -m scripts.per_texture RUN_DIR... [--json F] [--figure F.png] [data flags]
+
+For each run folder, its best_digit.npz (the Ours_digit / Baseline_digit
+checkpoint) classifies the run's test split (evaluate.py's path: the dataset
+rebuilt as the run built it and checked against its record), and the digit
+accuracy is split by each test image's background texture id. Runs are
+grouped by draw: the folder name without the method and the seed
+("ifm-draw3-seed1" -> "draw3"; the main runs' "ifm-seed0" -> "shared").
+
+Prints, per draw, the ten textures (file names) and the accuracy of each
+method on each (mean over the draw's seeds). --json writes every run's
+numbers; --figure draws one panel per draw, the two methods' accuracy per
+texture as bars, each texture's thumbnail as its tick label (needs
+matplotlib: pip install -r requirements-plots.txt).
+"""
+import argparse
+import json
+import os
+import re
+import sys
+
+import numpy as np
+
+from experiment.evaluate import UsageError
+from experiment.runfolder import read_json
+from experiment.saved_model import SavedModelError, load
+from experiment.trainer import DeviceSplit
+
+RUN = re.compile(r"^(?P<method>baseline|ifm)-?(?P<draw>.*?)-?seed(?P<seed>\d+)$")
+
+
+def draw_of(folder):
+    """(method, draw name, seed) from a run folder's name."""
+    match = RUN.match(os.path.basename(os.path.normpath(folder)))
+    if not match:
+        raise UsageError(f"{folder}: not a run folder name of the form <method>[-<draw>]-seed<N>")
+    return match["method"], match["draw"] or "shared", int(match["seed"])
+
+
+def per_texture(folder, args):
+    """{run, method, draw, seed, textures, test_digit_acc, per_texture} of one run."""
+    from data import load_shifted_mnist
+    from experiment.evaluate import data_sources
+    _, draw, seed = draw_of(folder)
+    saved = load(os.path.join(folder, "best_digit.npz"))
+    settings, meta = saved.meta["settings"], saved.meta
+    sources = data_sources(args, meta.get("sources"))
+    dataset = load_shifted_mnist(mnist_dir=sources["mnist_dir"], textures=sources["textures"],
+                                 seed=settings["data_seed"], cache_dir=sources["cache_dir"],
+                                 crops=settings.get("texture_crops") or "inside")
+    split = DeviceSplit(dataset.test, dataset.mean, dataset.std, np, settings.get("limit_eval"))
+    predictions = np.concatenate([
+        saved.model.forward(saved.inputs(split.images[lo:lo + 1000])).argmax(axis=0)
+        for lo in range(0, split.n, 1000)])
+    correct = predictions == split.digit
+    counts = [int((split.texture == t).sum()) for t in range(10)]
+    accuracy = [float(correct[split.texture == t].mean()) if n else None
+                for t, n in enumerate(counts)]
+    report = read_json(os.path.join(folder, "report.json"))["rows"]["best_digit"]
+    if abs(float(correct.mean()) - report["test_digit_acc"]) > 1e-12:
+        raise UsageError(f"{folder}: its test digit accuracy here, {correct.mean():.4f}, is not "
+                         f"its report's {report['test_digit_acc']:.4f}: other data?")
+    method = meta["method"]                                # the record's, not the name's
+    textures = meta["data"]["textures"]
+    return {"run": os.path.basename(os.path.normpath(folder)), "method": method, "draw": draw,
+            "seed": seed, "data_seed": settings["data_seed"],
+            "textures": [t.get("file") or t.get("pattern") for t in textures["textures"]],
+            "texture_dir": textures.get("dir"), "test_digit_acc": float(correct.mean()),
+            "per_texture": accuracy, "images_per_texture": counts}
+
+
+def by_draw(results):
+    """{draw: {"textures", "texture_dir", method: [mean accuracy per texture], ...}}."""
+    draws = {}
+    for r in results:
+        d = draws.setdefault(r["draw"], {"textures": r["textures"], "texture_dir": r["texture_dir"],
+                                         "runs": {}})
+        d["runs"].setdefault(r["method"], []).append(r["per_texture"])
+    for d in draws.values():
+        for method, rows in d["runs"].items():
+            rows = np.array(rows, dtype=float)          # None (no such test image) -> nan
+            d[method] = [float(v) for v in np.nanmean(rows, axis=0)]
+    return draws
+
+
+def thumbnail(texture_dir, name):
+    """The texture as an RGB array, for a tick label (None where the file is not here)."""
+    from PIL import Image
+
+    from data.textures import rgb8
+    path = os.path.join(texture_dir or "", name or "")
+    if not os.path.isfile(path):
+        return None
+    with Image.open(path) as image:
+        return np.asarray(rgb8(image).resize((32, 32)))
+
+
+def draw_figure(draws, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+    names = sorted(draws, key=lambda n: (n != "shared", n))
+    fig, axes = plt.subplots(len(names), 1, figsize=(9, 2.6 * len(names)), squeeze=False)
+    for ax, name in zip(axes[:, 0], names):
+        d = draws[name]
+        x = np.arange(10)
+        for offset, method, colour in ((-0.2, "baseline", "0.6"), (0.2, "ifm", "C0")):
+            if method in d:
+                ax.bar(x + offset, [100 * v for v in d[method]], 0.4, color=colour,
+                       label=f"{'IFM' if method == 'ifm' else 'baseline'} "
+                             f"({len(d['runs'][method])} seeds)")
+        ax.set_xticks(x)
+        ax.set_xticklabels([""] * 10)
+        ax.set_xlim(-0.6, 9.6)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("test digit acc. (%)")
+        ax.set_title(f"{name}: " + ", ".join(f"{i} {t.rsplit('.', 1)[0]}"
+                                            for i, t in enumerate(d["textures"])), fontsize=7)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+        for i, texture in enumerate(d["textures"]):
+            image = thumbnail(d["texture_dir"], texture)
+            if image is not None:
+                ax.add_artist(AnnotationBbox(OffsetImage(image, zoom=0.55), (i, 0),
+                                             xybox=(0, -13), xycoords=("data", "axes fraction"),
+                                             boxcoords="offset points", frameon=False))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None):
+    from experiment.settings import Parser
+    p = Parser(prog="python -m scripts.per_texture", description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", help="run folders with best_digit.npz")
+    p.add_argument("--json", help="write every run's numbers here")
+    p.add_argument("--figure", help="draw the per-texture panels into this PNG")
+    p.add_argument("--mnist-dir")
+    p.add_argument("--textures")
+    p.add_argument("--cache-dir")
+    args = p.parse_args(argv)
+    try:
+        results = [per_texture(folder, args) for folder in args.runs]
+    except (UsageError, SavedModelError, OSError, KeyError) as err:
+        print(f"per_texture: error: {err}", file=sys.stderr)
+        return 2
+    draws = by_draw(results)
+    for name in sorted(draws, key=lambda n: (n != "shared", n)):
+        d = draws[name]
+        print(f"{name}:")
+        for i, texture in enumerate(d["textures"]):
+            cells = "  ".join(f"{m} {100 * d[m][i]:5.1f}" for m in ("baseline", "ifm") if m in d)
+            print(f"  {i} {texture:<24} {cells}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"runs": results}, f, indent=1)
+    if args.figure:
+        draw_figure(draws, args.figure)
+        print(f"wrote {args.figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
