@@ -31,10 +31,10 @@ import numpy as np
 
 from experiment.settings import parse, positive_int, settings_from_args
 from experiment.trainer import Trainer
-from nn.allocator import retain_freed_memory
+from nn.cpu.allocator import retain_freed_memory
 from nn.backend import gpu_unavailable_reason
-from nn.openblas import core_name
-from nn.parallel import cores, use_cores
+from nn.cpu.openblas import core_name
+from nn.cpu.parallel import cores, use_cores
 
 ROWS = (("train_step_baseline", False, None), ("train_step_ifm_k64", True, 64),
         ("train_step_ifm_kall", True, "all"), ("inference", False, None))
@@ -157,10 +157,10 @@ def main(argv=None):
                         "normwise parameter difference CuPy - NumPy")
     p.add_argument("--cores", type=positive_int, default=None,
                    help="cpu: threads our NumPy work is split over (default: all cores, as "
-                        "train.py; 1: one thread plus OpenBLAS's own). See nn/parallel.py")
+                        "train.py; 1: one thread plus OpenBLAS's own). See nn/cpu/parallel.py")
     p.add_argument("--malloc", choices=("retain", "default"), default="retain",
                    help="'retain' (as train.py does): keep freed memory in the heap, see "
-                        "nn/allocator.py; 'default': glibc's own policy")
+                        "nn/cpu/allocator.py; 'default': glibc's own policy")
     args = p.parse_args(argv)
     if args.device == "gpu" and gpu_unavailable_reason():
         p.error(f"--device gpu: {gpu_unavailable_reason()}; or use --device cpu")

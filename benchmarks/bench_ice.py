@@ -1,4 +1,4 @@
-"""Benchmark: one iCE fi-RevNet training step (experiment/ice_trainer.py) per flow depth K.
+"""Benchmark: one iCE fi-RevNet training step (ice/trainer.py) per flow depth K.
 
 For each K it prints the median over --repeats timed steps (after --warmup
 untimed ones) of IceTrainer.train_step on random 3x32x32 images: flow
@@ -25,11 +25,11 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from experiment.ice_trainer import IceTrainer
+from ice.trainer import IceTrainer
 from experiment.settings import EXPERIMENT_KEYS, parse as parse_train
-from nn.allocator import retain_freed_memory
+from nn.cpu.allocator import retain_freed_memory
 from nn.backend import gpu_unavailable_reason
-from nn.parallel import use_cores
+from nn.cpu.parallel import use_cores
 
 
 def parse(argv=None):

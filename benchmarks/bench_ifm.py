@@ -21,9 +21,9 @@ import numpy as np
 from experiment.settings import positive_int
 from ifm import IFMRegularizer
 from ifm.sampling import count_rows
-from nn.allocator import retain_freed_memory
+from nn.cpu.allocator import retain_freed_memory
 from nn.backend import gpu_unavailable_reason, xp_for
-from nn.parallel import use_cores
+from nn.cpu.parallel import use_cores
 
 SHAPES = {1: (32, 32), 2: (64, 16), 3: (128, 8), 4: (128, 4)}     # layer: (channels, side)
 PAIRS = ((1, 2), (2, 3), (3, 4))
@@ -42,7 +42,7 @@ def parse(argv=None):
     p.add_argument("--marginal", default="image", choices=("image", "batch"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cores", type=positive_int, default=None,
-                   help="cpu: threads the NumPy work is split over (default: all; nn/parallel.py)")
+                   help="cpu: threads the NumPy work is split over (default: all; nn/cpu/parallel.py)")
     args = p.parse_args(argv)
     if args.device == "gpu" and gpu_unavailable_reason():
         p.error(f"--device gpu: {gpu_unavailable_reason()}; or use --device cpu")

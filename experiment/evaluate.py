@@ -23,7 +23,7 @@ import numpy as np
 from data import DataError, load_shifted_mnist, resolve_cache_dir, resolve_mnist_dir
 from data.paths import resolve_textures
 from nn.backend import gpu_unavailable_reason, to_numpy, xp_for
-from nn.parallel import use_cores
+from nn.cpu.parallel import use_cores
 
 from .provenance import data_changes
 from .saved_model import SavedModelError, load

@@ -23,7 +23,7 @@ def software_versions(device):
     or the GPU, CUDA and CuPy (GPU)."""
     versions = {"python": platform.python_version(), "numpy": np.__version__}
     if device == "cpu":
-        from nn.openblas import core_name
+        from nn.cpu.openblas import core_name
         versions["openblas_kernels"] = core_name()
     if device == "gpu":
         import cupy

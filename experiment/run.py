@@ -14,9 +14,10 @@ import time
 
 import numpy as np
 
-from nn.allocator import retain_freed_memory
+from ice.trainer import IceTrainer
+from nn.cpu.allocator import retain_freed_memory
+from nn.cpu.parallel import available_cores, use_cores
 from nn.serialization import state_to_numpy
-from nn.parallel import available_cores, use_cores
 
 from . import report as table3
 from . import saved_model
@@ -24,9 +25,9 @@ from .memory import too_large
 from .progress import EpochProgress, format_seconds
 from .provenance import code_version, data_changes, software_versions
 from .runfolder import BEST, CHECKPOINT, CONFIG, RunFolder, RunFolderError
-from .ice_trainer import IceTrainer
-from .settings import (EXPERIMENT_KEYS, command, main_differences, program, settings_text, RESUMABLE_KEYS, default_out, flag, old_run_settings, parse,
-                       settings_from_args)
+from .settings import (EXPERIMENT_KEYS, RESUMABLE_KEYS, command, default_out, flag,
+                       main_differences, old_run_settings, parse, program, settings_from_args,
+                       settings_text)
 from .trainer import EpochAccumulator, NonFiniteLoss, Trainer
 
 
@@ -327,7 +328,7 @@ def final_report(trainer, folder, cfg, progress_state):
 
 def main(argv=None):
     args = parse(argv)
-    retain_freed_memory()      # CPU speed only, see nn/allocator.py
+    retain_freed_memory()      # CPU speed only, see nn/cpu/allocator.py
     try:
         return run(args)
     except (UsageError, RunFolderError) as err:

@@ -76,7 +76,7 @@ def normalization_arrays(mean, std, xp):
 def build_model(settings, rng=None, dtype=np.float32):
     """The classifier a run of these settings selects checkpoints of (weights from ``rng``)."""
     if settings["method"] == "ice-firevnet":
-        from experiment.ice import IceModel
+        from ice.objective import IceModel
         return IceModel(3, depth=settings["flow_depth"], rng=rng, dtype=dtype)
     from experiment.classifier import Classifier
     return Classifier(rng=rng, dtype=dtype, features_at=settings.get("pair_features") or
@@ -138,7 +138,7 @@ def load(path, xp=np):
 def input_transform(meta, xp):
     """uint8 images (N, 3, H, W) on xp -> the model's input x (module docstring)."""
     if meta["method"] == "ice-firevnet":
-        from experiment.ice import dequantize
+        from ice.objective import dequantize
         return lambda images: dequantize(images, np.float32(0.5))
     mean, inv_std = normalization_arrays(meta["normalization"]["mean"],
                                          meta["normalization"]["std"], xp)

@@ -9,7 +9,7 @@ import math
 import os
 import sys
 
-from nn.parallel import available_cores
+from nn.cpu.parallel import available_cores
 
 PAIRS_DEFAULT = "1-2,2-3,3-4"
 ESTIMATORS = ("jsd", "dv", "infonce", "paper-eq4")
@@ -144,7 +144,7 @@ def build_parser():
                    help="with --device cpu: threads the NumPy work is split over (default: all "
                         "cores this process may use; 1: one thread plus OpenBLAS's own, as "
                         "plain NumPy). Changes float rounding too, so a resume keeps the run's "
-                        "count; see nn/parallel.py")
+                        "count; see nn/cpu/parallel.py")
 
     g = p.add_argument_group("data")
     g.add_argument("--mnist-dir", default=None,

@@ -8,8 +8,9 @@ docs/math.md for the derivation.
 
 Modules: ``estimators`` (F and dF/dV), ``sampling`` (pair positions),
 ``pairs`` (the pair layer: gather of pair vectors and D's first layer),
-``critic`` (the rest of the D_l as one stack, and the estimator), ``block``
-(one layer pair: positions and pair layer), ``regularizer``.
+``stacked`` (the layers of all three D_l as one stack), ``critic`` (the rest of
+the D_l as one stack, and the estimator), ``block`` (one layer pair: positions
+and pair layer), ``regularizer``.
 """
 from .block import IFMPair, PairPositions, upload_positions
 from .critic import Critic, PairCritic, make_discriminator

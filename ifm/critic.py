@@ -16,7 +16,7 @@ difference D must detect and hands it a shortcut (the batch a row came in).
 
 ``Critic`` is D after its first linear layer, and the estimator, for G
 critics D_1..D_G of one architecture (one per layer pair), their parameters
-stacked on a leading member axis (nn/stacked.py): "1.gamma" (G, 256),
+stacked on a leading member axis (ifm/stacked.py): "1.gamma" (G, 256),
 "3.W" (G, 128, 256), ..., keyed by the layer's index in D ("0" is the first
 linear layer, which the pair layer owns; "1" .. the rest, as in
 nn.Sequential). A call runs the members ``members`` (a slice of g of them)
@@ -39,9 +39,9 @@ from nn import BatchNorm1d, LeakyReLU, Linear, Sequential
 from nn.backend import get_array_module
 from nn.init import default_rng
 from nn.module import Container
-from nn.stacked import StackedBatchNorm, StackedLeakyReLU, StackedLinear
 
 from .estimators import ESTIMATORS, DVMovingAverage
+from .stacked import StackedBatchNorm, StackedLeakyReLU, StackedLinear
 
 HIDDEN = (256, 128, 64)
 NEGATIVE_SLOPE = 0.2

@@ -40,7 +40,7 @@ import numpy as np
 from nn.backend import get_array_module
 from nn.init import default_rng, kaiming_normal
 from nn.module import Module
-from nn.parallel import channel_sum, matmul, per_channel, run_in_blocks
+from nn.cpu.parallel import channel_sum, matmul, per_channel, run_in_blocks
 from nn.upsample import bilinear_upsample_backward, bilinear_upsample_forward
 
 

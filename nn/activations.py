@@ -8,7 +8,7 @@ The output has the sign of the input, so backward reads the cached output y.
 ReLU:     y = max(x, 0),                 dx = dy [y > 0]
 """
 from .backend import get_array_module
-from .parallel import per_channel
+from .cpu.parallel import per_channel
 
 
 def leaky_relu_forward(x, negative_slope=0.2):

@@ -20,7 +20,7 @@ The training cache holds xc and s rather than x_hat = s xc.
 from typing import NamedTuple
 
 from .backend import get_array_module
-from .parallel import per_channel
+from .cpu.parallel import per_channel
 
 
 class BatchNormCache(NamedTuple):

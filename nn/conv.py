@@ -16,7 +16,7 @@ runs of Wo*N contiguous values: no transposes anywhere.
 from typing import NamedTuple
 
 from .backend import get_array_module
-from .parallel import channel_sum, matmul, run_in_blocks
+from .cpu.parallel import channel_sum, matmul, run_in_blocks
 
 
 class ConvCache(NamedTuple):

@@ -3,12 +3,12 @@
 x (in, N), W (out, in), b (out,), y (out, N):
 Forward:  y = W x + b
 Backward: dx = W^T dy,  dW = dy x^T,  db = sum_n dy
-A stack (nn/stacked.py) puts a member axis first, x (G, in, N), W (G, out, in),
+A stack (ifm/stacked.py) puts a member axis first, x (G, in, N), W (G, out, in),
 b (G, out), and each member g has y[g] = W[g] x[g] + b[g]: the same formulas,
 with ^T the transpose of the last two axes.
-The products go through nn.parallel.matmul (bands over the CPU's cores).
+The products go through nn.cpu.parallel.matmul (bands over the CPU's cores).
 """
-from .parallel import channel_sum, matmul
+from .cpu.parallel import channel_sum, matmul
 
 
 def _T(A):

@@ -14,7 +14,7 @@ argmax is kept). Channels are independent (``per_channel``).
 from typing import NamedTuple
 
 from .backend import get_array_module
-from .parallel import per_channel
+from .cpu.parallel import per_channel
 
 TAPS = ((0, 0), (0, 1), (1, 0), (1, 1))
 

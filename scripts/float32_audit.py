@@ -16,7 +16,7 @@ import types
 
 import numpy as np
 
-from experiment.ice_trainer import IceTrainer
+from ice.trainer import IceTrainer
 from experiment.trainer import Trainer
 from nn.backend import gpu_unavailable_reason
 from scripts.step_fingerprint import config, tiny_dataset

@@ -66,8 +66,8 @@ def pytest_terminal_summary(terminalreporter):
 
 @pytest.fixture(autouse=True)
 def restore_cores():
-    """Undo a test's ``nn.parallel.use_cores`` (train.py's main calls it)."""
-    from nn import parallel
+    """Undo a test's ``nn.cpu.parallel.use_cores`` (train.py's main calls it)."""
+    from nn.cpu import parallel
     before = parallel.cores()
     yield
     if parallel.cores() != before:
@@ -75,7 +75,7 @@ def restore_cores():
 
 
 class InlineExecutor:
-    """Stands in for nn.parallel's thread pool: runs each task at once, in this thread."""
+    """Stands in for nn.cpu.parallel's thread pool: runs each task at once, in this thread."""
 
     def __init__(self):
         self.tasks = 0          # how many tasks a split path handed over
@@ -92,13 +92,13 @@ class InlineExecutor:
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "no_split: the code under test never reaches nn.parallel's split paths "
+        "markers", "no_split: the code under test never reaches nn.cpu.parallel's split paths "
                    "(run_in_blocks, matmul), so cores_mode runs it serially only")
 
 
 def pytest_collection_modifyitems(config, items):
     """Drop the split reruns that cannot fail: tests marked ``no_split``, and CuPy
-    instances (CuPy arrays always take nn.parallel's one-call path)."""
+    instances (CuPy arrays always take nn.cpu.parallel's one-call path)."""
     keep, drop = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
@@ -114,7 +114,7 @@ def pytest_collection_modifyitems(config, items):
 def cores_mode(request, monkeypatch):
     """Run a test as is, then again with every op split into the most blocks.
 
-    The second run makes nn.parallel cut even tiny arrays and products into
+    The second run makes nn.cpu.parallel cut even tiny arrays and products into
     blocks and bands as for 3 cores (uneven sizes), so the numeric checks of a
     module also cover the blocked code paths. The blocks run one after the
     other in this thread (thread handoffs would make the gradient checks 10x
@@ -123,7 +123,7 @@ def cores_mode(request, monkeypatch):
     A split run must reach a split path (it fails otherwise): a test whose
     code never does is marked ``no_split`` and runs serially only.
     """
-    from nn import parallel
+    from nn.cpu import parallel
     if request.param == "serial":
         yield
         return
@@ -135,7 +135,7 @@ def cores_mode(request, monkeypatch):
     monkeypatch.setattr(parallel, "_cores", 3)
     yield
     if getattr(request.node, "rep_call_passed", False) and pool.tasks == 0:
-        pytest.fail("the split run never reached a split path of nn.parallel: it cannot "
+        pytest.fail("the split run never reached a split path of nn.cpu.parallel: it cannot "
                     "fail where the serial run passes; mark the test no_split", pytrace=False)
 
 

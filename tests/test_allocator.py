@@ -2,7 +2,7 @@ import platform
 
 import numpy as np
 
-from nn.allocator import retain_freed_memory
+from nn.cpu.allocator import retain_freed_memory
 
 
 def test_retain_freed_memory_applies_on_glibc_and_arrays_still_work():

@@ -77,7 +77,7 @@ def test_every_name_the_standin_provides_exists_in_real_cupy():
 def recorded_calls():
     """{API name: keyword arguments passed} of training steps, evaluation and a checkpoint
     on the stand-in: the main configuration and its variants, iCE, every estimator."""
-    from experiment.ice_trainer import IceTrainer
+    from ice.trainer import IceTrainer
     from experiment.trainer import Trainer
     from nn.serialization import state_to_numpy
     variants = [({}, Trainer), ({"ifm": False}, Trainer), ({"upsample": "bilinear"}, Trainer),

@@ -181,7 +181,7 @@ def test_one_ice_step_reads_nothing_back_and_makes_no_generator(cp, labels, caps
     generators (one per SeededUniform: the noise, the couplings' and D_nc's dropout) are
     made at step 0 and reseeded after; shuffled labels upload an epoch's permutations at
     step 0."""
-    from experiment.ice_trainer import IceTrainer
+    from ice.trainer import IceTrainer
     cfg = config(method="ice-firevnet", ifm=False, optimizer="adamax", lr=1e-3, batch_size=32,
                  flow_depth=2, ice_beta=0.05, ice_labels=labels)
     trainer = IceTrainer(cfg, tiny_dataset(np.random.default_rng(0), n=64), "gpu")

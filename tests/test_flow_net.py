@@ -1,4 +1,4 @@
-"""Flow steps and the whole 2-level fi-RevNet (nn.firevnet), in float64.
+"""Flow steps and the whole 2-level fi-RevNet (ice.firevnet), in float64.
 
 - the inverting backward (keep_activations=False, no stored activations) gives
   the gradients of the cache-everything backward;
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from gradcheck import check_directional, check_gradients, upstream
 
-from nn import flow, gaussian
-from nn.firevnet import FiRevNet, FlowStep
+from ice import flow, gaussian
+from ice.firevnet import FiRevNet, FlowStep
 from test_flow_ops import log_abs_det, numeric_jacobian
 
 IMAGE = (3, 4, 4, 2)        # C, H, W, N: 2 levels take it to (24, 1, 1, 2)
@@ -217,7 +217,7 @@ def test_whole_flow_log_det_and_prior_brute_force(rng):
     J = numeric_jacobian(latents, x)
     np.testing.assert_allclose(out.log_det, [log_abs_det(J)], rtol=0, atol=1e-7)
     # log p(x) = log N(z; 0, I) + log N(z2; prior(z1)) + log|det J|, the split's prior
-    # recomputed from the split's input with the ops of nn.flow.
+    # recomputed from the split's input with the ops of ice.flow.
     v = x
     for layer in net.layers[:3]:
         v = layer.forward(v)[0]

@@ -1,4 +1,4 @@
-"""The invertible ops of nn.flow and the log-likelihoods of nn.gaussian, in float64.
+"""The invertible ops of ice.flow and the log-likelihoods of ice.gaussian, in float64.
 
 For every op: central-difference gradients of every input and parameter
 (gradcheck.py: L = sum(dy * y) + sum(g * log_det) with random dy and g),
@@ -14,18 +14,18 @@ import numpy as np
 import pytest
 from gradcheck import check_gradients, upstream
 
-from nn import flow, gaussian
+from ice import flow, gaussian
 from nn.dropout import keep_mask
 
-# Every test runs serially and again with nn.parallel's primitives split into blocks
-# (conftest.py); those whose ops never call nn.parallel are marked no_split.
+# Every test runs serially and again with nn.cpu.parallel's primitives split into blocks
+# (conftest.py); those whose ops never call nn.cpu.parallel are marked no_split.
 pytestmark = pytest.mark.usefixtures("cores_mode")
 
 TINY = (4, 2, 2, 1)         # the shape of the brute-force log-det checks: D = 16
 
 
 def random_nn_params(rng, C1, C2, hidden, k1=3):
-    """Coupling-NN parameters (nn.flow.NN_PARAMS) away from their zero initialization."""
+    """Coupling-NN parameters (ice.flow.NN_PARAMS) away from their zero initialization."""
     return dict(W1=0.5 * rng.standard_normal((hidden, C1, k1, k1)),
                 an1_b=0.3 * rng.standard_normal(hidden), an1_logs=0.3 * rng.standard_normal(hidden),
                 W2=0.5 * rng.standard_normal((hidden, hidden, 1, 1)),

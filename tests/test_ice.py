@@ -1,4 +1,4 @@
-"""experiment/ice.py: the iCE fi-RevNet latents, objective and nuisance classifier (float64).
+"""ice/objective.py: the iCE fi-RevNet latents, objective and nuisance classifier (float64).
 
 - z_s and z_n: which latent values they hold, and dL/dz_n and dL/dz_s routed back;
 - the gradient of L = bpd + CE(BN(z_s), y) - beta CE(D_nc(z_n), y_enc) with respect to
@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from gradcheck import check_directional, upstream
 
-from experiment import ice
-from experiment.ice_trainer import IceTrainer, encoder_lr
+from ice import objective
+from ice.trainer import IceTrainer, encoder_lr
 from nn.optim import Adamax
 
 N = 6
@@ -25,7 +25,7 @@ N = 6
 
 def tiny(seed=0, p=0.2, depth=2):
     rng = np.random.default_rng(seed)
-    model = ice.IceModel(3, levels=3, depth=depth, hidden=3, p=p,
+    model = objective.IceModel(3, levels=3, depth=depth, hidden=3, p=p,
                          rng=np.random.default_rng(seed + 1), dtype=np.float64)
     x = rng.standard_normal((3, 8, 8, 16))
     model.initialize(x)
@@ -34,7 +34,7 @@ def tiny(seed=0, p=0.2, depth=2):
             and ".actnorm." not in k
         p_ = model.flow.params[k]
         p_[...] = p_ + (0.05 if zero_init else 0.2) * rng.standard_normal(p_.shape)
-    critic = ice.NuisanceClassifier(192, hidden=5, p=p, rng=np.random.default_rng(seed + 2),
+    critic = objective.NuisanceClassifier(192, hidden=5, p=p, rng=np.random.default_rng(seed + 2),
                                     dtype=np.float64)
     return model, critic
 
@@ -42,15 +42,15 @@ def tiny(seed=0, p=0.2, depth=2):
 def test_logits_and_nuisance_hold_the_authors_entries(rng):
     z = rng.standard_normal((48, 4, 4, N))
     zs = [rng.standard_normal((6, 16, 16, N)), rng.standard_normal((12, 8, 8, N))]
-    np.testing.assert_array_equal(ice.logit_view(z), z[:10, 2, 2])
-    z_n = ice.nuisance(z, zs)
+    np.testing.assert_array_equal(objective.logit_view(z), z[:10, 2, 2])
+    z_n = objective.nuisance(z, zs)
     assert z_n.shape == (3072, N)
     filled = z.copy()
     filled[:10, 2, 2] = 0.1
     np.testing.assert_array_equal(z_n, np.concatenate([filled.reshape(-1, N),
                                                        zs[0].reshape(-1, N), zs[1].reshape(-1, N)]))
     dz_n, dz_s = rng.standard_normal((3072, N)), rng.standard_normal((10, N))
-    dz, dzs = ice.nuisance_backward(dz_n, dz_s, z, zs)
+    dz, dzs = objective.nuisance_backward(dz_n, dz_s, z, zs)
     expected = dz_n[:768].reshape(z.shape).copy()
     expected[:10, 2, 2] = dz_s
     np.testing.assert_array_equal(dz, expected)
@@ -60,9 +60,9 @@ def test_logits_and_nuisance_hold_the_authors_entries(rng):
 
 def test_dequantization_and_its_log_det():
     images = np.array([0, 255], np.uint8).reshape(2, 1, 1, 1)
-    np.testing.assert_allclose(ice.dequantize(images, 0.5).ravel(), [1 / 256 - 1, 1 - 1 / 256],
+    np.testing.assert_allclose(objective.dequantize(images, 0.5).ravel(), [1 / 256 - 1, 1 - 1 / 256],
                                rtol=1e-6)
-    assert ice.input_log_det(3072) == 3072 * np.log(2)
+    assert objective.input_log_det(3072) == 3072 * np.log(2)
 
 
 def test_ice_objective_gradients():
@@ -71,17 +71,17 @@ def test_ice_objective_gradients():
     x = rng.standard_normal((3, 8, 8, N))
     y = rng.integers(0, 10, N)
     y_enc = rng.permutation(y)
-    beta, log_det = 0.3, ice.input_log_det(192)
+    beta, log_det = 0.3, objective.input_log_det(192)
 
     def forward():
         model.flow.set_dropout_rng(np.random.default_rng(11))   # the same masks every time
         critic.set_dropout_rng(np.random.default_rng(12))
         logits = model.forward(x)
-        return ice.ice_objective(model, critic, logits, y, y_enc, beta, log_det)
+        return objective.ice_objective(model, critic, logits, y, y_enc, beta, log_det)
 
     terms, up = forward()
     assert terms.loss.shape == () and float(terms.bpd) > 0
-    dx = ice.ice_backward(model, critic, up)
+    dx = objective.ice_backward(model, critic, up)
     keys = list(model.params)
     grads = {k: model.grads[k].copy() for k in keys}
 
@@ -105,10 +105,10 @@ def logits_ce_gradients(model, critic, x, y):
         model.flow.set_dropout_rng(np.random.default_rng(11))
         critic.set_dropout_rng(np.random.default_rng(12))
         logits = model.forward(x)
-        return ice.ice_objective(model, critic, logits, y, y, 0.0, 0.0)
+        return objective.ice_objective(model, critic, logits, y, y, 0.0, 0.0)
 
     terms, (dlogits, dcritic, dlogp) = forward()
-    ice.ice_backward(model, critic, (dlogits, np.zeros_like(dcritic), np.zeros_like(dlogp)))
+    objective.ice_backward(model, critic, (dlogits, np.zeros_like(dcritic), np.zeros_like(dlogp)))
     keys = [k for k in model.params if ".coupling." in k]
     return (lambda: forward()[0].ce_logits), {k: model.grads[k].copy() for k in keys}
 
@@ -138,8 +138,8 @@ def test_the_check_fails_when_the_cross_entropy_path_is_cut(monkeypatch):
     rng = np.random.default_rng(8)
     x, y = rng.standard_normal((3, 8, 8, N)), rng.integers(0, 10, N)
     model, critic = tiny()
-    original = ice.nuisance_backward
-    monkeypatch.setattr(ice, "nuisance_backward",
+    original = objective.nuisance_backward
+    monkeypatch.setattr(objective, "nuisance_backward",
                         lambda dz_n, dz_s, z, zs: original(dz_n, 0 * dz_s, z, zs))
     loss, grads = logits_ce_gradients(model, critic, x, y)
     keys = [k for k in grads if k.startswith("flow.1.coupling.")]
@@ -161,7 +161,7 @@ def test_how_many_input_values_each_logit_depends_on(depth, inputs):
 
     def z_s(x):
         model.forward(x)
-        return ice.logit_view(model.out.z)[:, 0].copy()
+        return objective.logit_view(model.out.z)[:, 0].copy()
 
     base, depends = z_s(x), np.zeros((10, x.size // 2), bool)
     for i in range(depends.shape[1]):
@@ -178,22 +178,22 @@ def test_the_nuisance_term_reaches_only_the_latents_it_reads():
     x = rng.standard_normal((3, 8, 8, N))
     y = rng.integers(0, 10, N)
     logits = model.forward(x)
-    _, (dlogits, dcritic, _) = ice.ice_objective(model, critic, logits, y, y, 0.5, 0.0)
+    _, (dlogits, dcritic, _) = objective.ice_objective(model, critic, logits, y, y, 0.5, 0.0)
     dz_n = critic.backward(dcritic)
-    dz, _ = ice.nuisance_backward(dz_n, np.zeros((10, N)), model.out.z, model.out.zs)
-    assert np.all(ice.logit_view(dz) == 0) and np.abs(dz).max() > 0
+    dz, _ = objective.nuisance_backward(dz_n, np.zeros((10, N)), model.out.z, model.out.zs)
+    assert np.all(objective.logit_view(dz) == 0) and np.abs(dz).max() > 0
 
 
 def test_inner_steps_fit_the_fixed_nuisance_and_leave_it_alone():
     rng = np.random.default_rng(5)
-    critic = ice.NuisanceClassifier(40, hidden=16, p=0.1, rng=np.random.default_rng(1))
+    critic = objective.NuisanceClassifier(40, hidden=16, p=0.1, rng=np.random.default_rng(1))
     optimizer = Adamax(critic.params, lr=1e-2, grads=critic.grads)
     z_n = rng.standard_normal((40, 32)).astype(np.float32)
     y = rng.integers(0, 10, 32)
     kept = z_n.copy()
     critic.set_dropout_rng(np.random.default_rng(0))
-    first = ice.fit_nuisance(critic, optimizer, z_n, y, 1)
-    last = ice.fit_nuisance(critic, optimizer, z_n, y, 60)
+    first = objective.fit_nuisance(critic, optimizer, z_n, y, 1)
+    last = objective.fit_nuisance(critic, optimizer, z_n, y, 60)
     assert optimizer.step_count == 61
     assert float(last) < 0.5 * float(first)
     np.testing.assert_array_equal(z_n, kept)

@@ -14,7 +14,7 @@ import pytest
 from test_train_run_folder import (assert_same_state, one_line_error, sources,  # noqa: F401
                                    textures, train)
 
-from experiment import ice_trainer
+from ice import trainer as ice_trainer
 from experiment.run import main
 
 ICE = ["--method", "ice-firevnet", "--flow-depth", "2", "--limit-train", "96",

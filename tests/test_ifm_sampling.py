@@ -11,7 +11,7 @@ from nn.upsample import (bilinear_upsample_forward, nearest_upsample_backward,
                          nearest_upsample_forward)
 
 # Every test runs twice: serial, and with every op split into blocks (conftest.py), except
-# those marked no_split (the pair sampling and the refused shapes never reach nn.parallel).
+# those marked no_split (the pair sampling and the refused shapes never reach nn.cpu.parallel).
 pytestmark = pytest.mark.usefixtures("cores_mode")
 
 

@@ -17,7 +17,7 @@ from experiment.settings import settings_from_args
 from experiment.settings import parse
 from experiment.trainer import DeviceSplit
 from fixtures_data import synthetic_mnist, write_mnist_dir
-from nn import openblas
+from nn.cpu import openblas
 from nn.serialization import save_module
 
 from scripts import linear_probe

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from experiment import memory
-from experiment.ice_trainer import IceTrainer
+from ice.trainer import IceTrainer
 from experiment.trainer import Trainer
 from scripts.step_fingerprint import config, tiny_dataset
 

@@ -14,7 +14,7 @@ import nn
 from nn import activations, batchnorm, conv, linear, losses, pooling, upsample
 
 # Every test runs twice: serial, and with every op split into blocks (conftest.py), except
-# those marked no_split (upsampling, the loss and flatten never call nn.parallel, and
+# those marked no_split (upsampling, the loss and flatten never call nn.cpu.parallel, and
 # one channel is never cut into blocks).
 pytestmark = pytest.mark.usefixtures("cores_mode")
 

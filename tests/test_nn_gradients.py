@@ -16,7 +16,7 @@ import nn
 from nn import activations, batchnorm, conv, linear, losses, pooling, upsample
 
 # Every test runs twice: serial, and with every op split into blocks (conftest.py), except
-# those marked no_split (upsampling, the loss and flatten never call nn.parallel).
+# those marked no_split (upsampling, the loss and flatten never call nn.cpu.parallel).
 pytestmark = pytest.mark.usefixtures("cores_mode")
 
 
@@ -205,7 +205,7 @@ MODULES = {
     "Upsample bilinear": lambda r: (nn.Upsample(2, "bilinear"), r.standard_normal((2, 3, 5, 2))),
     "Flatten": lambda r: (nn.Flatten(), r.standard_normal((3, 3, 5, 2))),
 }
-# Layers whose code never calls nn.parallel: their split reruns are dropped (conftest.py).
+# Layers whose code never calls nn.cpu.parallel: their split reruns are dropped (conftest.py).
 SERIAL_ONLY = {"Upsample nearest", "Upsample bilinear", "Flatten"}
 
 

@@ -1,4 +1,4 @@
-"""Stacked layers (nn/stacked.py) against their members as plain nn layers.
+"""Stacked layers (ifm/stacked.py) against their members as plain nn layers.
 
 A stack of G layers run on stacked batches must give, member by member, what
 each member gives as an nn layer of its own: outputs, input gradients,
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nn import BatchNorm1d, LeakyReLU, Linear
-from nn.stacked import StackedBatchNorm, StackedLeakyReLU, StackedLinear
+from ifm.stacked import StackedBatchNorm, StackedLeakyReLU, StackedLinear
 
 pytestmark = pytest.mark.usefixtures("cores_mode")
 

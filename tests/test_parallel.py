@@ -1,4 +1,4 @@
-"""nn.parallel on real threads: each primitive split, the block partition, and a whole step.
+"""nn.cpu.parallel on real threads: each primitive split, the block partition, and a whole step.
 
 Each primitive (matmul with and without bias, per_channel, channel_sum,
 channel_dot), run on arrays large enough to split, must equal the plain
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import nn
-from nn import openblas, parallel
+from nn.cpu import openblas, parallel
 from test_train_gpu_parity import config, normwise_error, tiny_dataset
 
 from experiment.trainer import Trainer, build_optimizer
@@ -21,7 +21,7 @@ from experiment.trainer import Trainer, build_optimizer
 
 @pytest.fixture
 def split_calls(monkeypatch):
-    """How many tasks each split of nn.parallel handed over (a list, one entry per split).
+    """How many tasks each split of nn.cpu.parallel handed over (a list, one entry per split).
 
     Proves that a result came from the split path, not from the plain expression.
     """

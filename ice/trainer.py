@@ -1,4 +1,4 @@
-"""The training loop of iCE fi-RevNet (experiment/ice.py), with Trainer's interface.
+"""The training loop of iCE fi-RevNet (ice/objective.py), with Trainer's interface.
 
 experiment/run.py drives it as it drives Trainer: the same epochs, shuffles
 (Trainer.epoch_order), NaN guard, validation, best checkpoints and report.
@@ -35,12 +35,12 @@ goes on exactly as without it.
 """
 import numpy as np
 
+from experiment.trainer import Trainer, build_optimizer
 from nn.dropout import draw_seed
 from nn.random import SeededUniform
 
-from .ice import (IceModel, NuisanceClassifier, dequantize, fit_nuisance, ice_backward,
-                  ice_objective, input_log_det)
-from .trainer import Trainer, build_optimizer
+from .objective import (IceModel, NuisanceClassifier, dequantize, fit_nuisance, ice_backward,
+                        ice_objective, input_log_det)
 
 TERM_NAMES = ("nll_bpd", "ce_logits", "ce_nuisance")
 GRADIENT_NORM_NAMES = ("grad_nll", "grad_ce_logits", "grad_nuisance")
@@ -74,7 +74,7 @@ class IceTrainer(Trainer):
         return np.random.default_rng([self.cfg["seed"], k, epoch, step])
 
     def train_step(self, index, epoch, step):
-        """One step (experiment/ice.py); returns device scalars (L, correct, terms, L)."""
+        """One step (ice/objective.py); returns device scalars (L, correct, terms, L)."""
         cfg, split = self.cfg, self.train_data
         images = split.images[index]
         noise = self.uniform(draw_seed(self.step_rng(3, epoch, step)),

@@ -32,7 +32,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import openblas
-from .backend import get_array_module
+from ..backend import get_array_module
 
 # Below these sizes a thread handoff (tens of microseconds) costs more than it saves.
 MIN_PARALLEL_BYTES = 1 << 18

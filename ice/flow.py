@@ -23,7 +23,7 @@ ZeroConv (zero-initialized, with a learned output scale, as in Glow):
     y = (conv(x, W) + b) exp(k l),  k = 3;   dl = k sum_{h,w,n} dy y,   d(conv) = exp(k l) dy
 Split, x = (z1, z2) halves along channels; z2 leaves the flow under a learned prior:
     h = ZeroConv3x3(z1) (C channels),  mean = h[0::2],  log-scale = h[1::2]
-    log_prior_n = log N(z2_n; mean, exp(log-scale)^2)    (nn.gaussian)
+    log_prior_n = log N(z2_n; mean, exp(log-scale)^2)    (ice.gaussian)
 
 The layer classes own the parameters. Each invertible layer has
 ``forward(x) -> (y, log_det)``, ``inverse(y) -> x`` and
@@ -46,15 +46,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .activations import relu_backward, relu_forward
-from .backend import get_array_module
-from .conv import conv2d_backward, conv2d_forward
-from .dropout import draw_seed, dropout_backward, dropout_forward, keep_mask
+from nn.activations import relu_backward, relu_forward
+from nn.backend import get_array_module
+from nn.conv import conv2d_backward, conv2d_forward
+from nn.cpu.parallel import channel_dot, channel_sum, per_channel
+from nn.dropout import draw_seed, dropout_backward, dropout_forward, keep_mask
+from nn.init import default_rng, kaiming_normal
+from nn.module import Module
+from nn.random import SeededUniform
+
 from .gaussian import gaussian_log_likelihood, gaussian_log_likelihood_backward
-from .init import default_rng, kaiming_normal
-from .module import Module
-from .parallel import channel_dot, channel_sum, per_channel
-from .random import SeededUniform
 
 ACTNORM_EPS = 1e-6
 ZERO_CONV_LOGSCALE = 3.0

@@ -20,8 +20,8 @@ as layers are built; ``.to("gpu")`` moves the stack).
 """
 import numpy as np
 
-from . import activations, batchnorm, linear
-from .module import Module
+from nn import activations, batchnorm, linear
+from nn.module import Module
 
 
 def member_rows(a, members):

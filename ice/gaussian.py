@@ -19,7 +19,7 @@ log-likelihood of image n.
 """
 import math
 
-from .backend import get_array_module
+from nn.backend import get_array_module
 
 LOG_2PI = math.log(2 * math.pi)
 

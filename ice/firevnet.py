@@ -3,19 +3,19 @@
 Glow's architecture (Kingma & Dhariwal 2018) with additive coupling and
 channel reversal, on images x (C, H, W, N), batch last. Level l = 1..L:
     squeeze -> K flow steps -> split (every level but the last)
-A flow step (nn.flow): ActNorm -> channel reversal -> additive coupling.
+A flow step (ice.flow): ActNorm -> channel reversal -> additive coupling.
 
 Outputs: z (C_L, H_L, W_L, N), the last level's maps, under N(0, I); zs, the
 halves z2 the splits took out, first split first; per image (N,)
     log_det   = sum of the ActNorm log-dets (the other ops preserve volume)
     log_prior = sum of the splits' learned-prior log-likelihoods + log N(z; 0, I)
-    log p(x)  = log_det + log_prior      (nn.gaussian.bits_per_dim turns it into bits/dim)
+    log p(x)  = log_det + log_prior      (ice.gaussian.bits_per_dim turns it into bits/dim)
 backward(dz, dzs, dlogp) takes dL/dz and dL/dzs from whatever else reads the
 latents (the iCE classifiers; None where nothing does) and g = dL/dlog p (N,),
 and returns dL/dx. Every layer gets g for its log-det or prior, and
     dz <- dz - g z          (the standard normal prior on z)
 then the layers run backwards, each handing its input to the layer before it
-(nn.flow.Invertible). With ``keep_activations=False`` each layer recomputes its
+(ice.flow.Invertible). With ``keep_activations=False`` each layer recomputes its
 input from its output by inversion, and the net keeps only references to its
 own outputs z and zs between forward and backward.
 """
@@ -23,12 +23,13 @@ from typing import List, NamedTuple
 
 import numpy as np
 
-from .backend import get_array_module
+from nn.backend import get_array_module
+from nn.init import default_rng
+from nn.module import Container
+from nn.random import SeededUniform
+
 from .flow import ActNorm, AdditiveCoupling, Reverse, Split, Squeeze
 from .gaussian import standard_normal_log_likelihood, standard_normal_log_likelihood_backward
-from .init import default_rng
-from .random import SeededUniform
-from .module import Container
 
 
 class FlowOutput(NamedTuple):
@@ -44,7 +45,7 @@ class FlowOutput(NamedTuple):
 
 
 class FlowStep(Container):
-    """ActNorm -> channel reversal -> additive coupling on C channels (nn.flow.Invertible)."""
+    """ActNorm -> channel reversal -> additive coupling on C channels (ice.flow.Invertible)."""
 
     def __init__(self, num_channels, hidden=128, p=0.1, rng=None, dtype=np.float32,
                  keep_activations=False, uniform=None):

@@ -4,9 +4,9 @@ Inputs, uint8 images I (N, 3, H, W) -> x (3, H, W, N), batch last:
     v = (I + u) / 256,  u ~ U[0, 1) per value (dequantization; eval: u = 1/2),
     x = 2 v - 1 in [-1, 1)
 so log p(v) = log p_flow(x) + D log 2 (D = 3 H W values), and the NLL in bits
-per dimension of the 8-bit data is nn.gaussian.bits_per_dim(log p(v), D, 256).
+per dimension of the 8-bit data is ice.gaussian.bits_per_dim(log p(v), D, 256).
 
-Encoder f = nn.firevnet.FiRevNet (L levels; on 3x32x32 and L = 3:
+Encoder f = ice.firevnet.FiRevNet (L levels; on 3x32x32 and L = 3:
 z (48, 4, 4, N), split-off halves zs = [(6, 16, 16, N), (12, 8, 8, N)]).
     z_s = z[0:10, H_L/2, W_L/2]   (10, N): ten channels at one position,
                                    (2, 2) on 4x4 as in the authors' code
@@ -32,12 +32,13 @@ import numpy as np
 from nn import BatchNorm1d, LeakyReLU, Linear, Sequential, softmax_cross_entropy
 from nn.backend import get_array_module
 from nn.dropout import Dropout
-from nn.firevnet import FiRevNet
-from nn.gaussian import bits_per_dim
 from nn.init import fan_in_uniform_
 from nn.layout import from_nchw
 from nn.module import Container
 from nn.random import SeededUniform
+
+from .firevnet import FiRevNet
+from .gaussian import bits_per_dim
 
 NUM_CLASSES = 10
 NUISANCE_FILL = 0.1       # what z_n holds in place of the logit entries

@@ -8,7 +8,7 @@ two differ by about 1.6x in float32 GEMM rate, so a benchmark must say which
 one it ran on. The project never sets OPENBLAS_CORETYPE itself: a machine
 that pins it does so on purpose.
 
-``set_num_threads`` is what ``nn.parallel.use_cores`` calls to make OpenBLAS
+``set_num_threads`` is what ``nn.cpu.parallel.use_cores`` calls to make OpenBLAS
 single-threaded while the project runs its own threads.
 
 threadpoolctl finds the BLAS libraries this process has loaded and talks to
