@@ -23,7 +23,7 @@ import pytest
 from ifm import PairCritic, jsd_divergence
 from nn import Adam
 
-# Each test trains D for hundreds of steps (about a minute in all): outside the README's
+# Each test trains D for hundreds of steps (one to two minutes in all): outside the README's
 # test command, run by `python3 -m pytest -q -m slow` (CI runs both).
 pytestmark = pytest.mark.slow
 
