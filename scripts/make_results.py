@@ -49,8 +49,10 @@ SEED = re.compile(r"-seed(\d+)$")
 # The main IFM run's settings (train.py's defaults with --ifm); a run's
 # "changes" column lists the flags where it differs.
 COMPARED = ("lam", "samples", "estimator", "marginal", "upsample", "pair_features", "textures",
-            "texture_crops", "eval_every", "init", "optimizer", "lr", "momentum", "batch_size")
+            "texture_crops", "eval_every", "init", "optimizer", "lr", "momentum", "batch_size",
+            "limit_train", "data_seed", "flow_depth", "ice_beta", "ice_labels")
 IFM_ONLY = ("lam", "samples", "estimator", "marginal", "upsample", "pair_features")
+ICE_ONLY = ("flow_depth", "ice_beta", "ice_labels")
 REFERENCE = {k: v for k, v in vars(build_parser().parse_args(["--ifm"])).items() if k in COMPARED}
 
 
@@ -58,7 +60,9 @@ def changes(settings):
     """Flags that set this run apart from the main IFM run, e.g. '--lam 10'."""
     settings = old_run_settings(settings)
     out = [] if settings["ifm"] else [settings["method"]]
-    keys = COMPARED if settings["ifm"] else [k for k in COMPARED if k not in IFM_ONLY]
+    own = () if settings["ifm"] else IFM_ONLY       # flags of another method are not shown
+    own += () if settings["method"] == "ice-firevnet" else ICE_ONLY
+    keys = [k for k in COMPARED if k not in own]
     for k in keys:
         if settings.get(k) != REFERENCE[k]:
             out.append(f"--{k.replace('_', '-')} {settings.get(k)}")

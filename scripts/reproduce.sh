@@ -133,6 +133,8 @@ ablation_seed_runs=(
 
 # iCE fi-RevNet (Jacobsen et al. 2019), the paper's Table 3 row: the authors' full
 # configuration (3 levels of K = 16 steps, Adamax lr 1e-3, batch 128, 200 epochs), for a GPU.
+# Expected time: 75000 steps; 5.7 s per step on a 2-core CPU (benchmarks.bench_ice,
+# 2026-12-06), about 118 hours per seed there. Not yet timed on a GPU (README: Speed).
 ice_runs=(
   "ice-firevnet-seed0  --method ice-firevnet --epochs 200 --seed 0 --device gpu"
   "ice-firevnet-seed1  --method ice-firevnet --epochs 200 --seed 1 --device gpu"
