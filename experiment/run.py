@@ -1,4 +1,7 @@
-"""train.py's driver: check the command and the run folder, train, select, report.
+"""train.py's driver: check the command and the run folder, build the trainer, fit, report.
+
+The epochs, validations and the choice of the best models are Trainer.fit's
+(experiment/trainer.py); what a checkpoint records of them is runfolder.Progress.
 
 Nothing is written into the run folder until the flags, the data and, on
 --resume, the saved config and checkpoint have all been checked, so a refused
@@ -17,18 +20,17 @@ import numpy as np
 from ice.trainer import IceTrainer
 from nn.cpu.allocator import retain_freed_memory
 from nn.cpu.parallel import available_cores, use_cores
-from nn.serialization import state_to_numpy
 
 from . import report as table3
 from . import saved_model
 from .memory import too_large
-from .progress import EpochProgress, format_seconds
+from .progress import format_seconds
 from .provenance import code_version, data_changes, software_versions
-from .runfolder import BEST, CHECKPOINT, CONFIG, RunFolder, RunFolderError
+from .runfolder import CHECKPOINT, CONFIG, Progress, RunFolder, RunFolderError, split_best
 from .settings import (EXPERIMENT_KEYS, RESUMABLE_KEYS, command, default_out, flag,
                        main_differences, old_run_settings, parse, program, settings_from_args,
                        settings_text)
-from .trainer import EpochAccumulator, NonFiniteLoss, Trainer
+from .trainer import NonFiniteLoss, Trainer
 
 
 class UsageError(Exception):
@@ -189,115 +191,7 @@ class InterruptFlag:
         return False
 
 
-def history_columns(trainer):
-    return (["epoch", "train_loss", "train_acc"] + trainer.term_names
-            + trainer.diagnostic_names
-            + ["val_digit_acc", "val_texture_acc", "seconds", "images_per_s"])
-
-
-def train(trainer, folder, cfg, progress_state, best_states, quiet, interrupt, model_record,
-          log=print):
-    """Run the remaining epochs; returns "done" or "interrupted"."""
-    xp = trainer.xp
-    history = [r for r in folder.read_history() if int(r["epoch"]) <= progress_state["epoch_done"]]
-    columns = history_columns(trainer)
-    steps = trainer.steps_per_epoch()
-    B = cfg["batch_size"]
-    every = cfg["eval_every"]
-    for epoch in range(progress_state["epoch_done"] + 1, cfg["epochs"] + 1):
-        accum = EpochAccumulator(xp, len(trainer.term_names))
-        start_step, carried_seconds = 0, 0.0
-        if progress_state.get("partial"):
-            accum.load_host(progress_state["partial"]["accum"])
-            start_step = progress_state["partial"]["next_step"]
-            carried_seconds = progress_state["partial"]["seconds"]
-            progress_state["partial"] = None
-        order = trainer.epoch_order(epoch)
-        bar = EpochProgress(epoch, cfg["epochs"], steps, B, start_step, enabled=not quiet,
-                            validation_seconds=progress_state.get("validation_seconds", 0.0))
-        t0 = time.perf_counter()
-        for step in range(start_step, steps):
-            if interrupt.requested:
-                accum.check_finite(epoch)
-                progress_state["partial"] = {"next_step": step, "accum": accum.to_host(),
-                                             "seconds": carried_seconds + time.perf_counter() - t0}
-                folder.save_checkpoint(checkpoint_arrays(trainer, best_states), progress_state)
-                log(f"saved a checkpoint at epoch {epoch}, step {step}/{steps}; continue with: "
-                    f"{command()} --out {shlex.quote(folder.path)} --resume")
-                return "interrupted"
-            index = trainer.batch_index(order, step)
-            loss, correct, F_values, total = trainer.train_step(index, epoch, step)
-            accum.add(step, int(index.shape[0]), loss, correct, F_values, total)
-            if bar.due():
-                accum.check_finite(epoch)
-                bar.show(step + 1, accum.mean_loss())
-            if every and ((epoch - 1) * steps + step + 1) % every == 0 and step + 1 < steps:
-                accum.check_finite(epoch)
-                validate(trainer, folder, progress_state, best_states, epoch, step + 1,
-                         model_record, bar)
-        accum.check_finite(epoch)
-        train_seconds = carried_seconds + time.perf_counter() - t0
-        bar.show(steps, accum.mean_loss(), final=True)
-        diagnostics = trainer.epoch_diagnostics(epoch)
-        val_digit, val_texture = validate(trainer, folder, progress_state, best_states, epoch,
-                                          steps, model_record, bar, record=bool(every))
-        seconds = carried_seconds + time.perf_counter() - t0
-        host = accum.to_host()
-        row = {"epoch": epoch, "train_loss": f"{host['loss'] / host['seen']:.6f}",
-               "train_acc": f"{host['correct'] / host['seen']:.6f}",
-               "val_digit_acc": f"{val_digit:.6f}", "val_texture_acc": f"{val_texture:.6f}",
-               "seconds": f"{seconds:.2f}",
-               "images_per_s": f"{host['seen'] / max(train_seconds, 1e-9):.1f}"}
-        for name, F in zip(trainer.term_names, host["F"]):
-            row[name] = f"{F / host['steps']:.6f}"
-        row.update({name: f"{value:.6g}" for name, value in diagnostics.items()})
-        history.append(row)
-        folder.write_history(history, columns)
-        progress_state["epoch_done"] = epoch
-        progress_state["wall_seconds"] = progress_state.get("wall_seconds", 0.0) + seconds
-        folder.save_checkpoint(checkpoint_arrays(trainer, best_states), progress_state)
-        F_text = "".join(f" {n} {row[n]}" for n in trainer.term_names)
-        log(f"epoch {epoch}/{cfg['epochs']}: train loss {row['train_loss']} acc "
-            f"{float(row['train_acc']):.4f}{F_text} | val digit {val_digit:.4f} texture "
-            f"{val_texture:.4f} | {format_seconds(seconds)}")
-        if interrupt.requested:     # asked during the epoch's last step or its validation
-            log(f"saved a checkpoint at the end of epoch {epoch}; continue with: "
-                f"{command()} --out {shlex.quote(folder.path)} --resume")
-            return "interrupted"
-    return "done"
-
-
-def validate(trainer, folder, progress_state, best_states, epoch, step, model_record, bar,
-             record=True):
-    """Validation accuracies after ``step`` steps of ``epoch``; keeps the best checkpoints.
-
-    A new best model is written to best_<which>.npz and kept in ``best_states``,
-    which the next checkpoint holds too: a resume restores exactly the best
-    models that its checkpoint's records describe. Each file also holds
-    ``model_record`` with the validation that selected it (saved_model.py).
-
-    With ``record``, the validation is also appended to evaluations.csv (runs
-    with --eval-every; the epoch ends are in history.csv either way).
-    """
-    start = time.perf_counter()
-    val_digit, val_texture = trainer.evaluate(trainer.val_data, progress=bar.validating)
-    progress_state["validation_seconds"] = time.perf_counter() - start
-    result = {"epoch": epoch, "step": step, "val_digit_acc": val_digit,
-              "val_texture_acc": val_texture}
-    for which, key in (("best_digit", "val_digit_acc"), ("best_texture", "val_texture_acc")):
-        best = progress_state["best"].get(which)
-        if best is None or result[key] > best[key]:
-            progress_state["best"][which] = result
-            best_states[which] = state_to_numpy(trainer.model.state_dict())
-            folder.save_best(which, best_states[which], {**model_record, "selected": result})
-    if record:
-        evaluations = progress_state.setdefault("evaluations", [])
-        evaluations.append(result)
-        folder.write_evaluations(evaluations)
-    return val_digit, val_texture
-
-
-def final_report(trainer, folder, cfg, progress_state):
+def final_report(trainer, folder, cfg, progress):
     """Evaluate both selected checkpoints on test; write report.json and report.md."""
     from nn.serialization import load_state_into
     rows, steps = {}, trainer.steps_per_epoch()
@@ -305,7 +199,7 @@ def final_report(trainer, folder, cfg, progress_state):
         load_state_into(trainer.model.state_dict(), folder.load_best(which),
                         folder.file(f"{which}.npz"))
         test_digit, test_texture = trainer.evaluate(trainer.test_data)
-        best = progress_state["best"][which]
+        best = progress.best[which]
         rows[which] = {"epoch": best["epoch"], "step": best.get("step", steps),
                        "val_digit_acc": best["val_digit_acc"],
                        "val_texture_acc": best["val_texture_acc"],
@@ -316,7 +210,7 @@ def final_report(trainer, folder, cfg, progress_state):
     settings_line = ("Settings that differ from the main configuration of the method: "
                      + ", ".join(differ) + ".\n\n") if differ else ""
     markdown = (f"# Table 3 for this run ({method_of(cfg)}, seed {cfg['seed']}, "
-                f"{plural(progress_state['epoch_done'], 'epoch')}, device {trainer.device})\n\n"
+                f"{plural(progress.epoch_done, 'epoch')}, device {trainer.device})\n\n"
                 + settings_line +
                 "Accuracies in %. Test accuracy of the checkpoint with the best validation digit "
                 "accuracy (`_digit`) and with the best validation texture accuracy (`_texture`). "
@@ -362,10 +256,9 @@ def run(args):
         raise UsageError(reason)
     trainer = build_trainer(cfg, dataset, device)
     model_record = saved_model.record(cfg, dataset, sources, None)
-    progress_state = {"epoch_done": 0, "partial": None, "best": {}, "wall_seconds": 0.0}
-    best_states = {}
+    progress, best_states = Progress(), {}
     if checkpoint is not None:
-        arrays, progress_state = checkpoint
+        arrays, progress = checkpoint
         arrays, best_states = split_best(arrays)
         try:
             trainer.load_checkpoint_arrays(arrays)
@@ -384,8 +277,8 @@ def run(args):
                                   changes, sources))
         for which, state in best_states.items():   # the best models this checkpoint knows
             folder.save_best(which, state,
-                             {**model_record, "selected": progress_state["best"][which]})
-        if progress_state["epoch_done"] < cfg["epochs"]:
+                             {**model_record, "selected": progress.best[which]})
+        if progress.epoch_done < cfg["epochs"]:
             folder.remove_report()                  # a report of fewer epochs is stale
         on = f" ({cpu_cores} cores)" if cpu_cores else ""
         start = "" if saved is None or checkpoint else " (no checkpoint yet: from the beginning)"
@@ -396,12 +289,12 @@ def run(args):
         # Overflow in a diverging run is caught by the NaN guard, which names the step;
         # NumPy's warnings would only print first, without saying where.
         with InterruptFlag() as interrupt, np.errstate(over="ignore", invalid="ignore"):
-            status = train(trainer, folder, cfg, progress_state, best_states, args.quiet,
-                           interrupt, model_record, log=lambda m: print(m, file=sys.stderr))
+            status = trainer.fit(folder, progress, best_states, model_record, args.quiet,
+                                 interrupt, log=lambda m: print(m, file=sys.stderr))
         if status == "interrupted":
             return 128 + interrupt.signum
         phase = "report"
-        report, markdown = final_report(trainer, folder, cfg, progress_state)
+        report, markdown = final_report(trainer, folder, cfg, progress)
     except NonFiniteLoss as err:
         kept = ("The run's last checkpoint before it is kept" if folder.exists(CHECKPOINT) else
                 "It stopped before its first checkpoint, so none was written")
@@ -421,28 +314,9 @@ def run(args):
         if lock is not None:
             lock.release()
     print(markdown)
-    print(f"wall time {format_seconds(progress_state['wall_seconds'])}; "
+    print(f"wall time {format_seconds(progress.wall_seconds)}; "
           f"results in {folder.path}", file=sys.stderr)
     return 0
-
-
-def split_best(arrays):
-    """(training state, {"best_digit": state, ...}): a checkpoint also holds the best models."""
-    rest, best = {}, {}
-    for key, value in arrays.items():
-        group, _, name = key.partition("/")
-        if group in BEST:
-            best.setdefault(group, {})[name] = value
-        else:
-            rest[key] = value
-    return rest, best
-
-
-def checkpoint_arrays(trainer, best_states):
-    arrays = trainer.checkpoint_arrays()
-    for which, state in best_states.items():
-        arrays.update({f"{which}/{k}": v for k, v in state.items()})
-    return arrays
 
 
 def record(args, cfg, saved, dataset, device, cpu_cores, checkpoint, changes, sources):

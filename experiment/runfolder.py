@@ -27,6 +27,8 @@ import os
 import socket
 import time
 import zipfile
+from dataclasses import asdict, dataclass, field, fields
+from typing import Optional
 
 import numpy as np
 
@@ -72,7 +74,7 @@ def unreadable_npz(path, err):
 
 
 def check_progress(progress):
-    """ValueError unless ``progress`` has the form train.py saves (see experiment/run.py)."""
+    """ValueError unless ``progress`` has the form train.py saves (see Progress)."""
     def fail(what):
         raise ValueError(f"its progress record {what}")
     if not isinstance(progress, dict):
@@ -88,6 +90,57 @@ def check_progress(progress):
     if partial is not None and not (isinstance(partial, dict)
                                     and {"next_step", "accum", "seconds"} <= set(partial)):
         fail("has an incomplete mid-epoch record")
+
+
+def with_best(arrays, best_states):
+    """checkpoint.npz's arrays: the training state and, under "best_digit/" and
+    "best_texture/", the best models (a resume restores exactly those its Progress names)."""
+    arrays = dict(arrays)
+    for which, state in best_states.items():
+        arrays.update({f"{which}/{k}": v for k, v in state.items()})
+    return arrays
+
+
+def split_best(arrays):
+    """(training state, {"best_digit": state, ...}) of checkpoint.npz's arrays."""
+    rest, best = {}, {}
+    for key, value in arrays.items():
+        group, _, name = key.partition("/")
+        if group in BEST:
+            best.setdefault(group, {})[name] = value
+        else:
+            rest[key] = value
+    return rest, best
+
+
+@dataclass
+class Progress:
+    """How far a run got: the JSON record a checkpoint holds beside its arrays.
+
+    epoch_done          epochs finished
+    partial             an epoch stopped between steps: {"next_step", "accum" (the epoch's
+                        running sums), "seconds"}; None at an epoch's end
+    best                {"best_digit" | "best_texture": {"epoch", "step", "val_digit_acc",
+                        "val_texture_acc"}}: the validations that chose the best models
+    wall_seconds        training time so far
+    validation_seconds  the last validation's time (the progress line's ETA counts it)
+    evaluations         every validation, with --eval-every (evaluations.csv); else None
+    """
+    epoch_done: int = 0
+    partial: Optional[dict] = None
+    best: dict = field(default_factory=dict)
+    wall_seconds: float = 0.0
+    validation_seconds: float = 0.0
+    evaluations: Optional[list] = None
+
+    @classmethod
+    def from_json(cls, record):
+        """The Progress of a checkpoint's record (older records lack the later fields)."""
+        check_progress(record)
+        return cls(**{f.name: record[f.name] for f in fields(cls) if f.name in record})
+
+    def to_json(self):
+        return {k: v for k, v in asdict(self).items() if v is not None or k == "partial"}
 
 
 class FolderLock:
@@ -197,19 +250,18 @@ class RunFolder:
 
     # checkpoint -------------------------------------------------------------
     def save_checkpoint(self, arrays, progress):
-        """arrays: flat dict name -> array; progress: JSON-serialisable dict."""
+        """arrays: flat dict name -> array; progress: a Progress."""
         payload = dict(arrays)
-        payload["progress_json"] = np.array(json.dumps(progress))
+        payload["progress_json"] = np.array(json.dumps(progress.to_json()))
         self._writing(self.file(CHECKPOINT),
                       lambda: save_npz_atomic(self.file(CHECKPOINT), payload))
 
     def load_checkpoint(self):
-        """(arrays, progress) of checkpoint.npz, or a RunFolderError saying why not."""
+        """(arrays, Progress) of checkpoint.npz, or a RunFolderError saying why not."""
         path = self.file(CHECKPOINT)
         try:
             arrays = load_npz(path)
-            progress = json.loads(str(arrays.pop("progress_json")))
-            check_progress(progress)
+            progress = Progress.from_json(json.loads(str(arrays.pop("progress_json"))))
         except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile) as err:
             raise RunFolderError(unreadable_npz(path, err)) from None
         return arrays, progress

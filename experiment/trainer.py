@@ -23,6 +23,9 @@ its first step on what an uninterrupted run draws there.
 Device discipline: data, labels and running metrics stay on the device; the
 host reads them only when a progress line is shown and at the end of an epoch.
 """
+import shlex
+import time
+
 import numpy as np
 
 from nn import SGD, Adam, softmax_cross_entropy
@@ -31,8 +34,13 @@ from nn.backend import to_numpy, xp_for
 from nn.init import fan_in_uniform_
 from nn.module import Container
 
+from nn.serialization import state_to_numpy
+
 from .classifier import Classifier
+from .progress import EpochProgress, format_seconds
+from .runfolder import with_best
 from .saved_model import normalization_arrays, normalize
+from .settings import command
 
 EVAL_BATCH = 1000
 POSITIONS_AHEAD = 64    # IFM steps whose pair positions are drawn and uploaded together
@@ -259,6 +267,121 @@ class Trainer:
     def optimizers(self):
         """{checkpoint group: optimizer}."""
         return {"opt": self.optimizer}
+
+    # --- the loop: epochs, validation, the best models -------------------------------------
+
+    def history_columns(self):
+        """The columns of history.csv, one row per epoch."""
+        return (["epoch", "train_loss", "train_acc"] + self.term_names + self.diagnostic_names
+                + ["val_digit_acc", "val_texture_acc", "seconds", "images_per_s"])
+
+
+    def fit(self, folder, progress, best_states, model_record, quiet, interrupt, log=print):
+        """Train the epochs after ``progress`` up to cfg["epochs"]; returns "done" or
+        "interrupted".
+
+        Each epoch: the steps (resumed mid-epoch from ``progress.partial``), a validation
+        at its end (and every cfg["eval_every"] steps), which keeps the best models
+        (``validate``); then a row of history.csv and a checkpoint. ``interrupt.requested``
+        (SIGINT, SIGTERM) saves a checkpoint before the next step and stops. ``folder`` is
+        the run folder, ``best_states`` the best models' states, ``model_record`` the
+        record each saved model holds (saved_model.py).
+        """
+        cfg, xp = self.cfg, self.xp
+        history = [r for r in folder.read_history() if int(r["epoch"]) <= progress.epoch_done]
+        columns = self.history_columns()
+        steps = self.steps_per_epoch()
+        B = cfg["batch_size"]
+        every = cfg["eval_every"]
+        for epoch in range(progress.epoch_done + 1, cfg["epochs"] + 1):
+            accum = EpochAccumulator(xp, len(self.term_names))
+            start_step, carried_seconds = 0, 0.0
+            if progress.partial:
+                accum.load_host(progress.partial["accum"])
+                start_step = progress.partial["next_step"]
+                carried_seconds = progress.partial["seconds"]
+                progress.partial = None
+            order = self.epoch_order(epoch)
+            bar = EpochProgress(epoch, cfg["epochs"], steps, B, start_step, enabled=not quiet,
+                                validation_seconds=progress.validation_seconds)
+            t0 = time.perf_counter()
+            for step in range(start_step, steps):
+                if interrupt.requested:
+                    accum.check_finite(epoch)
+                    progress.partial = {"next_step": step, "accum": accum.to_host(),
+                                        "seconds": carried_seconds + time.perf_counter() - t0}
+                    folder.save_checkpoint(with_best(self.checkpoint_arrays(), best_states), progress)
+                    log(f"saved a checkpoint at epoch {epoch}, step {step}/{steps}; continue with: "
+                        f"{command()} --out {shlex.quote(folder.path)} --resume")
+                    return "interrupted"
+                index = self.batch_index(order, step)
+                loss, correct, F_values, total = self.train_step(index, epoch, step)
+                accum.add(step, int(index.shape[0]), loss, correct, F_values, total)
+                if bar.due():
+                    accum.check_finite(epoch)
+                    bar.show(step + 1, accum.mean_loss())
+                if every and ((epoch - 1) * steps + step + 1) % every == 0 and step + 1 < steps:
+                    accum.check_finite(epoch)
+                    self.validate(folder, progress, best_states, epoch, step + 1, model_record, bar)
+            accum.check_finite(epoch)
+            train_seconds = carried_seconds + time.perf_counter() - t0
+            bar.show(steps, accum.mean_loss(), final=True)
+            diagnostics = self.epoch_diagnostics(epoch)
+            val_digit, val_texture = self.validate(folder, progress, best_states, epoch, steps,
+                                                   model_record, bar, record=bool(every))
+            seconds = carried_seconds + time.perf_counter() - t0
+            host = accum.to_host()
+            row = {"epoch": epoch, "train_loss": f"{host['loss'] / host['seen']:.6f}",
+                   "train_acc": f"{host['correct'] / host['seen']:.6f}",
+                   "val_digit_acc": f"{val_digit:.6f}", "val_texture_acc": f"{val_texture:.6f}",
+                   "seconds": f"{seconds:.2f}",
+                   "images_per_s": f"{host['seen'] / max(train_seconds, 1e-9):.1f}"}
+            for name, F in zip(self.term_names, host["F"]):
+                row[name] = f"{F / host['steps']:.6f}"
+            row.update({name: f"{value:.6g}" for name, value in diagnostics.items()})
+            history.append(row)
+            folder.write_history(history, columns)
+            progress.epoch_done = epoch
+            progress.wall_seconds += seconds
+            folder.save_checkpoint(with_best(self.checkpoint_arrays(), best_states), progress)
+            F_text = "".join(f" {n} {row[n]}" for n in self.term_names)
+            log(f"epoch {epoch}/{cfg['epochs']}: train loss {row['train_loss']} acc "
+                f"{float(row['train_acc']):.4f}{F_text} | val digit {val_digit:.4f} texture "
+                f"{val_texture:.4f} | {format_seconds(seconds)}")
+            if interrupt.requested:     # asked during the epoch's last step or its validation
+                log(f"saved a checkpoint at the end of epoch {epoch}; continue with: "
+                    f"{command()} --out {shlex.quote(folder.path)} --resume")
+                return "interrupted"
+        return "done"
+
+
+    def validate(self, folder, progress, best_states, epoch, step, model_record, bar,
+                 record=True):
+        """Validation accuracies after ``step`` steps of ``epoch``; keeps the best checkpoints.
+
+        A new best model is written to best_<which>.npz and kept in ``best_states``,
+        which the next checkpoint holds too: a resume restores exactly the best
+        models that its checkpoint's records describe. Each file also holds
+        ``model_record`` with the validation that selected it (saved_model.py).
+
+        With ``record``, the validation is also appended to evaluations.csv (runs
+        with --eval-every; the epoch ends are in history.csv either way).
+        """
+        start = time.perf_counter()
+        val_digit, val_texture = self.evaluate(self.val_data, progress=bar.validating)
+        progress.validation_seconds = time.perf_counter() - start
+        result = {"epoch": epoch, "step": step, "val_digit_acc": val_digit,
+                  "val_texture_acc": val_texture}
+        for which, key in (("best_digit", "val_digit_acc"), ("best_texture", "val_texture_acc")):
+            best = progress.best.get(which)
+            if best is None or result[key] > best[key]:
+                progress.best[which] = result
+                best_states[which] = state_to_numpy(self.model.state_dict())
+                folder.save_best(which, best_states[which], {**model_record, "selected": result})
+        if record:
+            progress.evaluations = (progress.evaluations or []) + [result]
+            folder.write_evaluations(progress.evaluations)
+        return val_digit, val_texture
 
     def checkpoint_arrays(self):
         states = {g: m.state_dict() for g, (m, _) in self.modules().items()}

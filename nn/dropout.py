@@ -11,8 +11,6 @@ are one product each. The uniforms are drawn on x's device from a seed
 seed from its host generator ``rng``, so the masks follow from that
 generator alone.
 """
-import numpy as np
-
 from .backend import get_array_module
 from .init import default_rng
 from .module import Module

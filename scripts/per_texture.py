@@ -15,7 +15,6 @@ numbers; --figure draws one panel per draw, the two methods' accuracy per
 texture as bars, each texture's thumbnail as its tick label (needs
 matplotlib: pip install -r requirements-plots.txt).
 """
-import argparse
 import json
 import os
 import re
