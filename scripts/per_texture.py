@@ -110,14 +110,16 @@ def draw_figure(draws, path):
             if method in d:
                 ax.bar(x + offset, [100 * v for v in d[method]], 0.4, color=colour,
                        label=f"{'IFM' if method == 'ifm' else 'baseline'} "
-                             f"({len(d['runs'][method])} seeds)")
+                             f"({len(d['runs'][method])} "
+                             f"seed{'s' if len(d['runs'][method]) > 1 else ''})")
         ax.set_xticks(x)
         ax.set_xticklabels([""] * 10)
         ax.set_xlim(-0.6, 9.6)
         ax.set_ylim(0, 100)
         ax.set_ylabel("test digit acc. (%)")
-        ax.set_title(f"{name}: " + ", ".join(f"{i} {t.rsplit('.', 1)[0]}"
-                                            for i, t in enumerate(d["textures"])), fontsize=7)
+        names = [f"{i} {t.rsplit('.', 1)[0]}" for i, t in enumerate(d["textures"])]
+        ax.set_title(f"{name}: " + ", ".join(names[:5]) + ",\n" + ", ".join(names[5:]),
+                     fontsize=7)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7, loc="upper right")
         for i, texture in enumerate(d["textures"]):
