@@ -13,11 +13,11 @@ the D_l as one stack, and the estimator), ``block`` (one layer pair: positions
 and pair layer), ``regularizer``.
 """
 from .block import IFMPair, PairPositions, upload_positions
-from .critic import Critic, PairCritic, make_discriminator
+from .critic import Critic, PairCritic
 from .estimators import ESTIMATORS, DVMovingAverage, jsd_divergence
 from .pairs import PairLinear
 from .regularizer import IFMRegularizer
 
 __all__ = ["IFMPair", "IFMRegularizer", "ESTIMATORS", "Critic", "PairCritic", "PairLinear",
-           "PairPositions", "make_discriminator", "upload_positions", "DVMovingAverage",
+           "PairPositions", "upload_positions", "DVMovingAverage",
            "jsd_divergence"]

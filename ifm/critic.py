@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nn import BatchNorm1d, LeakyReLU, Linear, Sequential
+from nn import BatchNorm1d, LeakyReLU, Linear
 from nn.backend import get_array_module
 from nn.init import default_rng
 from nn.module import Container
@@ -57,13 +57,6 @@ def discriminator_layers(hidden=HIDDEN, rng=None, dtype=np.float32):
                    LeakyReLU(NEGATIVE_SLOPE)]
     layers.append(Linear(hidden[-1], 1, rng=rng, dtype=dtype))
     return layers
-
-
-def make_discriminator(in_features, hidden=HIDDEN, rng=None, dtype=np.float32):
-    """nn.Sequential: (Linear-BN-LeakyReLU) per hidden width, then Linear(.., 1)."""
-    rng = default_rng(rng)
-    first = Linear(in_features, hidden[0], rng=rng, dtype=dtype)
-    return Sequential(first, *discriminator_layers(hidden, rng, dtype))
 
 
 def make_estimator(estimator, dv_ema=None, dtype=np.float32, shape=()):

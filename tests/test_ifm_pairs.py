@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from gradcheck import check_gradients, upstream
 
-from ifm import IFMRegularizer, PairLinear, make_discriminator
+from ifm import IFMRegularizer, PairLinear
+from ifm.critic import discriminator_layers
 from ifm.pairs import pair_linear_reference_backward, pair_linear_reference_forward
 from ifm.sampling import coarse_locations, sample_pairs
-from nn import Linear
+from nn import Linear, Sequential
 from nn.backend import to_device, to_numpy
 from nn.upsample import bilinear_upsample_forward, nearest_upsample_forward
 
@@ -157,6 +158,13 @@ def test_pair_layer_draws_as_nn_linear():
         assert layer.params[key].dtype == np.float32
 
 
+def d_as_one_sequential(in_features, hidden, rng):
+    """D_l as the paper's Table 2 draws it: one nn.Sequential, (Linear-BN-LeakyReLU) per
+    hidden width, then Linear(.., 1)."""
+    first = Linear(in_features, hidden[0], rng=rng)
+    return Sequential(first, *discriminator_layers(hidden, rng))
+
+
 @pytest.mark.no_split
 def test_each_pair_is_d_as_one_sequential():
     """Pair l's parameters and statistics (its pair layer and member l of the stacked
@@ -170,7 +178,7 @@ def test_each_pair_is_d_as_one_sequential():
     rng = np.random.default_rng(9)
     named = reg.pair_params()
     for l, name in enumerate(reg.names):
-        D = make_discriminator(channels[l] + channels[l + 1], hidden, rng)
+        D = d_as_one_sequential(channels[l] + channels[l + 1], hidden, rng)
         assert [k for k in named if k.startswith(name + ".")] == [
             f"{name}.{k}" for k in D.params]
         for key, value in D.params.items():
