@@ -9,11 +9,13 @@ accuracy is split by each test image's background texture id. Runs are
 grouped by draw: the folder name without the method and the seed
 ("ifm-draw3-seed1" -> "draw3"; the main runs' "ifm-seed0" -> "shared").
 
-Prints, per draw, the ten textures (file names) and the accuracy of each
-method on each (mean over the draw's seeds). --json writes every run's
-numbers; --figure draws one panel per draw, the two methods' accuracy per
-texture as bars, each texture's thumbnail as its tick label (needs
-matplotlib: pip install -r requirements-plots.txt).
+Prints, per draw, the ten textures (file names), the accuracy of each
+method on each (mean over the draw's seeds) and each texture's brightness
+(mean RGB / 255: white strokes on a bright texture have little contrast).
+--json writes every run's numbers and the per-draw means; --figure draws one
+panel per draw, the two methods' accuracy per texture as bars, each
+texture's thumbnail as its tick label (needs matplotlib: pip install -r
+requirements-plots.txt).
 """
 import json
 import os
@@ -78,14 +80,16 @@ def by_draw(results):
                                          "runs": {}})
         d["runs"].setdefault(r["method"], []).append(r["per_texture"])
     for d in draws.values():
+        d["brightness"] = [brightness(d["texture_dir"], t) for t in d["textures"]]
         for method, rows in d["runs"].items():
             rows = np.array(rows, dtype=float)          # None (no such test image) -> nan
             d[method] = [float(v) for v in np.nanmean(rows, axis=0)]
     return draws
 
 
-def thumbnail(texture_dir, name):
-    """The texture as an RGB array, for a tick label (None where the file is not here)."""
+def texture_image(texture_dir, name, size=None):
+    """The texture as an RGB uint8 array (resized to size x size if given); None where the
+    file is not here."""
     from PIL import Image
 
     from data.textures import rgb8
@@ -93,7 +97,15 @@ def thumbnail(texture_dir, name):
     if not os.path.isfile(path):
         return None
     with Image.open(path) as image:
-        return np.asarray(rgb8(image).resize((32, 32)))
+        image = rgb8(image)
+        return np.asarray(image.resize((size, size)) if size else image)
+
+
+def brightness(texture_dir, name):
+    """Mean of the texture's RGB values / 255 (None where the file is not here). A digit's
+    stroke is drawn as bg + (255 - bg) * digit / 255, so its contrast is 1 - this."""
+    image = texture_image(texture_dir, name)
+    return None if image is None else float(image.mean() / 255)
 
 
 def draw_figure(draws, path):
@@ -123,7 +135,7 @@ def draw_figure(draws, path):
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7, loc="upper right")
         for i, texture in enumerate(d["textures"]):
-            image = thumbnail(d["texture_dir"], texture)
+            image = texture_image(d["texture_dir"], texture, 32)
             if image is not None:
                 ax.add_artist(AnnotationBbox(OffsetImage(image, zoom=0.55), (i, 0),
                                              xybox=(0, -13), xycoords=("data", "axes fraction"),
@@ -153,10 +165,11 @@ def main(argv=None):
         print(f"{name}:")
         for i, texture in enumerate(d["textures"]):
             cells = "  ".join(f"{m} {100 * d[m][i]:5.1f}" for m in ("baseline", "ifm") if m in d)
-            print(f"  {i} {texture:<24} {cells}")
+            level = "" if d["brightness"][i] is None else f"  brightness {d['brightness'][i]:.2f}"
+            print(f"  {i} {texture:<24} {cells}{level}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"runs": results}, f, indent=1)
+            json.dump({"runs": results, "draws": draws}, f, indent=1)
     if args.figure:
         draw_figure(draws, args.figure)
         print(f"wrote {args.figure}")

@@ -1,6 +1,7 @@
 """scripts/per_texture.py: test digit accuracy split by background texture."""
 import json
 
+import numpy as np
 import pytest
 from test_train_run_folder import sources, textures, train  # noqa: F401 (fixtures)
 
@@ -31,6 +32,12 @@ def test_per_texture_splits_the_runs_own_test_accuracy(tmp_path, train, textures
     printed = capsys.readouterr().out
     assert printed.startswith("draw7:\n  0 0.png")
     assert "baseline" in printed.splitlines()[1]
+    # each texture's brightness, the mean of its RGB values / 255, read from its file
+    from PIL import Image
+    level = json.loads(out.read_text())["draws"]["draw7"]["brightness"]
+    for i, value in enumerate(level):
+        rgb = np.asarray(Image.open(textures / f"{i}.png").convert("RGB"), dtype=float)
+        assert abs(value - rgb.mean() / 255) < 1e-12
 
 
 def test_a_wrongly_named_folder_is_refused_in_one_line(tmp_path, train, capsys):  # noqa: F811
