@@ -12,7 +12,8 @@ grouped by draw: the folder name without the method and the seed
 Prints, per draw, the ten textures (file names), the accuracy of each
 method on each (mean over the draw's seeds) and each texture's brightness
 (mean RGB / 255: white strokes on a bright texture have little contrast).
---json writes every run's numbers and the per-draw means; --figure draws one
+--json writes every run's numbers and the per-draw means (absolute paths
+cut to their last part, as in results/runs); --figure draws one
 panel per draw, the two methods' accuracy per texture as bars, each
 texture's thumbnail as its tick label (needs matplotlib: pip install -r
 requirements-plots.txt).
@@ -25,6 +26,7 @@ import sys
 import numpy as np
 
 from experiment.evaluate import UsageError
+from experiment.provenance import without_machine_paths
 from experiment.runfolder import read_json
 from experiment.saved_model import SavedModelError, load
 from experiment.trainer import DeviceSplit
@@ -169,7 +171,7 @@ def main(argv=None):
             print(f"  {i} {texture:<24} {cells}{level}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"runs": results, "draws": draws}, f, indent=1)
+            json.dump(without_machine_paths({"runs": results, "draws": draws}), f, indent=1)
     if args.figure:
         draw_figure(draws, args.figure)
         print(f"wrote {args.figure}")
