@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import gradcheck
 import numpy as np
 import pytest
-from gradcheck import check_directional, upstream
+from gradcheck import check_directional
 
 from ice import objective
 from ice.trainer import IceTrainer, encoder_lr
