@@ -70,8 +70,9 @@ def data_sources(args, recorded):
             "cache_dir": str(resolve_cache_dir(args.cache_dir or recorded.get("cache_dir")))}
 
 
-def evaluate_split(saved, args, xp):
-    """{split, digit_acc, texture_acc, images} of the saved model on the run's split."""
+def load_split(saved, args, name, xp):
+    """The DeviceSplit ``name`` ("val" or "test") of the saved model's run, rebuilt from the
+    data flags or the run's record and checked against the data it was trained on."""
     settings, meta = saved.meta["settings"], saved.meta
     sources = data_sources(args, meta.get("sources"))
     try:
@@ -86,8 +87,13 @@ def evaluate_split(saved, args, xp):
         raise UsageError(f"the data differ from those the run was trained on: "
                          f"{'; '.join(changes)}. Point --mnist-dir / --textures at the run's "
                          "data (its config.json's \"data\" record names every file)")
-    split = DeviceSplit(getattr(dataset, args.split), dataset.mean, dataset.std, xp,
-                        settings.get("limit_eval"))
+    return DeviceSplit(getattr(dataset, name), dataset.mean, dataset.std, xp,
+                       settings.get("limit_eval"))
+
+
+def evaluate_split(saved, args, xp):
+    """{split, digit_acc, texture_acc, images} of the saved model on the run's split."""
+    split = load_split(saved, args, args.split, xp)
     digit, texture = accuracies(saved.model, lambda index: saved.inputs(split.images[index]),
                                 split, xp)
     return {"split": args.split, f"{args.split}_digit_acc": digit,

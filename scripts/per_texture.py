@@ -25,11 +25,10 @@ import sys
 
 import numpy as np
 
-from experiment.evaluate import UsageError
+from experiment.evaluate import UsageError, load_split
 from experiment.provenance import without_machine_paths
 from experiment.runfolder import read_json
 from experiment.saved_model import SavedModelError, load
-from experiment.trainer import DeviceSplit
 
 RUN = re.compile(r"^(?P<method>baseline|ifm)-?(?P<draw>.*?)-?seed(?P<seed>\d+)$")
 
@@ -44,16 +43,10 @@ def draw_of(folder):
 
 def per_texture(folder, args):
     """{run, method, draw, seed, textures, test_digit_acc, per_texture} of one run."""
-    from data import load_shifted_mnist
-    from experiment.evaluate import data_sources
     _, draw, seed = draw_of(folder)
     saved = load(os.path.join(folder, "best_digit.npz"))
     settings, meta = saved.meta["settings"], saved.meta
-    sources = data_sources(args, meta.get("sources"))
-    dataset = load_shifted_mnist(mnist_dir=sources["mnist_dir"], textures=sources["textures"],
-                                 seed=settings["data_seed"], cache_dir=sources["cache_dir"],
-                                 crops=settings.get("texture_crops") or "inside")
-    split = DeviceSplit(dataset.test, dataset.mean, dataset.std, np, settings.get("limit_eval"))
+    split = load_split(saved, args, "test", np)
     predictions = np.concatenate([
         saved.model.forward(saved.inputs(split.images[lo:lo + 1000])).argmax(axis=0)
         for lo in range(0, split.n, 1000)])
