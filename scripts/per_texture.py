@@ -85,15 +85,12 @@ def by_draw(results):
 def texture_image(texture_dir, name, size=None):
     """The texture as an RGB uint8 array (resized to size x size if given); None where the
     file is not here."""
-    from PIL import Image
-
-    from data.textures import rgb8
+    from data.textures import read_image
     path = os.path.join(texture_dir or "", name or "")
     if not os.path.isfile(path):
         return None
-    with Image.open(path) as image:
-        image = rgb8(image)
-        return np.asarray(image.resize((size, size)) if size else image)
+    image = read_image(path)
+    return np.asarray(image.resize((size, size)) if size else image)
 
 
 def brightness(texture_dir, name):
@@ -149,12 +146,13 @@ def main(argv=None):
     p.add_argument("--textures")
     p.add_argument("--cache-dir")
     args = p.parse_args(argv)
+    from data import DataError
     try:
         results = [per_texture(folder, args) for folder in args.runs]
-    except (UsageError, SavedModelError, OSError, KeyError) as err:
+        draws = by_draw(results)
+    except (UsageError, SavedModelError, DataError, OSError, KeyError) as err:
         print(f"per_texture: error: {err}", file=sys.stderr)
         return 2
-    draws = by_draw(results)
     for name in sorted(draws, key=lambda n: (n != "shared", n)):
         d = draws[name]
         print(f"{name}:")
