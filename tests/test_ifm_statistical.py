@@ -23,10 +23,6 @@ import pytest
 from ifm import PairCritic, jsd_divergence
 from nn import Adam
 
-# Each test trains D for hundreds of steps (one to two minutes in all): outside the README's
-# test command, run by `python3 -m pytest -q -m slow` (CI runs both).
-pytestmark = pytest.mark.slow
-
 D_DIM = 2
 STEPS = 400
 BATCH = 256
