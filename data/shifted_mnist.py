@@ -17,14 +17,21 @@ Rendering, 32x32 RGB, uint8, layout (N, 3, 32, 32):
                 bottom edges (crops="wrap": H x W distinct backgrounds instead
                 of (H - 31) x (W - 31), and every texture pixel equally often);
     digit       the 28x28 MNIST image d padded by 2 px of zeros to 32x32;
-    out         = bg + (255 - bg) * d / 255, rounded to the nearest integer
-                (= (1 - a) * bg + a * 255 with a = d / 255: a white digit
-                blended over the background by its intensity), computed in
-                integers, so it is exact on every machine.
+    out         = (1 - a) * bg + a * s with a = d / 255, rounded to the nearest
+                integer: ink of value s blended over the background by the
+                digit's intensity, computed in integers, so it is exact on
+                every machine. The ink s is the composite rule (neither the
+                paper nor Jacobsen et al. say how the digit is drawn):
+                  white     s = 255: out = bg + (255 - bg) * d / 255 (the default);
+                  black     s = 0:   out = bg * (255 - d) / 255;
+                  contrast  per image, s = 255 on a crop whose mean (over its
+                            32x32x3 values) is below 127.5, else 0: the ink of the
+                            two that lies farther from the background it is on.
 
 Randomness: one numpy Generator per purpose, ``default_rng([seed, purpose, split])``:
 purpose 0 = the train/val split, 1 = texture ids, 2 = crop offsets (3 = the texture
-choice, in textures.py). The same inputs and seed give byte-identical arrays.
+choice, in textures.py). The same inputs and seed give byte-identical arrays; the
+composite rule changes only the pixels, never a split, texture id or crop.
 
 Normalization: per-channel mean and (population) std of the train images
 scaled to [0, 1], from exact integer sums; val and test are never looked at.
@@ -34,7 +41,7 @@ beside it, holding the key, the builder version and a sha256 of every array.
 The key hashes the builder version, the seed, the md5 of the four
 decompressed MNIST files, the texture kind and the sha256 of the ten
 working texture arrays (so it follows the texture content, not its path),
-and the crop rule when it is not the default. A
+and the crop and composite rules when they are not the defaults. A
 cache whose json or npz is missing, unreadable, of the wrong shapes or whose
 checksum differs is reported on stderr and rebuilt, never trusted.
 """
@@ -61,6 +68,8 @@ VAL_FRACTION = 0.2
 SPLITS = ("train", "val", "test")
 SPLIT_RNG, TEXTURE_RNG, CROP_RNG = 0, 1, 2
 CROPS = ("inside", "wrap")
+COMPOSITES = ("white", "black", "contrast")
+WHITE, BLACK = 255, 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -89,13 +98,15 @@ class ShiftedMNIST:
     provenance: dict
 
 
-def load_shifted_mnist(mnist_dir=None, textures=None, seed=0, cache_dir=None, crops="inside"):
+def load_shifted_mnist(mnist_dir=None, textures=None, seed=0, cache_dir=None, crops="inside",
+                       composite="white"):
     """Build shiftedMNIST (or load it from the cache).
 
     mnist_dir: local MNIST directory; None: $IFM_MNIST_DIR, else download into the cache.
     textures: "dtd", "procedural" or a directory; None: $IFM_TEXTURES, else "dtd".
     seed: the data seed (split, texture ids, crops, texture choice).
     crops: "inside" or "wrap", how background crops are placed (see module doc).
+    composite: "white", "black" or "contrast", the digit's ink (see module doc).
     cache_dir: cache root; None: $IFM_CACHE_DIR, else $XDG_CACHE_HOME/ifm or ~/.cache/ifm.
     Raises DataError for data the user must fix. Prints nothing when the cache is valid.
     """
@@ -106,7 +117,9 @@ def load_shifted_mnist(mnist_dir=None, textures=None, seed=0, cache_dir=None, cr
     texture_sha256 = texture_digest(texture_set)
     if crops not in CROPS:
         raise ValueError(f"crops must be one of {CROPS}, got {crops!r}")
-    key = cache_key(mnist, texture_set.provenance["kind"], texture_sha256, seed, crops)
+    if composite not in COMPOSITES:
+        raise ValueError(f"composite must be one of {COMPOSITES}, got {composite!r}")
+    key = cache_key(mnist, texture_set.provenance["kind"], texture_sha256, seed, crops, composite)
     path = cache_root / "shifted_mnist" / f"shifted-mnist-{key[:20]}.npz"
 
     arrays = read_cache(path, key)
@@ -114,7 +127,7 @@ def load_shifted_mnist(mnist_dir=None, textures=None, seed=0, cache_dir=None, cr
         start = time.perf_counter()
         print(f"shiftedMNIST: building (seed {seed}, textures {spec}) ...", file=sys.stderr,
               flush=True)
-        arrays = build_arrays(mnist, texture_set, seed, crops)
+        arrays = build_arrays(mnist, texture_set, seed, crops, composite)
         try:
             write_cache(path, arrays, key)
             where = f"cached as {path}"
@@ -137,7 +150,7 @@ def load_shifted_mnist(mnist_dir=None, textures=None, seed=0, cache_dir=None, cr
         "textures": {"spec": spec, **texture_set.provenance, "sha256": texture_sha256},
         "sizes": {name: len(split) for name, split in splits.items()},
         "rendering": {"size": SIZE, "pad": PAD, "val_fraction": VAL_FRACTION, "crops": crops,
-                      "composite": "out = bg + (255 - bg) * digit / 255, rounded"},
+                      "composite": COMPOSITE_RULES[composite]},
         "mean": [float(v) for v in arrays["mean"]],
         "std": [float(v) for v in arrays["std"]],
     }
@@ -174,15 +187,35 @@ def crop_offsets(texture, shapes, rng, crops="inside"):
     return rng.integers(0, heights - beyond), rng.integers(0, widths - beyond)
 
 
-def render(digits, texture, rows, cols, texture_images, crops="inside"):
+COMPOSITE_RULES = {"white": "out = bg + (255 - bg) * digit / 255, rounded",
+                   "black": "out = bg * (255 - digit) / 255, rounded",
+                   "contrast": "out = (bg * (255 - digit) + s * digit) / 255, rounded; s = 255 "
+                               "if the crop's mean is below 127.5, else 0"}
+
+
+def ink(background, composite):
+    """The ink s of each image, uint16 (N,), for backgrounds uint8 (N, 3, 32, 32)."""
+    n = len(background)
+    if composite == "white":
+        return np.full(n, WHITE, np.uint16)
+    if composite == "black":
+        return np.full(n, BLACK, np.uint16)
+    # mean < 127.5  <=>  2 * sum < 255 * count, in integers
+    total = background.reshape(n, -1).sum(axis=1, dtype=np.int64)
+    dark = 2 * total < 255 * background[0].size
+    return np.where(dark, WHITE, BLACK).astype(np.uint16)
+
+
+def render(digits, texture, rows, cols, texture_images, crops="inside", composite="white"):
     """Composite digits over texture crops: uint8 (N, 3, 32, 32).
 
     digits (N, 28, 28) uint8; texture (N,) ids; rows, cols (N,) crop offsets;
     texture_images: ten uint8 (H, W, 3); crops="wrap" first extends each plane
-    periodically by 31 px right and down. One gather per texture and channel, no
-    loop over images (W_c is the (H-31, W-31, 32, 32) view of all crops of channel c):
+    periodically by 31 px right and down; composite picks the ink s (``ink``).
+    One gather per texture and channel, no loop over images (W_c is the
+    (H-31, W-31, 32, 32) view of all crops of channel c):
         bg[n, c] = T[rows[n] : rows[n] + 32, cols[n] : cols[n] + 32, c] = W_c[rows[n], cols[n]]
-        x = bg * (255 - d) + 255 * d + 127          (uint16, at most 65152)
+        x = bg * (255 - d) + s * d + 127            (uint16, at most 65152)
         out = x // 255 = (x + 1 + (x >> 8)) >> 8    (exact for 0 <= x <= 65152)
     """
     n = len(digits)
@@ -197,10 +230,11 @@ def render(digits, texture, rows, cols, texture_images, crops="inside"):
             planes = np.pad(planes, ((0, 0), (0, SIZE - 1), (0, SIZE - 1)), mode="wrap")
         windows = sliding_window_view(planes, (SIZE, SIZE), axis=(1, 2))
         r, c, ds = rows[sel], cols[sel], d[sel]
+        background = np.stack([windows[channel][r, c] for channel in range(3)], axis=1)
         inverse = 255 - ds
-        ink = 255 * ds.astype(np.uint16) + 127
+        ink_d = ink(background, composite)[:, None, None] * ds + 127
         for channel in range(3):
-            x = windows[channel][r, c].astype(np.uint16) * inverse + ink
+            x = background[:, channel].astype(np.uint16) * inverse + ink_d
             out[sel, channel] = (x + 1 + (x >> 8)) >> 8
     return out
 
@@ -224,7 +258,7 @@ def channel_stats(images, chunk=4096):
     return np.array(mean, np.float32), np.sqrt(np.array(var)).astype(np.float32)
 
 
-def build_arrays(mnist, texture_set, seed, crops="inside"):
+def build_arrays(mnist, texture_set, seed, crops="inside", composite="white"):
     """Every array of the dataset by cache name: {split}_{images,digit,texture,index}, mean, std."""
     train_idx, val_idx = split_indices(len(mnist.train_labels), seed)
     sources = {"train": (mnist.train_images, mnist.train_labels, train_idx),
@@ -240,7 +274,7 @@ def build_arrays(mnist, texture_set, seed, crops="inside"):
         rows, cols = crop_offsets(texture, shapes, np.random.default_rng([seed, CROP_RNG, k]),
                                   crops)
         arrays[f"{name}_images"] = render(images[index], texture, rows, cols, texture_set.images,
-                                          crops)
+                                          crops, composite)
         arrays[f"{name}_digit"] = digit.astype(np.uint8)
         arrays[f"{name}_texture"] = texture
         arrays[f"{name}_index"] = index.astype(np.int32)
@@ -250,7 +284,7 @@ def build_arrays(mnist, texture_set, seed, crops="inside"):
 
 # --- cache ------------------------------------------------------------------------------------
 
-def cache_key(mnist, texture_kind, texture_sha256, seed, crops="inside"):
+def cache_key(mnist, texture_kind, texture_sha256, seed, crops="inside", composite="white"):
     """sha256 (hex) of everything the arrays depend on (see module doc)."""
     parts = {
         "builder_version": BUILDER_VERSION,
@@ -258,8 +292,10 @@ def cache_key(mnist, texture_kind, texture_sha256, seed, crops="inside"):
         "mnist_md5": {f: mnist.source["files"][f]["md5"] for f in FILES},
         "textures": {"kind": texture_kind, "sha256": texture_sha256},
     }
-    if crops != "inside":       # so that the default keeps the keys of earlier builds
+    if crops != "inside":       # so that the defaults keep the keys of earlier builds
         parts["crops"] = crops
+    if composite != "white":
+        parts["composite"] = composite
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 

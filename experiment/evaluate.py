@@ -79,7 +79,8 @@ def load_split(saved, args, name, xp):
         dataset = load_shifted_mnist(mnist_dir=sources["mnist_dir"],
                                      textures=sources["textures"],
                                      seed=settings["data_seed"], cache_dir=sources["cache_dir"],
-                                     crops=settings.get("texture_crops") or "inside")
+                                     crops=settings.get("texture_crops") or "inside",
+                                     composite=settings.get("composite") or "white")
     except DataError as err:
         raise UsageError(str(err))
     changes = data_changes(meta["data"], dataset.provenance)

@@ -131,7 +131,7 @@ def load_dataset(cfg, sources):
     try:
         return load_shifted_mnist(mnist_dir=sources["mnist_dir"], textures=sources["textures"],
                                   seed=cfg["data_seed"], cache_dir=sources["cache_dir"],
-                                  crops=cfg["texture_crops"])
+                                  crops=cfg["texture_crops"], composite=cfg["composite"])
     except DataError as err:
         raise UsageError(str(err))
 

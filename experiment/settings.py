@@ -16,6 +16,7 @@ ESTIMATORS = ("jsd", "dv", "infonce", "paper-eq4")
 FEATURE_POINTS = ("pre-pool", "post-pool")
 INITS = ("kaiming", "fan-in-uniform", "head-fan-in-uniform")
 TEXTURE_CROPS = ("inside", "wrap")
+COMPOSITES = ("white", "black", "contrast")
 METHODS = ("baseline", "ifm", "ice-firevnet")
 IFM_ONLY = ("lam", "samples", "estimator", "marginal", "upsample", "pairs", "pair_features")
 CLASSIFIER_ONLY = ("init",)             # the Table 1 classifier of baseline and ifm
@@ -167,6 +168,10 @@ def build_parser():
                    help="inside: each 32x32 background crop lies inside its texture image; "
                         "wrap: any offset, the texture repeated periodically past its edges "
                         "(default: inside)")
+    g.add_argument("--composite", choices=COMPOSITES, default="white",
+                   help="how the digit is drawn on its texture: white strokes, black strokes, "
+                        "or contrast (per image, white on a crop darker than mid-grey, black "
+                        "on a brighter one) (default: white; see docs/data.md)")
     g.add_argument("--eval-every", type=positive_int, default=None,
                    help="also validate every N training steps, not only at epoch ends; the "
                         "best checkpoints are chosen over all validations (default: epoch "
@@ -229,14 +234,14 @@ def build_parser():
 
 # Settings that define the experiment (saved in config.json; fixed on --resume).
 EXPERIMENT_KEYS = ("seed", "textures", "mnist_dir", "data_seed", "limit_train", "limit_eval",
-                   "texture_crops", "eval_every", "method", "optimizer", "lr", "momentum",
+                   "texture_crops", "composite", "eval_every", "method", "optimizer", "lr", "momentum",
                    "weight_decay", "batch_size", "init", "ifm", "lam", "samples", "estimator",
                    "marginal", "upsample", "pairs", "pair_features", "flow_depth", "ice_beta",
                    "ice_labels")
 # Values for settings that runs made before the setting existed did not save
 # (and "method", which old_run_settings derives from their "ifm").
 OLD_RUN_DEFAULTS = {"pair_features": "pre-pool", "init": "kaiming", "eval_every": None,
-                    "texture_crops": "inside", "flow_depth": 16, "ice_beta": 0.05,
+                    "texture_crops": "inside", "composite": "white", "flow_depth": 16, "ice_beta": 0.05,
                     "ice_labels": "true"}
 # Flags a resumed run may be given anew: --epochs only to add epochs, and the
 # data locations (their content is checked against the run's record).

@@ -49,7 +49,7 @@ SEED = re.compile(r"-seed(\d+)$")
 # The main IFM run's settings (train.py's defaults with --ifm); a run's
 # "changes" column lists the flags where it differs.
 COMPARED = ("lam", "samples", "estimator", "marginal", "upsample", "pair_features", "textures",
-            "texture_crops", "eval_every", "init", "optimizer", "lr", "momentum", "batch_size",
+            "texture_crops", "composite", "eval_every", "init", "optimizer", "lr", "momentum", "batch_size",
             "limit_train", "data_seed", "flow_depth", "ice_beta", "ice_labels")
 IFM_ONLY = ("lam", "samples", "estimator", "marginal", "upsample", "pair_features")
 ICE_ONLY = ("flow_depth", "ice_beta", "ice_labels")

@@ -71,8 +71,11 @@ def test_the_independence_test_detects_dependence(ds):
         assert chi2_independence(digit, mixed_dependence(digit, 0.3, seed=5)) > CHI2_999[81]
 
 
-def naive_composite(background, digit):
-    """One image, pixel by pixel: out = round(bg + (255 - bg) * d / 255)."""
+def naive_composite(background, digit, composite="white"):
+    """One image, pixel by pixel: out = round(bg + (s - bg) * d / 255), ink s = 255 (white),
+    0 (black), or for contrast 255 where the crop's mean is below 127.5, else 0."""
+    ink = {"white": 255, "black": 0,
+           "contrast": 255 if background.astype(float).mean() < 127.5 else 0}[composite]
     out = np.empty((3, 32, 32), np.uint8)
     padded = np.zeros((32, 32), int)
     padded[2:30, 2:30] = digit
@@ -80,15 +83,17 @@ def naive_composite(background, digit):
         for i in range(32):
             for j in range(32):
                 bg, d = int(background[i, j, c]), padded[i, j]
-                out[c, i, j] = int(np.floor(bg + (255 - bg) * d / 255 + 0.5))
+                out[c, i, j] = int(np.floor(bg + (ink - bg) * d / 255 + 0.5))
     return out
 
 
-@pytest.mark.parametrize("crops", ["inside", "wrap"])
-def test_render_matches_a_pixel_loop(crops):
+@pytest.mark.parametrize("crops, composite", [("inside", "white"), ("wrap", "white"),
+                                              ("inside", "black"), ("wrap", "contrast")])
+def test_render_matches_a_pixel_loop(crops, composite):
     rng = np.random.default_rng(3)
-    textures = [rng.integers(0, 256, (33 + 7 * t, 40 + 5 * t, 3)).astype(np.uint8)
-                for t in range(10)]
+    # textures of every brightness, so that "contrast" picks both inks
+    textures = [(rng.integers(0, 256, (33 + 7 * t, 40 + 5 * t, 3)) * (0.2 + 0.2 * (t % 5))
+                 ).astype(np.uint8) for t in range(10)]
     n = 200
     digits = rng.integers(0, 256, (n, 28, 28)).astype(np.uint8)
     digits[:, :5] = 0
@@ -100,12 +105,31 @@ def test_render_matches_a_pixel_loop(crops):
     beyond = (rows > heights - 32) | (cols > widths - 32)
     assert (rows < heights).all() and (cols < widths).all()
     assert beyond.any() if crops == "wrap" else not beyond.any()   # only wrapped crops wrap
-    out = builder.render(digits, texture, rows, cols, textures, crops)
+    out = builder.render(digits, texture, rows, cols, textures, crops, composite)
+    inks = set()
     for k in range(n):
         T = textures[texture[k]]
         crop = T[(rows[k] + np.arange(32))[:, None] % T.shape[0],
                  (cols[k] + np.arange(32))[None, :] % T.shape[1]]
-        np.testing.assert_array_equal(out[k], naive_composite(crop, digits[k]))
+        np.testing.assert_array_equal(out[k], naive_composite(crop, digits[k], composite))
+        inks.add(crop.mean() < 127.5)
+    assert inks == {True, False}        # both kinds of background were drawn
+
+
+def test_another_composite_is_another_dataset_with_the_same_draws(ds, mnist, tmp_path):
+    black = load_shifted_mnist(mnist[1], "procedural", seed=0, cache_dir=tmp_path,
+                               composite="black")
+    assert black.provenance["cache_key"] != ds.provenance["cache_key"]
+    assert black.provenance["rendering"]["composite"] == "out = bg * (255 - digit) / 255, rounded"
+    for name in ("train", "val", "test"):
+        a, b = getattr(ds, name), getattr(black, name)
+        np.testing.assert_array_equal(a.texture, b.texture)
+        np.testing.assert_array_equal(a.index, b.index)
+    # where the digit has no ink the pixels are the background's, in both
+    blank = ds.test.images == black.test.images
+    assert blank.mean() > 0.5 and not blank.all()
+    with pytest.raises(ValueError, match="composite must be one of"):
+        load_shifted_mnist(mnist[1], "procedural", seed=0, cache_dir=tmp_path, composite="grey")
 
 
 def test_wrapped_crops_are_another_dataset_and_inside_keeps_its_key(ds, mnist, tmp_path):
