@@ -1,6 +1,6 @@
-"""Test digit accuracy per background texture, for runs grouped by texture draw.
+"""Test digit accuracy per background texture, and the confusions, for runs grouped by draw.
 
-    python -m scripts.per_texture RUN_DIR... [--json F] [--figure F.png] [data flags]
+    python -m scripts.per_texture RUN_DIR... [--confusion] [--json F] [--figure F.png] [data flags]
 
 For each run folder, its best_digit.npz (the Ours_digit / Baseline_digit
 checkpoint) classifies the run's test split (evaluate.py's path: the dataset
@@ -12,6 +12,14 @@ grouped by draw: the folder name without the method and the seed
 Prints, per draw, the ten textures (file names), the accuracy of each
 method on each (mean over the draw's seeds) and each texture's brightness
 (mean RGB / 255: white strokes on a bright texture have little contrast).
+--confusion also prints, per run, where the texture shortcut holds and where
+it fails: the texture confusion on test (rows: the background texture id,
+columns: the predicted class, % of the row; its diagonal is the texture
+recall) and the per-class digit recall (% of each digit's test images
+predicted as that digit). A texture the classifier cannot tell from another
+in training leaves those digits to be read from the strokes. --json always
+holds both matrices as counts (texture_confusion, digit_confusion, rows the
+true id, columns the predicted class) and the recalls.
 --json writes every run's numbers and the per-draw means (absolute paths
 cut to their last part, as in results/runs); --figure draws one
 panel per draw, the two methods' accuracy per texture as bars, each
@@ -54,17 +62,51 @@ def per_texture(folder, args):
     counts = [int((split.texture == t).sum()) for t in range(10)]
     accuracy = [float(correct[split.texture == t].mean()) if n else None
                 for t, n in enumerate(counts)]
+    texture_confusion = confusion(split.texture, predictions)
+    digit_confusion = confusion(split.digit, predictions)
     report = read_json(os.path.join(folder, "report.json"))["rows"]["best_digit"]
-    if abs(float(correct.mean()) - report["test_digit_acc"]) > 1e-12:
-        raise UsageError(f"{folder}: its test digit accuracy here, {correct.mean():.4f}, is not "
-                         f"its report's {report['test_digit_acc']:.4f}: other data?")
+    for name, value in (("digit", correct.mean()), ("texture", (predictions == split.texture).mean())):
+        if abs(float(value) - report[f"test_{name}_acc"]) > 1e-12:
+            raise UsageError(f"{folder}: its test {name} accuracy here, {value:.4f}, is not "
+                             f"its report's {report[f'test_{name}_acc']:.4f}: other data?")
     method = meta["method"]                                # the record's, not the name's
     textures = meta["data"]["textures"]
     return {"run": os.path.basename(os.path.normpath(folder)), "method": method, "draw": draw,
             "seed": seed, "data_seed": settings["data_seed"],
             "textures": [t.get("file") or t.get("pattern") for t in textures["textures"]],
             "texture_dir": textures.get("dir"), "test_digit_acc": float(correct.mean()),
-            "per_texture": accuracy, "images_per_texture": counts}
+            "test_texture_acc": float((predictions == split.texture).mean()),
+            "per_texture": accuracy, "images_per_texture": counts,
+            "texture_confusion": texture_confusion.tolist(),
+            "digit_confusion": digit_confusion.tolist(),
+            "texture_recall": recall(texture_confusion), "digit_recall": recall(digit_confusion)}
+
+
+def confusion(truth, predicted, classes=10):
+    """int64 (classes, classes): [i, j] = how many images of true id i were predicted j."""
+    matrix = np.zeros((classes, classes), np.int64)
+    np.add.at(matrix, (np.asarray(truth), np.asarray(predicted)), 1)
+    return matrix
+
+
+def recall(matrix):
+    """Per row, the share on the diagonal (None for an empty row)."""
+    rows = matrix.sum(axis=1)
+    return [float(matrix[i, i] / n) if n else None for i, n in enumerate(rows)]
+
+
+def confusion_text(run):
+    """The texture confusion (% of each row) and the digit recall of one run, as lines."""
+    matrix = np.array(run["texture_confusion"], dtype=float)
+    share = 100 * matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    lines = [f"{run['run']}: test texture confusion, % of each texture's images "
+             "(rows: texture id, columns: predicted class)",
+             "    texture                   " + "".join(f"{j:>5}" for j in range(10))]
+    for i, texture in enumerate(run["textures"]):
+        lines.append(f"  {i} {texture:<24}" + "".join(f"{v:5.0f}" for v in share[i]))
+    lines.append("  digit recall, % per class:  " + "".join(
+        "    -" if v is None else f"{100 * v:5.0f}" for v in run["digit_recall"]))
+    return lines
 
 
 def by_draw(results):
@@ -73,13 +115,20 @@ def by_draw(results):
     for r in results:
         d = draws.setdefault(r["draw"], {"textures": r["textures"], "texture_dir": r["texture_dir"],
                                          "runs": {}})
-        d["runs"].setdefault(r["method"], []).append(r["per_texture"])
+        d["runs"].setdefault(r["method"], []).append(r)
     for d in draws.values():
         d["brightness"] = [brightness(d["texture_dir"], t) for t in d["textures"]]
-        for method, rows in d["runs"].items():
-            rows = np.array(rows, dtype=float)          # None (no such test image) -> nan
-            d[method] = [float(v) for v in np.nanmean(rows, axis=0)]
+        for method, runs in d["runs"].items():
+            d[method] = nanmean([r["per_texture"] for r in runs])
+            d[f"{method}_texture_recall"] = nanmean([r["texture_recall"] for r in runs])
+            d[f"{method}_digit_recall"] = nanmean([r["digit_recall"] for r in runs])
+        d["runs"] = {method: [r["run"] for r in runs] for method, runs in d["runs"].items()}
     return draws
+
+
+def nanmean(rows):
+    """The mean over runs of per-class values (None, no such test image, left out)."""
+    return [float(v) for v in np.nanmean(np.array(rows, dtype=float), axis=0)]
 
 
 def texture_image(texture_dir, name, size=None):
@@ -140,6 +189,8 @@ def main(argv=None):
     from experiment.settings import Parser
     p = Parser(prog="python -m scripts.per_texture", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="run folders with best_digit.npz")
+    p.add_argument("--confusion", action="store_true",
+                   help="also print each run's texture confusion and digit recall on test")
     p.add_argument("--json", help="write every run's numbers here")
     p.add_argument("--figure", help="draw the per-texture panels into this PNG")
     p.add_argument("--mnist-dir")
@@ -160,6 +211,9 @@ def main(argv=None):
             cells = "  ".join(f"{m} {100 * d[m][i]:5.1f}" for m in ("baseline", "ifm") if m in d)
             level = "" if d["brightness"][i] is None else f"  brightness {d['brightness'][i]:.2f}"
             print(f"  {i} {texture:<24} {cells}{level}")
+    if args.confusion:
+        for r in results:
+            print("\n".join(confusion_text(r)))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(without_machine_paths({"runs": results, "draws": draws}), f, indent=1)
