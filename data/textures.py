@@ -39,14 +39,11 @@ from PIL import Image
 
 from .download import download, ensure_writable, file_digest
 from .errors import DataError
+from .images import IMAGE_SUFFIXES, read_rgb8, rgb8
 
 TEXTURE_COUNT = 10
 WORKING_SIDE = 128
 MIN_SIDE = 64
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
-# The only decoders Pillow may use, whatever a file's bytes claim (an EPS file
-# would otherwise be handed to Ghostscript).
-IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 
 DTD_ARCHIVE = "dtd-r1.0.1.tar.gz"
 DTD_URLS = [
@@ -107,16 +104,6 @@ def warn_identical(textures, stream):
                   "tell those two digits apart; choose distinct textures", file=stream)
 
 
-def rgb8(image):
-    """A PIL image as 8-bit RGB. 16-bit grayscale (mode I;16, or I as PIL reads some 16-bit
-    files) is scaled by 255 / 65535, rounded; PIL's own convert would clip it to 255,
-    white. Every other mode (L, P, RGBA, ...) goes through PIL's convert."""
-    if image.mode.startswith("I;16") or image.mode == "I":
-        levels = np.clip(np.asarray(image, dtype=np.float64), 0, 65535) * (255 / 65535)
-        image = Image.fromarray(np.rint(levels).astype(np.uint8), mode="L")
-    return image.convert("RGB")
-
-
 def working_texture(image):
     """A PIL image as a uint8 (H, W, 3) array at working size (resized down or tiled, see above)."""
     image = rgb8(image)
@@ -131,14 +118,10 @@ def working_texture(image):
 
 
 def read_image(path):
-    """Decode one image file fully, or a DataError naming it."""
-    try:
-        with Image.open(path, formats=IMAGE_FORMATS) as image:
-            image.load()
-            return rgb8(image)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise DataError(f"{path}: cannot read it as an image ({err}). Replace or remove it, or "
-                        "choose other textures with --textures / IFM_TEXTURES.") from None
+    """Decode one texture file fully as 8-bit RGB (data/images.py: only the formats it lists),
+    or a DataError naming it."""
+    return read_rgb8(path, "Replace or remove it, or choose other textures with --textures / "
+                           "IFM_TEXTURES.").image
 
 
 def _from_files(paths, root, kind, categories=None, extra=None):

@@ -11,9 +11,12 @@ here, else those the run recorded, else the environment and the defaults; data
 whose checksums differ from the run's are refused. The accuracies are computed
 as train.py computes them for report.json (eval mode, batches of 1000), so
 they equal the run's own numbers. With --image each file is read in any size
-and mode, made 8-bit RGB and resized to 32x32 (bilinear), and the predicted
-class and its softmax probability are printed. --json adds one JSON object as
-the last line. Errors are one line naming the file or flag, exit status 2.
+and mode (PNG, JPEG, BMP, GIF, TIFF, WebP or PPM only, by data/images.py, the
+textures' reader), made 8-bit RGB and resized to 32x32 (bilinear), and the
+predicted class and its softmax probability are printed; the files are read
+and classified IMAGE_BATCH at a time, so memory does not grow with their
+number. --json adds one JSON object as the last line. Errors are one line
+naming the file or flag, exit status 2.
 """
 import json
 import sys
@@ -21,6 +24,7 @@ import sys
 import numpy as np
 
 from data import DataError, load_shifted_mnist, resolve_cache_dir, resolve_mnist_dir
+from data.images import FORMAT_NAMES, read_rgb8
 from data.paths import resolve_textures
 from nn.backend import gpu_unavailable_reason, to_numpy, xp_for
 from nn.cpu.parallel import use_cores
@@ -28,9 +32,10 @@ from nn.cpu.parallel import use_cores
 from .provenance import data_changes
 from .saved_model import SavedModelError, load
 from .settings import Parser
-from .trainer import DeviceSplit, accuracies
+from .trainer import EVAL_BATCH, DeviceSplit, accuracies
 
 IMAGE_SIZE = 32
+IMAGE_BATCH = EVAL_BATCH    # --image files read and classified at a time
 
 
 class UsageError(Exception):
@@ -45,8 +50,8 @@ def parse(argv=None):
     p.add_argument("--split", choices=("test", "val"), default="test",
                    help="the split to evaluate (default: test)")
     p.add_argument("--image", nargs="+", metavar="FILE",
-                   help="classify these image files instead (any size or mode; made 8-bit RGB "
-                        "and resized to 32x32)")
+                   help="classify these image files instead (PNG, JPEG, BMP, GIF, TIFF, WebP "
+                        "or PPM, any size or mode; made 8-bit RGB and resized to 32x32)")
     p.add_argument("--json", action="store_true",
                    help="also print the results as one JSON object on the last line")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="default: cpu")
@@ -102,32 +107,34 @@ def evaluate_split(saved, args, xp):
 
 
 def read_image(path):
-    """(uint8 (3, 32, 32) array, "W x H MODE" of the file) or a UsageError naming it."""
+    """(uint8 (3, 32, 32) array, "W x H MODE" of the file) or a UsageError naming it; read by
+    data/images.py, which decodes only the formats it lists."""
     from PIL import Image
-
-    from data.textures import rgb8
     try:
-        with Image.open(path) as image:
-            image.load()
-            original = f"{image.size[0]}x{image.size[1]} {image.mode}"
-            image = rgb8(image).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
-    except FileNotFoundError:
-        raise UsageError(f"--image {path}: no such file") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-        raise UsageError(f"--image {path}: cannot read it as an image ({err})") from None
+        image, mode = read_rgb8(path, f"Give a {FORMAT_NAMES} file")
+    except DataError as err:
+        raise UsageError(f"--image {err}") from None
+    original = f"{image.size[0]}x{image.size[1]} {mode}"
+    image = image.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8).transpose(2, 0, 1), original
 
 
 def classify(saved, paths, xp):
-    """[{file, size, class, probability}] of the saved model for each image file."""
-    read = [read_image(p) for p in paths]
-    images = xp.asarray(np.stack([r[0] for r in read]))
-    logits = to_numpy(saved.model.forward(saved.inputs(images))).astype(np.float64)
-    e = np.exp(logits - logits.max(axis=0))
-    probabilities = e / e.sum(axis=0)
-    predicted = probabilities.argmax(axis=0)
-    return [{"file": p, "size": size, "class": int(c), "probability": float(probabilities[c, i])}
-            for i, (p, (_, size), c) in enumerate(zip(paths, read, predicted))]
+    """{file, size, class, probability} of the saved model for each image file, in order.
+
+    A generator: the files are read and classified IMAGE_BATCH at a time, so memory holds
+    one batch whatever the number of files, and each result comes as its batch is done."""
+    for start in range(0, len(paths), IMAGE_BATCH):
+        batch = paths[start:start + IMAGE_BATCH]
+        read = [read_image(p) for p in batch]
+        images = xp.asarray(np.stack([r[0] for r in read]))
+        logits = to_numpy(saved.model.forward(saved.inputs(images))).astype(np.float64)
+        e = np.exp(logits - logits.max(axis=0))
+        probabilities = e / e.sum(axis=0)
+        predicted = probabilities.argmax(axis=0)
+        for i, (p, (_, size), c) in enumerate(zip(batch, read, predicted)):
+            yield {"file": p, "size": size, "class": int(c),
+                   "probability": float(probabilities[c, i])}
 
 
 def describe(saved, path):
@@ -153,11 +160,13 @@ def run(args):
         raise UsageError(str(err))
     print(describe(saved, args.checkpoint))
     if args.image:
-        results = classify(saved, args.image, xp)
         print(f"images made 8-bit RGB and resized to {IMAGE_SIZE}x{IMAGE_SIZE} (bilinear); "
               "class: the predicted digit (0-9), p: its softmax probability")
-        for r in results:
+        results = []
+        for r in classify(saved, args.image, xp):
             print(f"{r['file']} ({r['size']}): class {r['class']}, p = {r['probability']:.3f}")
+            if args.json:
+                results.append(r)
         result = {"checkpoint": args.checkpoint, "images": results}
     else:
         result = {"checkpoint": args.checkpoint, **evaluate_split(saved, args, xp)}

@@ -20,6 +20,7 @@ x = 2 (I + 1/2) / 256 - 1 (as in training's evaluation). I is uint8
 """
 import json
 import os
+import shlex
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -89,29 +90,97 @@ class SavedModel(NamedTuple):
     inputs: Callable            # uint8 images (N, 3, H, W) -> the model's x (3, H, W, N)
 
 
+METHODS = ("baseline", "ifm", "ice-firevnet")
+
+
+def check_record(meta):
+    """ValueError naming what is missing unless ``meta`` has the form ``record`` writes, in
+    the parts that load and evaluate read (module docstring)."""
+    def fail(what):
+        raise ValueError(what)
+    number = (int, float)
+    if not isinstance(meta, dict):
+        fail("it is not a JSON object")
+    settings = meta.get("settings")
+    if not isinstance(settings, dict):
+        fail("it has no settings")
+    if meta.get("method") not in METHODS or settings.get("method") != meta["method"]:
+        fail("it names no method of this code")
+    for key in ("seed", "data_seed"):
+        if not isinstance(settings.get(key), int):
+            fail(f"its settings have no {key}")
+    if meta["method"] == "ice-firevnet" and not isinstance(settings.get("flow_depth"), int):
+        fail("its settings have no flow_depth")
+    normalization = meta.get("normalization")
+    if not (isinstance(normalization, dict) and all(
+            isinstance(normalization.get(k), list) and len(normalization[k]) == 3
+            and all(isinstance(v, number) for v in normalization[k]) for k in ("mean", "std"))):
+        fail("it has no input normalization (3 means and 3 stds)")
+    if not isinstance(meta.get("data"), dict):
+        fail("it has no data record")
+    selected = meta.get("selected")
+    if selected is not None and not (
+            isinstance(selected, dict) and isinstance(selected.get("epoch"), int)
+            and all(isinstance(selected.get(k), number)
+                    for k in ("val_digit_acc", "val_texture_acc"))):
+        fail("its record of the selecting validation is incomplete")
+
+
+def damaged(path, why):
+    """SavedModelError: ``path``'s record is damaged (``why``), and how to get a whole file."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(os.path.join(folder, "checkpoint.npz")):
+        from experiment.settings import command
+        fix = (f"rewrite it from the checkpoint beside it with: {command()} --out "
+               f"{shlex.quote(folder)} --resume")
+    else:
+        fix = ("evaluate a whole copy (train.py --resume rewrites a run folder's best_*.npz "
+               "from its checkpoint.npz)")
+    return SavedModelError(f"{path}: its model record is damaged ({why}); {fix}")
+
+
 def read_record(path, arrays):
     """(state, record) of a loaded file: its own record, or its run folder's config.json."""
-    state, meta = split_record(arrays)
-    if meta is not None:
-        return state, meta
+    try:
+        state, meta = split_record(arrays)
+    except ValueError as err:                   # not JSON
+        raise damaged(path, f"not JSON: {err}") from None
+    if meta is None:
+        meta = record_from_config(path)
+    try:
+        check_record(meta)
+    except ValueError as err:
+        raise damaged(path, err) from None
+    return state, meta
+
+
+def record_from_config(path):
+    """The record of a file written before records existed, from its run folder's config.json."""
     config_path = os.path.join(os.path.dirname(os.path.abspath(path)), "config.json")
     if not os.path.exists(config_path):
         raise SavedModelError(f"{path} holds no model record and no config.json lies beside "
                               "it: evaluate a best_*.npz inside the run folder that wrote it")
     from experiment.settings import old_run_settings
-    with open(config_path, encoding="utf-8") as f:
-        config = json.load(f)
-    settings = old_run_settings(config["settings"])
-    data = config["data"]
-    return state, {"format": 0, "method": settings["method"], "settings": settings,
-                   "normalization": {"mean": data["mean"], "std": data["std"]}, "data": data,
-                   "sources": config.get("sources"), "selected": None}
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            config = json.load(f)
+        settings = old_run_settings(config["settings"])
+        data = config["data"]
+        return {"format": 0, "method": settings["method"], "settings": settings,
+                "normalization": {"mean": data["mean"], "std": data["std"]}, "data": data,
+                "sources": config.get("sources"), "selected": None}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise SavedModelError(f"{path} holds no model record, and {config_path}, which gives "
+                              f"it, is damaged ({type(err).__name__}: {err}); evaluate a file "
+                              "of a whole run folder") from None
 
 
 def load(path, xp=np):
     """The SavedModel in ``path`` (best_*.npz), its arrays on xp; SavedModelError if unusable."""
     from experiment.runfolder import unreadable_npz
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise SavedModelError(not_a_model_file(path))
     if not os.path.isfile(path):
         raise SavedModelError(f"{path}: no such file; give a best_digit.npz or best_texture.npz "
                               "of a run folder")
@@ -133,6 +202,21 @@ def load(path, xp=np):
         model.mark_initialized()
     model.eval()
     return SavedModel(model, meta, input_transform(meta, xp))
+
+
+def not_a_model_file(path):
+    """Why the directory ``path`` is no model file: a run folder names its models to evaluate."""
+    from experiment.runfolder import BEST, RunFolder
+    folder = RunFolder(path)
+    models = [folder.file(name) for name in BEST.values() if folder.exists(name)]
+    if models:
+        return (f"{path} is a run folder, not a model file; evaluate one of its selected "
+                f"models: {' or '.join(models)}")
+    if folder.holds_run():
+        return (f"{path} is a run folder that holds no selected model yet (best_digit.npz and "
+                "best_texture.npz are written after its first validation); evaluate it once "
+                "its run has finished an epoch")
+    return f"{path} is a directory, not a file; give a best_digit.npz or best_texture.npz"
 
 
 def input_transform(meta, xp):
