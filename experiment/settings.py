@@ -18,7 +18,7 @@ INITS = ("kaiming", "fan-in-uniform", "head-fan-in-uniform")
 TEXTURE_CROPS = ("inside", "wrap")
 COMPOSITES = ("white", "black", "contrast")
 METHODS = ("baseline", "ifm", "ice-firevnet")
-IFM_ONLY = ("lam", "samples", "estimator", "marginal", "upsample", "pairs", "pair_features")
+IFM_ONLY = ("lam", "lam_d", "samples", "estimator", "marginal", "upsample", "pairs", "pair_features")
 CLASSIFIER_ONLY = ("init",)             # the Table 1 classifier of baseline and ifm
 ICE_ONLY = ("flow_depth", "ice_beta", "ice_labels")
 # A flow step is ActNorm, channel reversal, then a coupling that changes the second half
@@ -215,6 +215,11 @@ def build_parser():
     g.add_argument("--lam", type=non_negative_float, default=30.0,
                    help="IFM weight lambda (default: 30, chosen on validation digit accuracy; "
                         "the paper's Eq. 5 has no weight, i.e. lambda 1; see README 'Defaults')")
+    g.add_argument("--lam-d", type=positive_float, default=None,
+                   help="weight of F_l in D's own objective: D_l's gradient is that of "
+                        "-lam_d * F_l (default: lam, so that D descends the CNN's L; 1: D "
+                        "maximizes F_l at its own scale, which keeps a large lam finite; a "
+                        "departure from the paper only where lam is not 1)")
     g.add_argument("--samples", type=samples_arg, default=64,
                    help="K locations per image for joint pairs (and as many marginal pairs), "
                         "an integer or 'all' (default: 64)")
@@ -235,12 +240,12 @@ def build_parser():
 # Settings that define the experiment (saved in config.json; fixed on --resume).
 EXPERIMENT_KEYS = ("seed", "textures", "mnist_dir", "data_seed", "limit_train", "limit_eval",
                    "texture_crops", "composite", "eval_every", "method", "optimizer", "lr", "momentum",
-                   "weight_decay", "batch_size", "init", "ifm", "lam", "samples", "estimator",
+                   "weight_decay", "batch_size", "init", "ifm", "lam", "lam_d", "samples", "estimator",
                    "marginal", "upsample", "pairs", "pair_features", "flow_depth", "ice_beta",
                    "ice_labels")
 # Values for settings that runs made before the setting existed did not save
 # (and "method", which old_run_settings derives from their "ifm").
-OLD_RUN_DEFAULTS = {"pair_features": "pre-pool", "init": "kaiming", "eval_every": None,
+OLD_RUN_DEFAULTS = {"lam_d": None, "pair_features": "pre-pool", "init": "kaiming", "eval_every": None,
                     "texture_crops": "inside", "composite": "white", "flow_depth": 16, "ice_beta": 0.05,
                     "ice_labels": "true"}
 # Flags a resumed run may be given anew: --epochs only to add epochs, and the

@@ -107,7 +107,8 @@ def build_regularizer(cfg, channels, rng):
     from ifm import IFMRegularizer
     return IFMRegularizer(channels=list(channels), pairs=[tuple(p) for p in cfg["pairs"]],
                           lam=cfg["lam"], samples=cfg["samples"], estimator=cfg["estimator"],
-                          upsample=cfg["upsample"], marginal=cfg["marginal"], rng=rng)
+                          upsample=cfg["upsample"], marginal=cfg["marginal"], rng=rng,
+                          lam_d=cfg["lam_d"])
 
 
 def reinitialize(init, model, regularizer, seed):

@@ -25,7 +25,10 @@ the arrays); pairs with other row counts (K = all) run alone.
 ``backward`` also fills every D's grads with the gradient of the same loss
 term, -lambda * dF_l/dtheta, so one optimizer step by gradient DESCENT on
 L over the classifier's and the regularizer's parameters makes the CNN and
-every D maximize F. ``params``/``grads``/``buffers`` are live flat views keyed
+every D maximize F. With ``lam_d`` set, D's grads are those of -lam_d * F_l
+instead (lam_d = 1: each D_l maximizes F_l at its own scale, and lambda
+weighs only the CNN's side; the paper's lambda = 1 makes the two readings
+one). ``params``/``grads``/``buffers`` are live flat views keyed
 "ifm12.0.W" (the pair layers) and "D.1.gamma" (G, 256), ... (the stack);
 ``pair_params`` shows each D_l's parameters under its own name. The D's are
 not part of the classifier: a saved classifier (its own state_dict) holds no
@@ -54,7 +57,7 @@ def runs(positions):
 class IFMRegularizer(Container):
     def __init__(self, channels, pairs=PAPER_PAIRS, lam=1.0, samples=64, estimator="jsd",
                  upsample="nearest", marginal="image", rng=None, dtype=np.float32,
-                 dv_ema=None, hidden=HIDDEN):
+                 dv_ema=None, hidden=HIDDEN, lam_d=None):
         pairs = [tuple(p) for p in pairs]
         for low, high in pairs:
             if not (1 <= low < len(channels) and high == low + 1):
@@ -62,6 +65,8 @@ class IFMRegularizer(Container):
                                  f"within 1..{len(channels)}")
         if len(set(pairs)) != len(pairs):
             raise ValueError(f"repeated pair in {pairs}")
+        if lam_d is not None and not lam_d > 0:
+            raise ValueError(f"lam_d must be positive, got {lam_d}")
         rng = default_rng(rng)
         self.blocks, member_layers = [], []
         for low, high in pairs:         # D_l's weights drawn layer by layer, pair by pair
@@ -75,6 +80,7 @@ class IFMRegularizer(Container):
         self.names = [f"ifm{low}{high}" for low, high in pairs]
         super().__init__(list(zip(self.names, self.blocks)) + [("D", self.critic)])
         self.channels, self.pairs, self.lam = list(channels), pairs, lam
+        self.lam_d = lam if lam_d is None else lam_d
         self.estimator = estimator
         self._n_features = None
         self._runs = None
@@ -159,11 +165,17 @@ class IFMRegularizer(Container):
         """dL/dH for L = sum_l dF_l F_l: a list like features (None where unused).
 
         dF: a host number for every pair or an array (pairs,) on the device;
-        default -lam, the regularizer's term of the loss, -lam * sum_l F_l.
+        default -lam, the regularizer's term of the loss, -lam * sum_l F_l,
+        with D's grads from -lam_d * sum_l F_l (the same when lam_d = lam;
+        otherwise dH is the one of -lam_d, times lam / lam_d).
         """
         if self._runs is None:
             raise RuntimeError("backward called before forward")
-        dF = -self.lam if dF is None else dF
+        scale = None
+        if dF is None:
+            dF = -self.lam_d
+            if self.lam_d != self.lam:
+                scale = self.lam / self.lam_d
         if np.ndim(dF) != 0 and tuple(dF.shape) != (len(self.pairs),):
             raise ValueError(f"dF must be one number or one per pair ({len(self.pairs)}), "
                              f"got shape {dF.shape}")
@@ -176,6 +188,8 @@ class IFMRegularizer(Container):
                 for layer, d in zip((low, high), self.blocks[l].backward(da[j])):
                     i = layer - 1
                     dfeatures[i] = d if dfeatures[i] is None else dfeatures[i] + d
+        if scale is not None:
+            dfeatures = [None if d is None else d * d.dtype.type(scale) for d in dfeatures]
         return dfeatures
 
     def loss(self, F_list):

@@ -48,10 +48,10 @@ TEXT_FILES = ("config.json", "history.csv", "evaluations.csv", "report.json", "r
 SEED = re.compile(r"-seed(\d+)$")
 # The main IFM run's settings (train.py's defaults with --ifm); a run's
 # "changes" column lists the flags where it differs.
-COMPARED = ("lam", "samples", "estimator", "marginal", "upsample", "pair_features", "textures",
+COMPARED = ("lam", "lam_d", "samples", "estimator", "marginal", "upsample", "pair_features", "textures",
             "texture_crops", "composite", "eval_every", "init", "optimizer", "lr", "momentum", "batch_size",
             "limit_train", "data_seed", "flow_depth", "ice_beta", "ice_labels")
-IFM_ONLY = ("lam", "samples", "estimator", "marginal", "upsample", "pair_features")
+IFM_ONLY = ("lam", "lam_d", "samples", "estimator", "marginal", "upsample", "pair_features")
 ICE_ONLY = ("flow_depth", "ice_beta", "ice_labels")
 REFERENCE = {k: v for k, v in vars(build_parser().parse_args(["--ifm"])).items() if k in COMPARED}
 

@@ -42,7 +42,7 @@ def config(**changes):
     """Trainer settings of a small IFM run (batch 16, K = 8), with ``changes``."""
     cfg = {"seed": 5, "limit_train": None, "limit_eval": None, "optimizer": "sgd", "lr": 0.01,
            "momentum": 0.9, "weight_decay": 0.0, "batch_size": 16, "ifm": True, "lam": 30.0,
-           "samples": 8, "estimator": "jsd", "marginal": "image", "upsample": "nearest",
+           "lam_d": None, "samples": 8, "estimator": "jsd", "marginal": "image", "upsample": "nearest",
            "pairs": [[1, 2], [2, 3], [3, 4]], "pair_features": "pre-pool", "init": "kaiming",
            "epochs": 1}
     cfg.update(changes)

@@ -229,3 +229,28 @@ def test_bad_members_groups_and_dF_are_refused():
     with pytest.raises(ValueError, match="one per pair"):
         reg.backward(np.ones(1))
     assert len(reg.backward(np.ones(2))) == 3
+
+
+def test_lam_d_weighs_only_the_critics_objective():
+    """lam_d = 1 with lam = 30: each D_l's gradient is that of -F_l, the CNN's dH still that
+    of -30 * F_l; lam_d = lam is the default (D descends the CNN's L)."""
+    grads, dH = {}, {}
+    for lam_d in (None, 30.0, 1.0):
+        reg = IFMRegularizer([3, 4, 5], pairs=[(1, 2), (2, 3)], lam=30.0, lam_d=lam_d,
+                             samples=4, rng=np.random.default_rng(0), hidden=SMALL,
+                             dtype=np.float64)
+        rng = np.random.default_rng(2)
+        H = [rng.standard_normal(s) for s in ((3, 8, 8, 4), (4, 4, 4, 4), (5, 2, 2, 4))]
+        reg.forward(H, np.random.default_rng(5))
+        dH[lam_d] = reg.backward()
+        grads[lam_d] = {k: g.copy() for k, g in reg.grads.items()}
+    for key in grads[None]:
+        np.testing.assert_array_equal(grads[30.0][key], grads[None][key])
+        # (a bias before batch norm has a zero gradient, up to rounding: hence the atol)
+        np.testing.assert_allclose(grads[1.0][key], grads[None][key] / 30, rtol=1e-12,
+                                   atol=1e-15, err_msg=key)
+    for a, b in zip(dH[1.0], dH[None]):     # sums of terms that cancel: atol at the scale
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-13 * np.abs(b).max())
+    assert any(np.abs(g).max() > 0 for g in grads[1.0].values())
+    with pytest.raises(ValueError, match="lam_d must be positive"):
+        IFMRegularizer([3, 4], pairs=[(1, 2)], lam_d=0.0)
