@@ -21,6 +21,9 @@ committed files; --out results updates them. Writes, into --out:
   the test accuracies of both checkpoints;
 - draws.md, draws.json (where runs named <method>-draw<N>-seed<S> are
   there): the _digit rows per texture draw, as draw_table.py computes them;
+- texture_sets.md, texture_sets.json: the _digit rows per texture set (the
+  data a run trained on), with how texture-bound each set's baseline is, as
+  texture_sets.py computes them;
 - runs/<name>/: the text files of every finished run (config.json,
   history.csv, evaluations.csv, report.json, report.md, train.log), with each absolute path
   cut to its file name (checksums stay; where files lay on the machine that
@@ -36,7 +39,7 @@ import sys
 from experiment.provenance import without_machine_paths
 from experiment.runfolder import read_json, write_json, write_text_atomic
 from experiment.settings import build_parser, differences, old_run_settings, parse
-from scripts import aggregate, draw_table
+from scripts import aggregate, draw_table, texture_sets
 
 MAIN_RUN = re.compile(r"^(baseline|ifm|ice-cpu-k2)-seed\d+$")
 # The train.py flags of each main group (scripts/reproduce.sh main, more-seeds, ice-cpu).
@@ -207,6 +210,13 @@ def main(argv=None):
         write_text_atomic(os.path.join(args.out, "draws.md"),
                           draw_table.markdown(per_draw, summary))
         write_json(os.path.join(args.out, "draws.json"), {"draws": per_draw, "across": summary})
+    sets, left_out = texture_sets.texture_sets(finished)
+    if sets:
+        summary = texture_sets.across(sets)
+        write_text_atomic(os.path.join(args.out, "texture_sets.md"),
+                          texture_sets.markdown(sets, summary, left_out))
+        write_json(os.path.join(args.out, "texture_sets.json"),
+                   {"sets": sets, "across": summary, "left_out": left_out})
     cells = groups(rows)
     write_text_atomic(os.path.join(args.out, "groups.md"), groups_markdown(cells))
     write_json(os.path.join(args.out, "groups.json"), {"groups": cells})

@@ -1,6 +1,9 @@
 """scripts/make_results.py on hand-made run folders."""
 import json
 
+import numpy as np
+import pytest
+
 from experiment.settings import parse, settings_from_args
 from scripts import make_results
 
@@ -134,3 +137,52 @@ def test_no_draw_table_without_draws(tmp_path):
     fake_run(tmp_path / "runs" / "ifm-seed0", MAIN_IFM, "ifm", 0.45)
     assert make_results.main(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "o")]) == 0
     assert not (tmp_path / "o" / "draws.md").exists()
+
+
+def test_texture_sets(tmp_path):
+    """Runs grouped by the data they trained on; a seed counts once (its main run); runs
+    with other method settings stay out; the correlation and line across sets."""
+    runs = tmp_path / "runs"
+
+    def run(name, method, digit, texture, sha, flags=()):
+        folder = runs / name
+        seed = name.rsplit("seed", 1)[1]
+        fake_run(folder, settings(*flags, "--seed", seed, *(["--ifm"] if method == "ifm" else [])),
+                 method, digit, [f"{sha}{i}.png" for i in range(10)])
+        config = json.loads((folder / "config.json").read_text())
+        config["data"]["textures"]["sha256"] = sha
+        config["data"]["rendering"] = {"crops": "inside", "composite": "white strokes"}
+        (folder / "config.json").write_text(json.dumps(config))
+        report = json.loads((folder / "report.json").read_text())
+        report["rows"]["best_digit"]["test_texture_acc"] = texture
+        (folder / "report.json").write_text(json.dumps(report))
+
+    run("ifm-seed0", "ifm", 0.44, 0.5, "s", ("--epochs", "10"))
+    run("ifm-seed1", "ifm", 0.46, 0.5, "s", ("--epochs", "10"))
+    run("ifm-e1-seed0", "ifm", 0.99, 0.5, "s", ("--epochs", "1"))        # a control: left out
+    run("ifm-lam10-seed0", "ifm", 0.99, 0.5, "s", ("--epochs", "10", "--lam", "10"))
+    run("baseline-seed0", "baseline", 0.18, 0.86, "s", ("--epochs", "10"))
+    for draw, (ours, texture) in {1: (0.22, 0.98), 2: (0.24, 0.95), 3: (0.30, 0.93)}.items():
+        flags = ("--epochs", "3", "--data-seed", str(draw))
+        run(f"ifm-draw{draw}-seed0", "ifm", ours, 0.7, f"d{draw}", flags)
+        run(f"baseline-draw{draw}-seed0", "baseline", 0.11, texture, f"d{draw}", flags)
+    out = tmp_path / "results"
+    assert make_results.main(["--runs", str(runs), "--out", str(out)]) == 0
+    table = json.loads((out / "texture_sets.json").read_text())
+    sets = table["sets"]
+    assert set(sets) == {"shared", "draw1", "draw2", "draw3"}
+    assert sets["shared"]["ifm"]["runs"] == ["ifm-seed0", "ifm-seed1"]
+    assert sets["shared"]["ifm"]["test_digit"][0] == pytest.approx(0.45)
+    assert sets["shared"]["baseline"]["test_texture"] == [0.86, None]
+    assert sets["draw1"]["textures"] == [f"d1{i}" for i in range(10)]
+    assert table["left_out"] == ["ifm-e1-seed0"]
+    x = [0.86, 0.98, 0.95, 0.93]
+    y = [0.45, 0.22, 0.24, 0.30]
+    r = np.corrcoef(x, y)[0, 1]
+    slope, intercept = np.polyfit(x, y, 1)
+    assert table["across"]["r"] == pytest.approx(r)
+    assert table["across"]["ours_digit_at_paper_baseline"] == pytest.approx(
+        intercept + slope * 0.9507)
+    text = (out / "texture_sets.md").read_text()
+    assert text.splitlines()[2].startswith("| paper (DTD) | - | - | 95.07 | 12.44 | 54.54 |")
+    assert text.splitlines()[3].startswith("| draw1 | 1 | ")       # the most texture-bound first
