@@ -48,3 +48,35 @@ def test_draws_take_their_textures_from_the_pool_variable(tmp_path):
                          env={k: v for k, v in os.environ.items() if k != "IFM_TEXTURE_POOL"},
                          capture_output=True, text=True)
     assert out.returncode == 2 and "IFM_TEXTURE_POOL" in out.stderr
+
+
+def test_controls_build_their_texture_folders_once(tmp_path):
+    """@POOL_ORDER: the shared set's ten files by their pool names; @SHIFT1: the shared
+    files with every id moved up by one; built under RUNS_DIR, then reused."""
+    shared, pool = tmp_path / "shared", tmp_path / "pool"
+    shared.mkdir()
+    pool.mkdir()
+    names = ["leopard", "burlap", "java", "leaves", "brick", "ground1", "granite1", "bark",
+             "pink_marble", "starfield"]
+    for i, name in enumerate(names):
+        (shared / f"{i:02d}_{name}.png").write_bytes(bytes([i]))
+    in_pool = ("animal_leopard fabric_burlap food_java plant_leaves stone_brick stone_ground1 "
+               "stone_granite1 wood_bark stone_pink_marble sky_starfield wood_pine").split()
+    for i, name in enumerate(in_pool):
+        (pool / f"{name}.png").write_bytes(bytes([100 + i]))
+    runs = tmp_path / "runs"
+    env = {"IFM_TEXTURE_POOL": str(pool), "IFM_TEXTURES": str(shared)}
+    lines = listed("controls", runs, **env)
+    assert len(lines) == 8
+    assert lines[3].endswith(f"--textures {runs}/textures-pool-order --device gpu")
+    assert lines[4].endswith(f"--textures {runs}/textures-shift1 --device gpu")
+    order = sorted(os.listdir(runs / "textures-pool-order"))
+    assert order == sorted(f"{n}.png" for n in in_pool[:10])
+    shifted = sorted(os.listdir(runs / "textures-shift1"))
+    assert shifted[:2] == ["00_starfield.png", "01_leopard.png"]
+    assert (runs / "textures-shift1" / "05_brick.png").read_bytes() == bytes([4])
+    (shared / "04_brick.png").write_bytes(b"changed")       # built once: not rebuilt
+    assert listed("controls", runs, **env) == lines
+    assert (runs / "textures-shift1" / "05_brick.png").read_bytes() == bytes([4])
+    assert len(listed("regime-search", runs, **env)) == 9
+    assert len(listed("composite", runs, **env)) == 8
