@@ -3,9 +3,10 @@
 The epochs, validations and the choice of the best models are Trainer.fit's
 (experiment/trainer.py); what a checkpoint records of them is runfolder.Progress.
 
-Nothing is written into the run folder until the flags, the data and, on
---resume, the saved config and checkpoint have all been checked, so a refused
-command leaves the folder as it was. A run folder holding config.json but no
+The run folder is held (run.lock) before anything in it is read; nothing is
+written into it until the flags, the data and, on --resume, the saved config
+and checkpoint have all been checked, so a refused command leaves the folder
+as it was (a folder it made for the lock is removed again). A run folder holding config.json but no
 checkpoint (stopped before its first save) resumes from the beginning with
 its saved settings.
 """
@@ -52,8 +53,6 @@ def plural(n, noun):
 
 def new_run_settings(folder, args):
     """Settings of a new run; the folder must hold no run unless --restart clears it."""
-    if os.path.exists(folder.path) and not os.path.isdir(folder.path):
-        raise UsageError(f"--out {folder.path} is a file, not a folder; choose another --out")
     if folder.holds_run() and not args.restart:
         early = (" (stopped before its first checkpoint)"
                  if not folder.exists(CHECKPOINT) else "")
@@ -235,7 +234,19 @@ def main(argv=None):
 
 
 def run(args):
+    """Hold the run folder first (made if missing), then check, build and train in it: a
+    second process is refused before it reads anything there, so what it decides cannot
+    go stale while it builds the data. A folder this command made and left empty (a
+    refused command) is removed again (RunFolder.held)."""
     folder = RunFolder(args.out if args.out is not None else default_out(args))
+    if os.path.exists(folder.path) and not os.path.isdir(folder.path):
+        raise UsageError(f"--out {folder.path} is a file, not a folder; choose another --out")
+    with folder.held(command()):
+        return run_in(folder, args)
+
+
+def run_in(folder, args):
+    """run() with ``folder`` held."""
     if args.resume:
         cfg, saved, checkpoint = resume_settings(folder, args)
         device, cpu_cores = saved.get("device", args.device), saved.get("cpu_cores")
@@ -267,10 +278,8 @@ def run(args):
                              f"model ({err}); start the run over with: {restart_command(saved)}")
 
     # Everything is checked: only now is the run folder written.
-    phase, interrupt, lock = "setup", None, None
+    phase, interrupt = "setup", None
     try:
-        folder.create()
-        lock = folder.lock(command())
         if args.restart:
             folder.clear()
         folder.save_config(record(args, cfg, saved, dataset, device, cpu_cores, checkpoint,
@@ -310,9 +319,6 @@ def run(args):
             why = f"stopped at once by a second interrupt. {resume_hint(folder)}"
         print(f"\n{program()}: {why}", file=sys.stderr)
         return 128 + (interrupt.signum if interrupt else signal.SIGINT)
-    finally:
-        if lock is not None:
-            lock.release()
     print(markdown)
     print(f"wall time {format_seconds(progress.wall_seconds)}; "
           f"results in {folder.path}", file=sys.stderr)

@@ -18,6 +18,7 @@ string stored as a 0-d unicode array, so nothing is ever unpickled.
 Every failure to write or read one of these files is a RunFolderError naming
 the file, the reason and what to do; train.py prints it as a one-line error.
 """
+import contextlib
 import csv
 import fcntl
 import glob
@@ -202,6 +203,31 @@ class RunFolder:
 
     def create(self):
         self._writing(self.path, lambda: os.makedirs(self.path, exist_ok=True))
+
+    @contextlib.contextmanager
+    def held(self, command):
+        """The folder locked (``lock``) for a with-block, made first if missing. The lock
+        comes before anything in the folder is read, so no other run changes it between
+        what this process reads and what it writes. On leaving, the lock is released and
+        the folders this made are removed again where they stayed empty (a refused
+        command leaves nothing behind)."""
+        made, path = [], os.path.abspath(self.path)
+        while not os.path.isdir(path) and os.path.dirname(path) != path:
+            made.append(path)                   # the missing folders, innermost first
+            path = os.path.dirname(path)
+        self.create()
+        lock = None
+        try:
+            lock = self.lock(command)
+            yield lock
+        finally:
+            if lock is not None:
+                lock.release()
+            for path in made:
+                try:
+                    os.rmdir(path)              # only if empty
+                except OSError:
+                    break
 
     def lock(self, command):
         """Hold the folder while a run (or resume) uses it (FolderLock); a RunFolderError

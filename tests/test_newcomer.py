@@ -224,6 +224,51 @@ def test_a_lock_is_held_by_another_process_too(tmp_path):
     assert take_lock(str(tmp_path / "run.lock"), {"pid": 2}).fd is not None
 
 
+@pytest.mark.parametrize("flags", [["--resume"], ["--restart"], []])
+def test_a_held_folder_is_refused_before_anything_in_it_is_read(tmp_path, train, monkeypatch,  # noqa: F811,E501
+                                                               capsys, flags):
+    # A run is finishing in r (it holds run.lock) while its files change. A resume, a
+    # restart or a new run into r is refused at once: it reads none of r's files, builds no
+    # data, and leaves every file as it was, byte for byte.
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"settings": {"being": "rewritten"}')
+    (folder / "checkpoint.npz").write_bytes(b"a checkpoint being written")
+    holder = {"pid": 4242, "host": "elsewhere", "started": "2026-12-06 05:00:00",
+              "command": "python train.py"}
+    lock = take_lock(str(folder / "run.lock"), holder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    read = []
+    for name in ("exists", "holds_run", "load_config", "load_checkpoint", "clear"):
+        original = getattr(run_module.RunFolder, name)
+        monkeypatch.setattr(run_module.RunFolder, name,
+                            lambda self, *a, name=name, original=original:
+                            read.append(name) or original(self, *a))
+
+    def no_data(*args):
+        raise AssertionError("the data were built for a folder another run holds")
+
+    monkeypatch.setattr(run_module, "load_dataset", no_data)
+    code = train.resume(folder) if flags == ["--resume"] else train(folder, *flags)
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "is in use by another run (process 4242 on elsewhere" in err and "Traceback" not in err
+    assert read == []
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    lock.release()
+
+
+def test_a_refused_new_run_leaves_no_folder_behind(tmp_path, capsys):
+    # the folder is made to be locked first; refused, the command removes what it made
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "runs" / "new" / "r"
+    assert main(["--out", str(out), "--mnist-dir", str(empty), "--textures", "procedural",
+                 "--cache-dir", str(tmp_path / "cache")]) == 2
+    assert str(empty) in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_sigterm_exits_143_after_saving(tmp_path, train, monkeypatch, capsys):  # noqa: F811
     original = run_module.Trainer.train_step
 
