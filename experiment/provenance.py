@@ -34,12 +34,20 @@ def software_versions(device):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the checkout
 
 
-def package_version():
-    """The installed ifm-numpy package's version, or None (not installed)."""
+def package_version(module_file=__file__):
+    """The installed ifm-numpy package's version where the code running is that package's
+    own copy (``module_file``, this file, is one of its files); else None: not installed,
+    or this is a checkout beside an installed copy, whose version says nothing about it."""
     try:
-        return importlib.metadata.version("ifm-numpy")
+        dist = importlib.metadata.distribution("ifm-numpy")
     except importlib.metadata.PackageNotFoundError:
         return None
+    here = os.path.realpath(module_file)
+    name = os.path.basename(here)
+    for file in dist.files or ():
+        if file.name == name and os.path.realpath(dist.locate_file(file)) == here:
+            return dist.version
+    return None
 
 
 def code_version(root=ROOT):

@@ -111,3 +111,33 @@ def test_an_installed_copy_records_its_package_version(tmp_path, monkeypatch):
     from experiment import provenance
     monkeypatch.setattr(provenance, "package_version", lambda: "0.1.0")
     assert provenance.code_version(str(tmp_path)) == {"package": "0.1.0"}
+
+
+def fake_installation(site, files, version="9.9.9"):
+    """An ifm-numpy distribution as pip installs one into ``site``, listing ``files``."""
+    info = site / f"ifm_numpy-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: ifm-numpy\nVersion: {version}\n")
+    (info / "RECORD").write_text("".join(f"{f},,\n" for f in files))
+
+
+def test_a_checkout_beside_an_installed_copy_records_no_package_version(tmp_path, monkeypatch):
+    # `pip install .` in the checkout's own venv: the installed copy is found, but the code
+    # running is the checkout's, so its version must not be recorded for it
+    import importlib.metadata
+    from experiment import provenance
+    fake_installation(tmp_path / "site", ["experiment/__init__.py", "experiment/provenance.py"])
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    assert importlib.metadata.version("ifm-numpy") == "9.9.9"
+    assert provenance.package_version() is None
+    assert provenance.code_version(str(tmp_path / "no-checkout")) is None
+
+
+def test_the_installed_copy_itself_records_its_version(tmp_path, monkeypatch):
+    import os
+    from experiment import provenance
+    site = tmp_path / "site"
+    fake_installation(site, [os.path.relpath(provenance.__file__, site)])   # this very file
+    monkeypatch.syspath_prepend(str(site))
+    assert provenance.package_version() == "9.9.9"
+    assert provenance.code_version(str(tmp_path / "no-checkout")) == {"package": "9.9.9"}
