@@ -33,14 +33,32 @@ def gpu_available():
     return _cupy is not None and _device_count()[0] > 0
 
 
+# CuPy and the CUDA libraries it loads, from PyPI, for a machine with only a driver.
+GPU_INSTALL = 'python3 -m pip install "cupy-cuda12x[ctk]"'
+
+
 def gpu_unavailable_reason():
     """A sentence saying why the GPU cannot be used (None when it can)."""
     if _cupy is None:
         return ("CuPy is not installed: install the CuPy wheel matching your CUDA "
-                "version, e.g. `pip install cupy-cuda12x`")
+                f"version with the CUDA libraries it loads, e.g. `{GPU_INSTALL}`")
     count, error = _device_count()
     if count == 0:
         return "CuPy is installed but sees no CUDA device" + (f" ({error})" if error else "")
+    return curand_missing_reason(_cupy)
+
+
+def curand_missing_reason(cupy):
+    """Why ``cupy`` cannot load cuRAND, which the GPU path's random draws (dropout, noise)
+    use, and what to install; None when it loads. The cupy-cuda12x wheel does not carry
+    cuRAND: without a CUDA toolkit it comes from the nvidia-curand-cu12 wheel."""
+    try:
+        cupy.cuda.curand
+    except ImportError as err:      # CuPy's own: 'Failure finding "libcurand.so.11 or ..."'
+        why = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        return (f"CuPy cannot load cuRAND ({why}), which the GPU path's random draws need: "
+                "install it with `python3 -m pip install nvidia-curand-cu12`, or every CUDA "
+                f"library CuPy loads with `{GPU_INSTALL}`")
     return None
 
 

@@ -21,6 +21,8 @@ The two devices' streams differ for one seed (cuRAND is not NumPy).
 """
 import numpy as np
 
+from .backend import curand_missing_reason
+
 PHILOX = "CURAND_RNG_PSEUDO_PHILOX4_32_10"      # the method's name in cupy.cuda.curand
 
 
@@ -36,6 +38,9 @@ class SeededUniform:
             return np.random.Generator(np.random.Philox(seed)).random(shape, dtype=dtype)
         state = self._device_states.get(xp)
         if state is None:
+            reason = curand_missing_reason(xp)
+            if reason:
+                raise RuntimeError(reason)
             method = getattr(xp.cuda.curand, PHILOX)
             state = self._device_states[xp] = xp.random.RandomState(seed, method=method)
         else:

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import signal
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -185,6 +186,39 @@ def test_gpu_without_cupy_says_so(tmp_path, capsys, monkeypatch):
     assert main(["--device", "gpu", "--out", str(tmp_path / "g")]) == 2
     err = capsys.readouterr().err
     assert "--device gpu" in err and ("CuPy" in err or "CUDA" in err)
+
+
+class CupyWithoutCurand:
+    """A CuPy that sees a device but cannot load cuRAND: cupy-cuda12x on a machine with only
+    a driver and no nvidia-curand-cu12. The ImportError is CuPy 14's, from cupy.cuda.curand."""
+
+    class cuda:
+        runtime = SimpleNamespace(getDeviceCount=lambda: 1)
+
+        @property
+        def curand(self):
+            raise ImportError('Failure finding "libcurand.so.11 or libcurand.so.10": No such '
+                              'file: libcurand.so.11 or libcurand.so.10, No such file: '
+                              'libcurand.so.11 or libcurand.so.10\n')
+
+    cuda = cuda()
+
+
+def test_gpu_without_curand_says_what_to_install(tmp_path, capsys, monkeypatch):
+    from nn import backend
+    from nn.random import SeededUniform
+    monkeypatch.setattr(backend, "_cupy", CupyWithoutCurand())
+    out = tmp_path / "g"
+    assert main(["--device", "gpu", "--out", str(out), "--textures", "procedural"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert err.startswith('train.py: error: --device gpu: CuPy cannot load cuRAND (Failure '
+                          'finding "libcurand.so.11 or libcurand.so.10": No such file')
+    assert "install it with `python3 -m pip install nvidia-curand-cu12`" in err
+    assert 'python3 -m pip install "cupy-cuda12x[ctk]"' in err and "--device cpu" in err
+    assert not out.exists()
+    with pytest.raises(RuntimeError, match="pip install nvidia-curand-cu12"):  # a library user
+        SeededUniform()(0, (4,), CupyWithoutCurand())
 
 
 def test_missing_mnist_is_a_clear_error(tmp_path, capsys, monkeypatch):
