@@ -29,6 +29,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from experiment.cli import quiet_on_closed_pipe
 from experiment.settings import parse, positive_int, settings_from_args
 from experiment.trainer import Trainer
 from nn.cpu.allocator import retain_freed_memory
@@ -141,6 +142,7 @@ def device_name(device):
             f"OpenBLAS kernels {blas or 'unknown'}, ours split over {cores()} threads")
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")

@@ -26,6 +26,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from ice.trainer import IceTrainer
+from experiment.cli import quiet_on_closed_pipe
 from experiment.settings import EXPERIMENT_KEYS, parse as parse_train
 from nn.cpu.allocator import retain_freed_memory
 from nn.backend import gpu_unavailable_reason
@@ -94,6 +95,7 @@ def peak_bytes(depth, batch, keep_activations):
     return peak
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     args = parse(argv)
     if args.device == "gpu" and gpu_unavailable_reason():
@@ -120,4 +122,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

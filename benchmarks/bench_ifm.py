@@ -14,10 +14,12 @@ together, float32, D in training mode. On the GPU the times come from CUDA event
     python -m benchmarks.bench_ifm --batch 32 --repeats 3 --samples 64,all
 """
 import argparse
+import sys
 import time
 
 import numpy as np
 
+from experiment.cli import quiet_on_closed_pipe
 from experiment.settings import positive_int
 from ifm import IFMRegularizer
 from ifm.sampling import count_rows
@@ -73,6 +75,7 @@ def time_gpu(fn, repeats, warmup):
     return float(np.median(result.gpu_times[0]))
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     args = parse(argv)
     xp = xp_for(args.device)
@@ -126,4 +129,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

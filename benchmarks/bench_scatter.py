@@ -14,10 +14,12 @@ the 8x8 and 4x4 maps). Columns: ms of
 the median of --repeats runs each, on one thread, timed in one run.
 """
 import argparse
+import sys
 import time
 
 import numpy as np
 
+from experiment.cli import quiet_on_closed_pipe
 from ifm.pairs import scatter_add_columns
 
 CASES = (("dH_1, 32 channels", 32, 32 * 32 * 128), ("dH_2, 64 channels", 64, 16 * 16 * 128),
@@ -49,6 +51,7 @@ def median_ms(fn, repeats):
     return float(np.median(times))
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=5)
@@ -69,4 +72,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

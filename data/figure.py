@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from experiment.cli import quiet_on_closed_pipe
+
 SCALE = 3
 COLUMNS = 10
 CAPTION = 26       # px of text under each tile
@@ -71,6 +73,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     from . import DataError, load_shifted_mnist
     p = Parser(prog="python -m data.figure", description=__doc__.split("\n")[0])

@@ -29,6 +29,7 @@ from data.paths import resolve_textures
 from nn.backend import gpu_unavailable_reason, to_numpy, xp_for
 from nn.cpu.parallel import use_cores
 
+from .cli import quiet_on_closed_pipe
 from .provenance import data_changes
 from .saved_model import SavedModelError, load
 from .settings import Parser
@@ -178,6 +179,7 @@ def run(args):
     return 0
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     args = parse(argv)
     try:

@@ -24,6 +24,7 @@ from nn.cpu.parallel import available_cores, use_cores
 
 from . import report as table3
 from . import saved_model
+from .cli import quiet_on_closed_pipe
 from .memory import too_large
 from .progress import format_seconds
 from .provenance import code_version, data_changes, software_versions
@@ -219,6 +220,7 @@ def final_report(trainer, folder, cfg, progress):
     return report, markdown
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     args = parse(argv)
     retain_freed_memory()      # CPU speed only, see nn/cpu/allocator.py

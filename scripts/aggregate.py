@@ -17,6 +17,7 @@ import os
 import sys
 
 from experiment import report as table3
+from experiment.cli import quiet_on_closed_pipe
 from experiment.runfolder import read_json, write_json, write_text_atomic
 
 
@@ -46,6 +47,7 @@ def load_reports(folders):
     return reports, settings, epochs, devices
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", help="run folders written by train.py")

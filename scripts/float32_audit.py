@@ -17,6 +17,7 @@ import types
 import numpy as np
 
 from ice.trainer import IceTrainer
+from experiment.cli import quiet_on_closed_pipe
 from experiment.trainer import Trainer
 from nn.backend import gpu_unavailable_reason
 from scripts.step_fingerprint import config, tiny_dataset
@@ -62,6 +63,7 @@ def audit(method, device):
     return not_float32(trainer, "trainer") + not_float32(outputs, "outputs")
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")

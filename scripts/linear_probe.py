@@ -51,6 +51,7 @@ import numpy as np
 
 import nn
 from experiment.classifier import Classifier
+from experiment.cli import quiet_on_closed_pipe
 from experiment.run import SOURCES, UsageError, data_sources, load_dataset
 from experiment.saved_model import split_record
 from experiment.settings import OLD_RUN_DEFAULTS
@@ -187,6 +188,7 @@ def probe_run(folder, which, fresh_head, locations):
     return result
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+")

@@ -36,6 +36,7 @@ import os
 import re
 import sys
 
+from experiment.cli import quiet_on_closed_pipe
 from experiment.provenance import without_machine_paths
 from experiment.runfolder import read_json, write_json, write_text_atomic
 from experiment.settings import build_parser, differences, old_run_settings, parse
@@ -170,6 +171,7 @@ def runs_markdown(rows):
     return "\n".join(lines) + "\n"
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", default="runs", help="folder holding the run folders (default: runs)")

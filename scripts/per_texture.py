@@ -33,6 +33,7 @@ import sys
 
 import numpy as np
 
+from experiment.cli import quiet_on_closed_pipe
 from experiment.evaluate import UsageError, load_split
 from experiment.provenance import without_machine_paths
 from experiment.runfolder import read_json
@@ -185,6 +186,7 @@ def draw_figure(draws, path):
     fig.savefig(path, dpi=110)
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     from experiment.settings import Parser
     p = Parser(prog="python -m scripts.per_texture", description=__doc__.split("\n\n")[0])

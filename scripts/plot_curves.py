@@ -16,6 +16,8 @@ import os
 import re
 import sys
 
+from experiment.cli import quiet_on_closed_pipe
+
 
 def read_history(folder):
     path = os.path.join(folder, "history.csv")
@@ -26,6 +28,7 @@ def read_history(folder):
         return list(csv.DictReader(f))
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+")

@@ -10,10 +10,12 @@ they differ (each difference is printed on one line: "--epochs 2 (wanted 10)"),
 """
 import sys
 
+from experiment.cli import quiet_on_closed_pipe
 from experiment.runfolder import RunFolder, RunFolderError
 from experiment.settings import differences, flag, parse
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if not argv:

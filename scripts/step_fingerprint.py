@@ -18,6 +18,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from experiment.cli import quiet_on_closed_pipe
 from experiment.trainer import Trainer, build_optimizer
 
 CONFIGS = {
@@ -92,6 +93,7 @@ def relative_differences(new, old):
     return worst
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     action = parser.add_mutually_exclusive_group(required=True)

@@ -28,6 +28,7 @@ import argparse
 import os
 import re
 
+from experiment.cli import quiet_on_closed_pipe
 from experiment.report import PAPER_TABLE3
 from experiment.runfolder import read_json, write_json, write_text_atomic
 from experiment.settings import main_differences, old_run_settings
@@ -203,6 +204,7 @@ def draw_figure(sets, summary, path):
     fig.savefig(path, dpi=130)
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m scripts.texture_sets",
                                 description=__doc__.split("\n\n")[0])
