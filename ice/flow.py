@@ -46,11 +46,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from nn.activations import relu_backward, relu_forward
 from nn.backend import get_array_module
-from nn.conv import conv2d_backward, conv2d_forward
 from nn.cpu.parallel import channel_dot, channel_sum, per_channel
 from nn.dropout import draw_seed, dropout_backward, dropout_forward, keep_mask
+from nn.fast.activations import relu_backward, relu_forward
+from nn.fast.conv import conv2d_backward, conv2d_forward
 from nn.init import default_rng, kaiming_normal
 from nn.module import Module
 from nn.random import SeededUniform
@@ -61,6 +61,14 @@ ACTNORM_EPS = 1e-6
 ZERO_CONV_LOGSCALE = 3.0
 
 
+def scale_rows(X, s):
+    """s X for X (C, M) and s (C,): row c times s[c], block by block of rows."""
+    xp = get_array_module(X)
+    y = xp.empty_like(X)
+    per_channel(lambda X, s, y: xp.multiply(X, s, out=y), X, s[:, None], y)
+    return y
+
+
 # ---- ActNorm -----------------------------------------------------------------------------
 
 def actnorm_init(x, eps=ACTNORM_EPS):
@@ -69,7 +77,8 @@ def actnorm_init(x, eps=ACTNORM_EPS):
     X = x.reshape(x.shape[0], -1)
     M = X.shape[1]
     mu = channel_sum(X) / M
-    xc = per_channel(lambda X, mu, out=None: xp.subtract(X, mu, out=out), X, mu[:, None])
+    xc = xp.empty_like(X)
+    per_channel(lambda X, mu, xc: xp.subtract(X, mu, out=xc), X, mu[:, None], xc)
     return -mu, -xp.log(xp.sqrt(channel_dot(xc, xc) / M) + eps)
 
 
@@ -79,12 +88,13 @@ def actnorm_apply(x, b, logs):
     X = x.reshape(x.shape[0], -1)
     s = xp.exp(logs)
 
-    def shift_scale(X, b, s, out=None):         # (X + b) s
-        y = xp.add(X, b, out=out)
+    def shift_scale(X, b, s, y):                # (X + b) s
+        xp.add(X, b, out=y)
         y *= s
-        return y
 
-    return per_channel(shift_scale, X, b[:, None], s[:, None]).reshape(x.shape)
+    y = xp.empty_like(X)
+    per_channel(shift_scale, X, b[:, None], s[:, None], y)
+    return y.reshape(x.shape)
 
 
 def actnorm_log_det(logs, x_shape):
@@ -104,12 +114,13 @@ def actnorm_inverse(y, b, logs):
     """x = y exp(-logs) - b per channel."""
     xp = get_array_module(y)
     Y = y.reshape(y.shape[0], -1)
-    def scale_shift(Y, r, b, out=None):         # Y r - b
-        x = xp.multiply(Y, r, out=out)
+    def scale_shift(Y, r, b, x):                # Y r - b
+        xp.multiply(Y, r, out=x)
         x -= b
-        return x
 
-    return per_channel(scale_shift, Y, xp.exp(-logs)[:, None], b[:, None]).reshape(y.shape)
+    x = xp.empty_like(Y)
+    per_channel(scale_shift, Y, xp.exp(-logs)[:, None], b[:, None], x)
+    return x.reshape(y.shape)
 
 
 def actnorm_backward(dy, dlog_det, y, logs):
@@ -118,8 +129,7 @@ def actnorm_backward(dy, dlog_det, y, logs):
     C = dy.shape[0]
     dY, Y = dy.reshape(C, -1), y.reshape(C, -1)
     s = xp.exp(logs)
-    dx = per_channel(lambda dY, s, out=None: xp.multiply(dY, s, out=out), dY,
-                     s[:, None]).reshape(dy.shape)
+    dx = scale_rows(dY, s).reshape(dy.shape)
     db = s * channel_sum(dY)
     dlogs = channel_dot(dY, Y)
     if dlog_det is not None:
@@ -168,8 +178,7 @@ def zero_conv_forward(x, W, b, logs, k=ZERO_CONV_LOGSCALE):
     xp = get_array_module(x)
     pre, conv = conv2d_forward(x, W, b, padding=W.shape[-1] // 2)
     O = pre.shape[0]
-    y = per_channel(lambda P, e, out=None: xp.multiply(P, e, out=out), pre.reshape(O, -1),
-                    xp.exp(k * logs)[:, None]).reshape(pre.shape)
+    y = scale_rows(pre.reshape(O, -1), xp.exp(k * logs)).reshape(pre.shape)
     return y, ZeroConvCache(conv, y, logs)
 
 
@@ -179,8 +188,7 @@ def zero_conv_backward(dy, cache, k=ZERO_CONV_LOGSCALE):
     O = dy.shape[0]
     dY = dy.reshape(O, -1)
     dlogs = k * channel_dot(dY, cache.y.reshape(O, -1))
-    dpre = per_channel(lambda dY, e, out=None: xp.multiply(dY, e, out=out), dY,
-                       xp.exp(k * cache.logs)[:, None])
+    dpre = scale_rows(dY, xp.exp(k * cache.logs))
     dx, dW, db = conv2d_backward(dpre.reshape(dy.shape), cache.conv)
     return dx, dW, db, dlogs
 

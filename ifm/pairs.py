@@ -133,11 +133,10 @@ def _high_map(h_high, upsample, scale):
     raise ValueError(f"upsample must be 'nearest' or 'bilinear', got {upsample!r}")
 
 
-def _sum_of_halves(a_low, a_high, b, out=None):
-    """a = a_low + a_high + b."""
-    a = get_array_module(a_low).add(a_low, a_high, out=out)
+def _sum_of_halves(a_low, a_high, b, a):
+    """Into a: a_low + a_high + b."""
+    get_array_module(a_low).add(a_low, a_high, out=a)
     a += b
-    return a
 
 
 def pair_linear_forward(h_low, h_high, index, W, b, upsample="nearest", project=None,
@@ -165,13 +164,14 @@ def pair_linear_forward(h_low, h_high, index, W, b, upsample="nearest", project=
             G = gather_columns(M, cols)                             # (C, S)
             A.append(matmul(W_half, G))
         halves.append(PairHalf(projected, M if projected else G, cols, W_half, H.shape))
-    a = per_channel(_sum_of_halves, *A, b[:, None], out=out)
+    a = get_array_module(A[0]).empty_like(A[0]) if out is None else out
+    per_channel(_sum_of_halves, *A, b[:, None], a)
     return a, PairLinearCache(tuple(halves), h_high.shape, upsample, scale)
 
 
-def pair_linear_backward(da, cache, out=(None, None)):
-    """(dH_l, dH_{l+1}, dW, db) from da (out, S); dW, db go into ``out`` = (dW, db) when
-    given. See the module docstring."""
+def pair_linear_backward(da, cache, dW=None, db=None):
+    """(dH_l, dH_{l+1}, dW, db) from da (out, S); dW and db are written into the arrays
+    given (new ones when None). See the module docstring."""
     xp = get_array_module(da)
     dW_halves, dH = [], []
     for half in cache.halves:
@@ -187,7 +187,6 @@ def pair_linear_backward(da, cache, out=(None, None)):
     dh_low, dh_high = dH
     if cache.upsample == "bilinear":
         dh_high = bilinear_upsample_backward(dh_high, cache.scale, cache.high_shape)
-    dW, db = out
     return (dh_low, dh_high, xp.concatenate(dW_halves, axis=1, out=dW),
             channel_sum(da, out=db))
 
@@ -296,5 +295,5 @@ class PairLinear(Module):
         if self._cache is None:
             raise RuntimeError("backward called before forward")
         dh_low, dh_high, _, _ = pair_linear_backward(
-            da, self._cache, out=(self.grads["W"], self.grads["b"]))
+            da, self._cache, dW=self.grads["W"], db=self.grads["b"])
         return dh_low, dh_high

@@ -20,7 +20,7 @@ as layers are built; ``.to("gpu")`` moves the stack).
 """
 import numpy as np
 
-from nn import activations, batchnorm, linear
+from nn.fast import activations, batchnorm, linear
 from nn.module import Module
 
 
@@ -51,8 +51,8 @@ class StackedLinear(Module):
 
     def backward(self, dy, x, members):
         dx, _, _ = linear.linear_backward(dy, x, self.params["W"][members],
-                                          out=(self.grads["W"][members],
-                                               self.grads["b"][members]))
+                                          dW=self.grads["W"][members],
+                                          db=self.grads["b"][members])
         return dx
 
 
@@ -86,8 +86,8 @@ class StackedBatchNorm(Module):
     def backward(self, dy, cache, members):
         g = self.grads
         dx, _, _ = batchnorm.batchnorm_backward(
-            rows(dy), cache,
-            out=(member_rows(g["gamma"], members), member_rows(g["beta"], members)))
+            rows(dy), cache, dgamma=member_rows(g["gamma"], members),
+            dbeta=member_rows(g["beta"], members))
         return dx.reshape(dy.shape)
 
 

@@ -1,5 +1,8 @@
 """The layers: thin stateful wrappers around the pure forward/backward pairs.
 
+Each layer runs the speed path of its op (nn/fast/; the formula is in nn/<op>.py)
+and writes its parameter gradients into its ``grads`` arrays.
+
 Activations are batch last: feature maps (C, H, W, N), features (F, N); the
 shape is the memory order (C-contiguous). A network converts its (N, C, H, W)
 images once, at its entry (``nn.layout.from_nchw``).
@@ -12,7 +15,8 @@ Parameters are created on the host as float32 (``dtype=`` to change); use
 """
 import numpy as np
 
-from . import activations, batchnorm, conv, linear, pooling, upsample
+from . import upsample
+from .fast import activations, batchnorm, conv, linear, pooling
 from .init import default_rng, kaiming_normal
 from .module import Module
 
@@ -37,7 +41,7 @@ class Conv2d(Module):
 
     def backward(self, dy):
         dx, _, _ = conv.conv2d_backward(dy, self._cache, self.input_grad,
-                                        out=(self.grads["W"], self.grads["b"]))
+                                        dw=self.grads["W"], db=self.grads["b"])
         return dx
 
 
@@ -57,7 +61,7 @@ class Linear(Module):
 
     def backward(self, dy):
         dx, _, _ = linear.linear_backward(dy, self._x, self.params["W"],
-                                          out=(self.grads["W"], self.grads["b"]))
+                                          dW=self.grads["W"], db=self.grads["b"])
         return dx
 
 
@@ -92,8 +96,8 @@ class _BatchNorm(Module):
         return y
 
     def backward(self, dy):
-        dx, _, _ = batchnorm.batchnorm_backward(dy, self._cache,
-                                                out=(self.grads["gamma"], self.grads["beta"]))
+        dx, _, _ = batchnorm.batchnorm_backward(dy, self._cache, dgamma=self.grads["gamma"],
+                                                dbeta=self.grads["beta"])
         return dx
 
 

@@ -56,7 +56,7 @@ from experiment.run import SOURCES, UsageError, data_sources, load_dataset
 from experiment.saved_model import split_record
 from experiment.settings import OLD_RUN_DEFAULTS
 from experiment.trainer import DeviceSplit, Trainer
-from nn.pooling import maxpool2x2_forward
+from nn.fast.pooling import maxpool2x2_forward
 from nn.serialization import load_state_into
 
 GRID = 4

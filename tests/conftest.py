@@ -39,6 +39,19 @@ def xp(request):
     return np if request.param == "numpy" else require_cupy()
 
 
+@pytest.fixture(params=[pytest.param("formula", marks=pytest.mark.no_split), "fast"])
+def ops(request):
+    """The op modules under test: the formulas (nn/conv.py, ...; they never reach
+    nn.cpu.parallel, so their split rerun is dropped) or their speed path (nn/fast/)."""
+    from types import SimpleNamespace
+    if request.param == "formula":
+        from nn import activations, batchnorm, conv, linear, pooling
+    else:
+        from nn.fast import activations, batchnorm, conv, linear, pooling
+    return SimpleNamespace(name=request.param, activations=activations, batchnorm=batchnorm,
+                           conv=conv, linear=linear, pooling=pooling)
+
+
 @pytest.fixture
 def cupy():
     """The cupy module (for NumPy/CuPy parity tests); skips without a GPU."""

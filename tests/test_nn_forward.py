@@ -1,5 +1,8 @@
 """Forward passes against loop-based references, on NumPy and (when present) CuPy.
 
+The ops run twice: the formulas (nn/conv.py, ...) and their speed path (nn/fast/),
+the ``ops`` fixture.
+
 Every ``*_naive`` function below is written from the textbook definition with
 explicit Python loops over pixels, in the library's batch-last layout (maps
 x[c, i, j, n], features and logits z[k, n]), and shares no code with nn/. They
@@ -11,7 +14,7 @@ import numpy as np
 import pytest
 
 import nn
-from nn import activations, batchnorm, conv, linear, losses, pooling, upsample
+from nn import losses, upsample
 
 # Every test runs twice: serial, and with every op split into blocks (conftest.py), except
 # those marked no_split (upsampling, the loss and flatten never call nn.cpu.parallel, and
@@ -132,46 +135,46 @@ def softmax_cross_entropy_naive(z, t):
 
 @pytest.mark.parametrize("k, padding, stride", [(1, 0, 1), (2, 1, 2), (3, 1, 1), (3, 2, 2),
                                                 (5, 2, 1), (3, 0, 2)])
-def test_conv2d_matches_loops(xp, rng, k, padding, stride):
+def test_conv2d_matches_loops(xp, rng, ops, k, padding, stride):
     x = rng.standard_normal((3, 7, 6, 2))
     W = rng.standard_normal((5, 3, k, k))
     b = rng.standard_normal(5)
-    y, _ = conv.conv2d_forward(*on(xp, x, W, b), padding, stride)
+    y, _ = ops.conv.conv2d_forward(*on(xp, x, W, b), padding, stride)
     assert y.flags.c_contiguous
     np.testing.assert_allclose(host(y), conv2d_naive(x, W, b, padding, stride),
                                rtol=1e-12, atol=1e-12)
 
 
-def test_conv2d_one_hand_computed_value():
+def test_conv2d_one_hand_computed_value(ops):
     # 1x1 input channel, 3x3 kernel of ones, padding 1: the corner output sums a 2x2 block.
     x = np.arange(12.0).reshape(1, 3, 4, 1)
-    y, _ = conv.conv2d_forward(x, np.ones((1, 1, 3, 3)), np.array([0.5]), padding=1)
+    y, _ = ops.conv.conv2d_forward(x, np.ones((1, 1, 3, 3)), np.array([0.5]), padding=1)
     assert y.shape == (1, 3, 4, 1)
     assert y[0, 0, 0, 0] == 0 + 1 + 4 + 5 + 0.5
     assert y[0, 1, 1, 0] == sum(range(0, 3)) + sum(range(4, 7)) + sum(range(8, 11)) + 0.5
 
 
-def test_conv2d_keeps_the_samples_apart():
+def test_conv2d_keeps_the_samples_apart(ops):
     # Two samples side by side on the last axis: each output column n sees only x[..., n].
     x = np.stack([np.ones((1, 3, 3)), np.zeros((1, 3, 3))], axis=-1)       # (1, 3, 3, 2)
-    y, _ = conv.conv2d_forward(x, np.ones((2, 1, 3, 3)), np.array([0.0, 1.0]))
+    y, _ = ops.conv.conv2d_forward(x, np.ones((2, 1, 3, 3)), np.array([0.0, 1.0]))
     np.testing.assert_array_equal(y, [[[[9.0, 0.0]]], [[[10.0, 1.0]]]])
 
 
 @pytest.mark.parametrize("shape", [(3, 4, 6, 2), (3, 5, 7, 2),      # one channel: no blocks
                                    pytest.param((1, 2, 3, 1), marks=pytest.mark.no_split)])
-def test_maxpool_matches_loops(xp, rng, shape):
+def test_maxpool_matches_loops(xp, rng, ops, shape):
     x = rng.standard_normal(shape)
-    y, _ = pooling.maxpool2x2_forward(*on(xp, x))
+    y, _ = ops.pooling.maxpool2x2_forward(*on(xp, x))
     assert y.flags.c_contiguous
     np.testing.assert_array_equal(host(y), maxpool2x2_naive(x))
 
 
 @pytest.mark.no_split
-def test_maxpool_routes_the_gradient_to_the_first_maximum_on_ties():
+def test_maxpool_routes_the_gradient_to_the_first_maximum_on_ties(ops):
     x = np.array([[1.0, 3.0], [3.0, 3.0]]).reshape(1, 2, 2, 1)
-    y, cache = pooling.maxpool2x2_forward(x)
-    dx = pooling.maxpool2x2_backward(np.full((1, 1, 1, 1), 7.0), cache)
+    y, cache = ops.pooling.maxpool2x2_forward(x)
+    dx = ops.pooling.maxpool2x2_backward(np.full((1, 1, 1, 1), 7.0), cache)
     np.testing.assert_array_equal(dx[0, :, :, 0], [[0.0, 7.0], [0.0, 0.0]])
 
 
@@ -215,38 +218,39 @@ def test_bilinear_upsample_known_values():
 
 
 @pytest.mark.parametrize("shape", [(3, 7), (3, 3, 5, 3)], ids=["CN", "CHWN"])
-def test_batchnorm_train_matches_loops(xp, rng, shape):
+def test_batchnorm_train_matches_loops(xp, rng, ops, shape):
     C = shape[0]
     x = rng.standard_normal(shape) * 3.0 + 1.0
     x[1] *= 1e-3             # a channel whose variance is near eps: eps must be 1e-5 exactly
     gamma, beta = rng.standard_normal(C), rng.standard_normal(C)
-    y, _ = batchnorm.batchnorm_forward(*on(xp, x, gamma, beta, np.zeros(C), np.ones(C)), True)
+    y, _ = ops.batchnorm.batchnorm_forward(*on(xp, x, gamma, beta, np.zeros(C), np.ones(C)),
+                                           True)
     assert y.shape == shape and y.flags.c_contiguous
     np.testing.assert_allclose(host(y), batchnorm_train_naive(x, gamma, beta),
                                rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("shape", [(3, 7), (3, 3, 5, 3)], ids=["CN", "CHWN"])
-def test_batchnorm_eval_matches_loops(xp, rng, shape):
+def test_batchnorm_eval_matches_loops(xp, rng, ops, shape):
     C = shape[0]
     x = rng.standard_normal(shape)
     gamma, beta, mean = rng.standard_normal(C), rng.standard_normal(C), rng.standard_normal(C)
     var = rng.uniform(1e-5, 2.0, C)
-    y, _ = batchnorm.batchnorm_forward(*on(xp, x, gamma, beta, mean, var), False)
+    y, _ = ops.batchnorm.batchnorm_forward(*on(xp, x, gamma, beta, mean, var), False)
     np.testing.assert_allclose(host(y), batchnorm_eval_naive(x, gamma, beta, mean, var),
                                rtol=1e-12, atol=1e-12)
 
 
-def test_leaky_relu_matches_definition(xp, rng):
+def test_leaky_relu_matches_definition(xp, rng, ops):
     x = rng.standard_normal((3, 4, 5))
-    y, _ = activations.leaky_relu_forward(*on(xp, x), 0.2)
+    y, _ = ops.activations.leaky_relu_forward(*on(xp, x), 0.2)
     expected = np.array([v if v > 0 else 0.2 * v for v in x.ravel()]).reshape(x.shape)
     np.testing.assert_array_equal(host(y), expected)
 
 
-def test_linear_matches_loops(xp, rng):
+def test_linear_matches_loops(xp, rng, ops):
     x, W, b = rng.standard_normal((5, 4)), rng.standard_normal((3, 5)), rng.standard_normal(3)
-    y, _ = linear.linear_forward(*on(xp, x, W, b))
+    y, _ = ops.linear.linear_forward(*on(xp, x, W, b))
     expected = [[b[o] + sum(W[o, i] * x[i, n] for i in range(5)) for n in range(4)]
                 for o in range(3)]
     assert y.shape == (3, 4) and y.flags.c_contiguous
@@ -309,7 +313,7 @@ def _transposed(xp, a):
 @pytest.mark.parametrize("view", ["strided", "transposed"])
 @pytest.mark.parametrize("op", ["conv2d", "batchnorm", "leaky_relu", "maxpool", "linear"] + [
     pytest.param(op, marks=pytest.mark.no_split) for op in ("nearest", "bilinear", "flatten")])
-def test_noncontiguous_inputs_give_the_same_forward_and_backward(xp, rng, op, view):
+def test_noncontiguous_inputs_give_the_same_forward_and_backward(xp, rng, ops, op, view):
     x = rng.standard_normal((3, 5, 6, 2)) if op != "linear" else rng.standard_normal((6, 4))
     W_conv, b_conv = rng.standard_normal((4, 3, 3, 3)), rng.standard_normal(4)
     W_lin, b_lin = rng.standard_normal((3, 6)), rng.standard_normal(3)
@@ -317,19 +321,19 @@ def test_noncontiguous_inputs_give_the_same_forward_and_backward(xp, rng, op, vi
 
     def run(x, make_dy):
         if op == "conv2d":
-            y, cache = conv.conv2d_forward(x, xp.asarray(W_conv), xp.asarray(b_conv), 1, 2)
-            return y, conv.conv2d_backward(make_dy(y), cache)[0]
+            y, cache = ops.conv.conv2d_forward(x, xp.asarray(W_conv), xp.asarray(b_conv), 1, 2)
+            return y, ops.conv.conv2d_backward(make_dy(y), cache)[0]
         if op == "batchnorm":
             C = x.shape[0]
-            y, cache = batchnorm.batchnorm_forward(x, xp.ones(C), xp.zeros(C), xp.zeros(C),
+            y, cache = ops.batchnorm.batchnorm_forward(x, xp.ones(C), xp.zeros(C), xp.zeros(C),
                                                    xp.ones(C), True)
-            return y, batchnorm.batchnorm_backward(make_dy(y), cache)[0]
+            return y, ops.batchnorm.batchnorm_backward(make_dy(y), cache)[0]
         if op == "leaky_relu":
-            y, cache = activations.leaky_relu_forward(x)
-            return y, activations.leaky_relu_backward(make_dy(y), cache)
+            y, cache = ops.activations.leaky_relu_forward(x)
+            return y, ops.activations.leaky_relu_backward(make_dy(y), cache)
         if op == "maxpool":
-            y, cache = pooling.maxpool2x2_forward(x)
-            return y, pooling.maxpool2x2_backward(make_dy(y), cache)
+            y, cache = ops.pooling.maxpool2x2_forward(x)
+            return y, ops.pooling.maxpool2x2_backward(make_dy(y), cache)
         if op == "nearest":
             y = upsample.nearest_upsample_forward(x, 2)
             return y, upsample.nearest_upsample_backward(make_dy(y), 2)
@@ -337,8 +341,8 @@ def test_noncontiguous_inputs_give_the_same_forward_and_backward(xp, rng, op, vi
             y = upsample.bilinear_upsample_forward(x, 2)
             return y, upsample.bilinear_upsample_backward(make_dy(y), 2, x.shape)
         if op == "linear":
-            y, cache = linear.linear_forward(x, xp.asarray(W_lin), xp.asarray(b_lin))
-            return y, linear.linear_backward(make_dy(y), cache, xp.asarray(W_lin))[0]
+            y, cache = ops.linear.linear_forward(x, xp.asarray(W_lin), xp.asarray(b_lin))
+            return y, ops.linear.linear_backward(make_dy(y), cache, xp.asarray(W_lin))[0]
         layer = nn.Flatten()
         y = layer.forward(x)
         return y, layer.backward(make_dy(y))

@@ -5,7 +5,9 @@ all-ones dy makes the batch-norm input gradient vanish whatever the bug) and
 compares d L / d(every input and parameter). Arrays are batch last (maps
 (C, H, W, N), features (F, N), nn/layout.py). Shapes are tiny and odd; inputs
 of the piecewise-linear ops are kept far (>> eps) from kinks and ties.
-The measure and the tolerance are in gradcheck.py.
+The pure functions run twice: the formulas (nn/conv.py, ...) and their speed
+path (nn/fast/), the ``ops`` fixture. The measure and the tolerance are in
+gradcheck.py.
 """
 import numpy as np
 import pytest
@@ -13,7 +15,8 @@ from gradcheck import (away_from_zero, check_directional, check_gradients, disti
                        upstream)
 
 import nn
-from nn import activations, batchnorm, conv, linear, losses, pooling, upsample
+from nn import losses, upsample
+from nn.fast import linear as fast_linear
 
 # Every test runs twice: serial, and with every op split into blocks (conftest.py), except
 # those marked no_split (upsampling, the loss and flatten never call nn.cpu.parallel).
@@ -25,38 +28,39 @@ pytestmark = pytest.mark.usefixtures("cores_mode")
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("padding", [0, 1, 2])
 @pytest.mark.parametrize("k", [1, 2, 3, 5])
-def test_conv2d_gradients(rng, k, padding, stride):
+def test_conv2d_gradients(rng, ops, k, padding, stride):
     x = rng.standard_normal((3, 7, 5, 2))          # C = 3, odd non-square H x W, N = 2
     W = rng.standard_normal((5, 3, k, k))           # O = 5
     b = rng.standard_normal(5)
-    y, cache = conv.conv2d_forward(x, W, b, padding, stride)
+    y, cache = ops.conv.conv2d_forward(x, W, b, padding, stride)
     dy = upstream(rng, y.shape)
-    dx, dW, db = conv.conv2d_backward(dy, cache)
+    dx, dW, db = ops.conv.conv2d_backward(dy, cache)
 
     def loss():
-        return np.sum(dy * conv.conv2d_forward(x, W, b, padding, stride)[0])
+        return np.sum(dy * ops.conv.conv2d_forward(x, W, b, padding, stride)[0])
 
-    check_gradients("conv2d", loss, {"x": x, "W": W, "b": b}, {"x": dx, "W": dW, "b": db})
+    check_gradients(f"conv2d {ops.name}", loss, {"x": x, "W": W, "b": b},
+                    {"x": dx, "W": dW, "b": db})
 
 
-def test_conv2d_gradients_random_direction_larger_shape(rng):
+def test_conv2d_gradients_random_direction_larger_shape(rng, ops):
     x = rng.standard_normal((4, 13, 11, 3))
     W = rng.standard_normal((6, 4, 3, 3))
     b = rng.standard_normal(6)
-    y, cache = conv.conv2d_forward(x, W, b, 1, 2)
+    y, cache = ops.conv.conv2d_forward(x, W, b, 1, 2)
     dy = upstream(rng, y.shape)
-    dx, dW, db = conv.conv2d_backward(dy, cache)
+    dx, dW, db = ops.conv.conv2d_backward(dy, cache)
 
     def loss():
-        return np.sum(dy * conv.conv2d_forward(x, W, b, 1, 2)[0])
+        return np.sum(dy * ops.conv.conv2d_forward(x, W, b, 1, 2)[0])
 
-    check_directional("conv2d (random direction)", loss, {"x": x, "W": W, "b": b},
+    check_directional(f"conv2d {ops.name} (random direction)", loss, {"x": x, "W": W, "b": b},
                       {"x": dx, "W": dW, "b": db}, rng)
 
 
 @pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("shape", [(3, 5), (3, 3, 5, 3)], ids=["CN", "CHWN"])
-def test_batchnorm_gradients(rng, shape, train):
+def test_batchnorm_gradients(rng, ops, shape, train):
     C = shape[0]
     x = rng.standard_normal(shape) * 2.0 + 0.5
     gamma = rng.uniform(0.5, 1.5, C) * rng.choice([-1.0, 1.0], C)
@@ -66,60 +70,75 @@ def test_batchnorm_gradients(rng, shape, train):
 
     def forward():
         # Fresh copies: the training forward updates the running statistics in place.
-        return batchnorm.batchnorm_forward(x, gamma, beta, running_mean.copy(),
+        return ops.batchnorm.batchnorm_forward(x, gamma, beta, running_mean.copy(),
                                            running_var.copy(), train)
 
     y, cache = forward()
     dy = upstream(rng, y.shape)
-    dx, dgamma, dbeta = batchnorm.batchnorm_backward(dy, cache)
+    dx, dgamma, dbeta = ops.batchnorm.batchnorm_backward(dy, cache)
 
     def loss():
         return np.sum(dy * forward()[0])
 
-    check_gradients(f"batchnorm {len(shape)}-D {'train' if train else 'eval'}", loss,
+    check_gradients(f"batchnorm {ops.name} {len(shape)}-D {'train' if train else 'eval'}", loss,
                     {"x": x, "gamma": gamma, "beta": beta},
                     {"x": dx, "gamma": dgamma, "beta": dbeta})
 
 
 @pytest.mark.parametrize("slope", [0.2, 0.01])
-def test_leaky_relu_gradients(rng, slope):
+def test_leaky_relu_gradients(rng, ops, slope):
     x = away_from_zero(rng, (3, 4, 5))
-    y, cache = activations.leaky_relu_forward(x, slope)
+    y, cache = ops.activations.leaky_relu_forward(x, slope)
     dy = upstream(rng, y.shape)
-    dx = activations.leaky_relu_backward(dy, cache, slope)
+    dx = ops.activations.leaky_relu_backward(dy, cache, slope)
 
     def loss():
-        return np.sum(dy * activations.leaky_relu_forward(x, slope)[0])
+        return np.sum(dy * ops.activations.leaky_relu_forward(x, slope)[0])
 
-    check_gradients("leaky_relu", loss, {"x": x}, {"x": dx})
+    check_gradients(f"leaky_relu {ops.name}", loss, {"x": x}, {"x": dx})
 
 
 @pytest.mark.parametrize("shape", [(3, 4, 6, 2), (3, 5, 7, 2), (2, 3, 2, 1)])
-def test_maxpool_gradients(rng, shape):
+def test_maxpool_gradients(rng, ops, shape):
     x = distinct_values(rng, shape)
-    y, cache = pooling.maxpool2x2_forward(x)
+    y, cache = ops.pooling.maxpool2x2_forward(x)
     dy = upstream(rng, y.shape)
-    dx = pooling.maxpool2x2_backward(dy, cache)
+    dx = ops.pooling.maxpool2x2_backward(dy, cache)
 
     def loss():
-        return np.sum(dy * pooling.maxpool2x2_forward(x)[0])
+        return np.sum(dy * ops.pooling.maxpool2x2_forward(x)[0])
 
-    check_gradients("maxpool2x2", loss, {"x": x}, {"x": dx})
+    check_gradients(f"maxpool2x2 {ops.name}", loss, {"x": x}, {"x": dx})
 
 
-@pytest.mark.parametrize("stack", [(), (3,)], ids=["one", "stack of 3"])
-def test_linear_gradients(rng, stack):
-    x = rng.standard_normal(stack + (5, 4))         # (in, N), or (G, in, N)
-    W = rng.standard_normal(stack + (3, 5))
-    b = rng.standard_normal(stack + (3,))
-    y, cache = linear.linear_forward(x, W, b)
+def test_linear_gradients(rng, ops):
+    x = rng.standard_normal((5, 4))                 # (in, N)
+    W = rng.standard_normal((3, 5))
+    b = rng.standard_normal(3)
+    y, cache = ops.linear.linear_forward(x, W, b)
     dy = upstream(rng, y.shape)
-    dx, dW, db = linear.linear_backward(dy, cache, W)
+    dx, dW, db = ops.linear.linear_backward(dy, cache, W)
 
     def loss():
-        return np.sum(dy * linear.linear_forward(x, W, b)[0])
+        return np.sum(dy * ops.linear.linear_forward(x, W, b)[0])
 
-    check_gradients(f"linear {stack}", loss, {"x": x, "W": W, "b": b},
+    check_gradients(f"linear {ops.name}", loss, {"x": x, "W": W, "b": b},
+                    {"x": dx, "W": dW, "b": db})
+
+
+def test_stacked_linear_gradients(rng):
+    """The speed path's stack of 3 linear layers (ifm/stacked.py runs D's layers so)."""
+    x = rng.standard_normal((3, 5, 4))              # (G, in, N)
+    W = rng.standard_normal((3, 3, 5))
+    b = rng.standard_normal((3, 3))
+    y, cache = fast_linear.linear_forward(x, W, b)
+    dy = upstream(rng, y.shape)
+    dx, dW, db = fast_linear.linear_backward(dy, cache, W)
+
+    def loss():
+        return np.sum(dy * fast_linear.linear_forward(x, W, b)[0])
+
+    check_gradients("linear fast, stack of 3", loss, {"x": x, "W": W, "b": b},
                     {"x": dx, "W": dW, "b": db})
 
 

@@ -76,21 +76,14 @@ def test_split_product_with_bias_keeps_float32(rng, n, split_calls):
     assert np.abs(got - expected).max() < 1e-6 * np.abs(expected).max()     # normwise
 
 
-def _into_out(f):
-    """f as per_channel takes it: the result written into ``out`` when one is given."""
-    def g(*arrays, out=None):
-        if out is None:
-            return f(*arrays)
-        out[...] = f(*arrays)
-        return out
+def _writing_into_last(f, record=None):
+    """f as per_channel takes it: its result written into its last argument (a block of the
+    caller's destination); ``record`` collects the threads that ran it."""
+    def g(*arrays):
+        if record is not None:
+            record.add(threading.get_ident())
+        arrays[-1][...] = f(*arrays[:-1])
     return g
-
-
-def _threads_that_ran(f, record):
-    def recorded(*arrays, out=None):
-        record.add(threading.get_ident())
-        return _into_out(f)(*arrays, out=out)
-    return recorded
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -105,20 +98,16 @@ def test_per_channel_with_column_arguments_equals_the_expression(rng, n):
         return (x * scale + shift) * k + offset
 
     threads = set()
-    out = np.full_like(x, np.nan)
+    y = np.full_like(x, np.nan)
     with parallel.using_cores(n):
-        got = parallel.per_channel(_threads_that_ran(f, threads), x, scale, shift, offset, 0.5)
-        into = parallel.per_channel(_into_out(f), x, scale, shift, offset, 0.5, out=out)
-    np.testing.assert_array_equal(got, f(x, scale, shift, offset, 0.5))
-    assert got.shape == x.shape and got.dtype == np.float64 and got.flags.c_contiguous
-    assert into is out
-    np.testing.assert_array_equal(out, got)
+        parallel.per_channel(_writing_into_last(f, threads), x, scale, shift, offset, 0.5, y)
+    np.testing.assert_array_equal(y, f(x, scale, shift, offset, 0.5))
     assert len(threads) > 1, "the blocks ran on the worker threads too"
 
 
 @pytest.mark.parametrize("n", [2, 3])
-def test_per_channel_with_another_output_shape_and_dtype(rng, n):
-    """A max-pool-like map: the result (C, H/2, W/2, N) is smaller than the input."""
+def test_per_channel_with_other_result_shapes_and_dtypes(rng, n):
+    """A max-pool-like map with two results: (C, H/2, W/2, N) values and a bool mask."""
     x = rng.standard_normal((16, 8, 10, 64)).astype(np.float32)       # ~0.33 MB
     C, H, W, N = x.shape
     assert x.nbytes > parallel.MIN_PARALLEL_BYTES
@@ -127,17 +116,19 @@ def test_per_channel_with_another_output_shape_and_dtype(rng, n):
         return np.maximum(np.maximum(x[:, 0::2, 0::2], x[:, 0::2, 1::2]),
                           np.maximum(x[:, 1::2, 0::2], x[:, 1::2, 1::2]))
 
+    def pool_and_sign(x, y, positive):
+        threads.add(threading.get_ident())
+        y[...] = pool(x)
+        np.greater(y, 0, out=positive)
+
     threads = set()
+    y = np.empty((C, H // 2, W // 2, N), np.float32)
+    positive = np.empty(y.shape, bool)
     with parallel.using_cores(n):
-        got = parallel.per_channel(_threads_that_ran(pool, threads), x,
-                                   shape=(C, H // 2, W // 2, N))
-        wide = parallel.per_channel(_into_out(lambda x: pool(x) > 0), x,
-                                    shape=(C, H // 2, W // 2, N), dtype=bool)
-    np.testing.assert_array_equal(got, pool(x))
-    assert got.shape == (C, H // 2, W // 2, N) and got.dtype == np.float32
+        parallel.per_channel(pool_and_sign, x, y, positive)
+    np.testing.assert_array_equal(y, pool(x))
+    np.testing.assert_array_equal(positive, pool(x) > 0)
     assert len(threads) > 1, "the blocks ran on the worker threads too"
-    np.testing.assert_array_equal(wide, pool(x) > 0)
-    assert wide.dtype == bool
 
 
 @pytest.mark.parametrize("n", [2, 3])
@@ -146,13 +137,15 @@ def test_per_channel_leaves_small_arrays_and_one_channel_to_f(rng, n):
     small, one = rng.standard_normal((4, 10)), rng.standard_normal((1, 10 ** 5))
     calls = []
 
-    def f(x):
+    def f(x, y):
         calls.append(threading.get_ident())
-        return x * 2.0
+        np.multiply(x, 2.0, out=y)
 
     with parallel.using_cores(n):
         for x in (small, one):
-            np.testing.assert_array_equal(parallel.per_channel(f, x), x * 2.0)
+            y = np.empty_like(x)
+            parallel.per_channel(f, x, y)
+            np.testing.assert_array_equal(y, x * 2.0)
     assert calls == [threading.get_ident()] * 2
 
 

@@ -5,7 +5,8 @@ has a CPU-specific fast form, they reach it through one of these primitives,
 each equal to a plain expression (tests/test_parallel.py checks each):
 
 - ``matmul(a, b, bias, out)``     a @ b + bias[..., None] (2-D, or a stack of products)
-- ``per_channel(f, *arrays)``     f(*arrays), for f acting on each row of axis 0 alone
+- ``per_channel(f, *arrays)``     f(*arrays), for f acting on each row of axis 0 alone and
+                                  writing its results into some of the arrays
 - ``channel_sum(A)``              A.sum(axis=-1)
 - ``channel_dot(A, B)``           (A * B).sum(axis=1)
 - ``run_in_blocks(fn, n, ...)``   fn(0, n), for fn(lo, hi) acting on rows lo..hi alone
@@ -249,45 +250,28 @@ def _sliced(arrays, n):
     return lambda lo, hi: [a[lo:hi] if r else a for a, r in zip(arrays, rows)]
 
 
-def per_channel(f, *arrays, shape=None, dtype=None, out=None):
-    """f(*arrays, out=out) for an f that treats each index of axis 0 (a channel) on its own.
+def per_channel(f, *arrays):
+    """f(*arrays), for an f that treats each index of axis 0 (a channel) on its own.
 
-    f writes its result into ``out`` when given one (NumPy's ``out=``, so its
-    passes run in place) and returns it; an f with several results takes and
-    returns a tuple, and ``shape`` is then the tuple of their shapes. A caller
-    may give ``out`` (a tuple of arrays or None for several results). On CuPy,
-    without ``use_cores`` or for small arrays: the plain f(*arrays) (out=out if given).
-    Split: every array with as many rows as the first one is cut into blocks
-    of rows (per-channel columns (C, 1, ...) included; the others, shape
-    (1, ...) or scalars, go to every block whole), and each core runs f on
-    L2-sized blocks, into the rows of the results of ``shape`` (default: the
-    first array's) and ``dtype`` (default: the arrays' result type).
+    f returns nothing: it writes its results into arrays among its arguments,
+    which the caller allocated. On CuPy, without ``use_cores`` or for small
+    arrays: one call f(*arrays). Split: every array with as many rows as the
+    first one, inputs and results alike, is cut into the same blocks of rows
+    (per-channel columns (C, 1, ...) included; the others, shape (1, ...) or
+    scalars, go to every block whole), and each core runs f on L2-sized
+    blocks, so f writes each block of its results while its inputs are in cache.
     """
     first = arrays[0]
     if not _splits(isinstance(first, np.ndarray)):
-        return _whole(f, arrays, out)
+        f(*arrays)
+        return
     n = first.shape[0]
-    several = shape is not None and isinstance(shape[0], tuple)
-    shapes = shape if several else [first.shape if shape is None else shape]
-    nbytes = max([first.nbytes] + [int(np.prod(s)) * first.itemsize for s in shapes])
+    nbytes = max(a.nbytes for a in arrays if getattr(a, "ndim", 0) > 0 and a.shape[0] == n)
     if n < 2 or nbytes < MIN_PARALLEL_BYTES:
-        return _whole(f, arrays, out)
-    kind = np.result_type(*arrays) if dtype is None else dtype
-    given = (out if several else (out,)) if out is not None else (None,) * len(shapes)
-    outs = [np.empty(s, dtype=kind) if o is None else o for s, o in zip(shapes, given)]
+        f(*arrays)
+        return
     blocks = _sliced(arrays, n)
-
-    def rows(lo, hi):
-        block_outs = tuple(o[lo:hi] for o in outs)
-        f(*blocks(lo, hi), out=block_outs if several else block_outs[0])
-
-    run_in_blocks(rows, n, nbytes)
-    return tuple(outs) if several else outs[0]
-
-
-def _whole(f, arrays, out):
-    """f on the whole arrays (into ``out`` when given)."""
-    return f(*arrays) if out is None else f(*arrays, out=out)
+    run_in_blocks(lambda lo, hi: f(*blocks(lo, hi)), n, nbytes)
 
 
 def channel_sum(A, out=None):
