@@ -6,7 +6,7 @@ from experiment.classifier import Classifier
 from experiment.trainer import build_regularizer, reinitialize
 from nn.init import fan_in_uniform_
 
-CFG = {"pairs": [[1, 2], [2, 3]], "lam": 30.0, "samples": 8, "estimator": "jsd",
+CFG = {"pairs": [[1, 2], [2, 3]], "lam": 30.0, "lam_d": None, "samples": 8, "estimator": "jsd",
        "upsample": "nearest", "marginal": "image"}
 
 
