@@ -27,6 +27,7 @@ import time
 import traceback
 from pathlib import Path
 
+from experiment.cli import quiet_on_closed_pipe
 from nn.cpu.parallel import available_cores
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,6 +160,7 @@ def render(out=DEFAULT_OUT, quick=False, script=SCRIPT, log=None):
     return seconds
 
 
+@quiet_on_closed_pipe
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m scripts.render_walkthrough",
                                 description=__doc__.split("\n")[0])

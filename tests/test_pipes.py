@@ -74,11 +74,6 @@ def test_train_into_head(tmp_path, sources):  # noqa: F811
     assert (out / "report.md").exists() and not (out / "run.lock").exists()
 
 
-# Written while scripts/render_walkthrough.py was being drafted elsewhere: wrap its main
-# and take it off this list.
-NOT_YET = {"scripts/render_walkthrough.py"}
-
-
 def commands():
     """Every file that runs a main() as a command (``if __name__ == "__main__"``), and
     experiment/run.py, whose main train.py and the installed ifm-train run."""
@@ -87,7 +82,7 @@ def commands():
         text = path.read_text()
         if "\ndef main(" in text and '__name__ == "__main__"' in text:
             found.append(str(path.relative_to(ROOT)))
-    return [c for c in found if c not in NOT_YET and not c.startswith("tests/")]
+    return [c for c in found if not c.startswith("tests/")]
 
 
 COMMANDS = commands()
