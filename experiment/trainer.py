@@ -31,6 +31,7 @@ import numpy as np
 from nn import SGD, Adam, softmax_cross_entropy
 from nn.optim import Adamax
 from nn.backend import to_numpy, xp_for
+from nn.flat import move_into_flat_buffers
 from nn.init import fan_in_uniform_
 from nn.module import Container
 
@@ -94,13 +95,15 @@ def accuracies(model, inputs, split, xp, progress=None):
     return float(digit_ok) / split.n, float(texture_ok) / split.n
 
 
-def build_optimizer(cfg, params, grads=None):
+def build_optimizer(cfg, flat):
+    """The optimizer of cfg over ``flat``, a model's parameters moved into flat buffers
+    (nn.flat.move_into_flat_buffers)."""
     if cfg["optimizer"] == "sgd":
-        return SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
-                   weight_decay=cfg["weight_decay"], grads=grads)
+        return SGD(flat, lr=cfg["lr"], momentum=cfg["momentum"],
+                   weight_decay=cfg["weight_decay"])
     if cfg["optimizer"] == "adamax":
-        return Adamax(params, lr=cfg["lr"], grads=grads)
-    return Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], grads=grads)
+        return Adamax(flat, lr=cfg["lr"])
+    return Adam(flat, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
 
 
 def build_regularizer(cfg, channels, rng):
@@ -151,7 +154,7 @@ class Trainer:
             parts.append(("ifm", self.regularizer))
         self.trainable = Container(parts)
         self.trainable.to(self.device)
-        self.optimizer = build_optimizer(cfg, self.trainable.params, self.trainable.grads)
+        self.optimizer = build_optimizer(cfg, move_into_flat_buffers(self.trainable))
         self.term_names = [f"F_{a}_{b}" for a, b in cfg["pairs"]] if cfg["ifm"] else []
         self.diagnostic_names = []      # the history columns of epoch_diagnostics
         self._epoch_positions = None    # (key, {step: [device PairPositions per pair]})
@@ -240,7 +243,7 @@ class Trainer:
             dfeatures = self.regularizer.backward()
             total = loss - self.cfg["lam"] * sum(F_values)
         self.model.backward(dlogits, dfeatures)
-        self.optimizer.step(self.trainable.grads)
+        self.optimizer.step()
         return loss, correct, F_values, total
 
     def epoch_diagnostics(self, epoch):

@@ -11,9 +11,9 @@ halves z2 the splits took out, first split first; per image (N,)
     log_prior = sum of the splits' learned-prior log-likelihoods + log N(z; 0, I)
     log p(x)  = log_det + log_prior      (ice.gaussian.bits_per_dim turns it into bits/dim)
 backward(dz, dzs, dlogp) takes dL/dz and dL/dzs from whatever else reads the
-latents (the iCE classifiers; None where nothing does) and g = dL/dlog p (N,),
-and returns dL/dx. Every layer gets g for its log-det or prior, and
-    dz <- dz - g z          (the standard normal prior on z)
+latents (the iCE classifiers; None where nothing does) and dlogp = dL/dlog p
+(N,), and returns dL/dx. Every layer gets dlogp for its log-det or prior, and
+    dz <- dz - dlogp z      (the standard normal prior on z)
 then the layers run backwards, each handing its input to the layer before it
 (ice.flow.Invertible). With ``keep_activations=False`` each layer recomputes its
 input from its output by inversion, and the net keeps only references to its

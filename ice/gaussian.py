@@ -5,10 +5,11 @@ D = z.size / N values, and every log-likelihood is summed over them: (N,).
 
 Diagonal Gaussian with mean mu and log-scale l (arrays of z's shape), sigma = exp(l):
     log p_n = sum_d -1/2 (log 2 pi + 2 l + (z - mu)^2 exp(-2 l))
-With g = dL/dlog p (N,), broadcast over each image's values, and r = (z - mu) exp(-2 l):
-    dz = -g r,   dmu = g r,   dl = g (r (z - mu) - 1)
+With dlogp = dL/dlog p (N,), broadcast over each image's values, and
+r = (z - mu) exp(-2 l):
+    dz = -dlogp r,   dmu = dlogp r,   dl = dlogp (r (z - mu) - 1)
 Standard normal (mu = 0, l = 0):
-    log p_n = sum_d -1/2 (log 2 pi + z^2),   dz = -g z
+    log p_n = sum_d -1/2 (log 2 pi + z^2),   dz = -dlogp z
 
 Bits per dimension of a flow on data quantized to K bins per value
 (Dinh et al., Kingma & Dhariwal: the density of the dequantized x, counted
@@ -51,7 +52,7 @@ def standard_normal_log_likelihood(z):
 
 
 def standard_normal_log_likelihood_backward(dlogp, z):
-    """dz = -g z from dlogp = dL/dlog p (N,)."""
+    """dz = -dlogp z from dlogp = dL/dlog p (N,)."""
     return -dlogp * z
 
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from experiment.trainer import Trainer, build_optimizer
 from nn.dropout import draw_seed
+from nn.flat import move_into_flat_buffers
 from nn.random import SeededUniform
 
 from .objective import (IceModel, NuisanceClassifier, dequantize, fit_nuisance, ice_backward,
@@ -62,8 +63,8 @@ class IceTrainer(Trainer):
         self.model = IceModel(dataset.train.images.shape[1], depth=cfg["flow_depth"],
                               rng=init_rng).to(self.device)
         self.critic = NuisanceClassifier(self.values, rng=init_rng).to(self.device)
-        self.optimizer = build_optimizer(cfg, self.model.params, self.model.grads)
-        self.critic_optimizer = build_optimizer(cfg, self.critic.params, self.critic.grads)
+        self.optimizer = build_optimizer(cfg, move_into_flat_buffers(self.model))
+        self.critic_optimizer = build_optimizer(cfg, move_into_flat_buffers(self.critic))
         self.term_names = list(TERM_NAMES)
         self.diagnostic_names = list(GRADIENT_NORM_NAMES)
         self.initialized = False        # the flow's ActNorms
@@ -94,7 +95,7 @@ class IceTrainer(Trainer):
                                         cfg["ice_beta"], input_log_det(self.values))
         ice_backward(self.model, self.critic, upstream)
         self.optimizer.lr = encoder_lr(cfg["lr"], epoch)
-        self.optimizer.step(self.model.grads)
+        self.optimizer.step()
         correct = (logits.argmax(axis=0) == y).sum()
         return terms.loss, correct, [terms.bpd, terms.ce_logits, terms.ce_nuisance], terms.loss
 

@@ -13,7 +13,7 @@ generator alone.
 """
 from .backend import get_array_module
 from .init import default_rng
-from .module import Module
+from .module import Layer
 from .random import SeededUniform
 
 
@@ -43,7 +43,7 @@ def draw_seed(rng):
     return int(rng.integers(2 ** 32))
 
 
-class Dropout(Module):
+class Dropout(Layer):
     """Dropout with probability p in training mode, the identity in eval mode.
 
     ``rng``: the numpy Generator each training forward takes its mask's seed

@@ -1,13 +1,27 @@
 """Flat parameter and gradient buffers: every array of one dtype in one 1-D buffer.
 
+    flat = move_into_flat_buffers(model)    # the one explicit step
+    optimizer = SGD(flat, lr=0.01)
+
 For the n parameters sharing an array module and a dtype (a group), with sizes
 s_k and offsets o_k = s_1 + ... + s_(k-1),
     P (N,), G (N,),  N = s_1 + ... + s_n
-hold every parameter and every gradient, and the live dicts are rebound to views
-    params[k] = P[o_k : o_k + s_k].reshape(shape_k),   grads[k] likewise in G,
+hold every parameter and every gradient, and after ``move_into_flat_buffers``
+the model reads and writes them there:
+    model.params[k] = P[o_k : o_k + s_k].reshape(shape_k),   model.grads[k] likewise in G,
 so an update over all parameters is a few array ops on (P, G) per group, and
-whatever writes into ``params[k][...]`` or ``grads[k][...]`` writes into P or G.
-Replacing an entry instead (``params[k] = new``) detaches it; ``holds()`` says so.
+whatever writes into ``params[k][...]`` or ``grads[k][...]`` (a backward,
+loading a checkpoint) writes into P or G. The optimizer owns P and G; the
+step that hands the model's arrays over to them is ``move_into_flat_buffers``,
+called by whoever builds the optimizer, and nothing else rebinds a model's
+arrays. Replacing an entry afterwards (``to()``, ``astype()``, an assignment)
+detaches it: ``holds()`` turns False, the optimizer refuses to step, and
+``Optimizer.reattach`` makes the step again.
+
+The order of the keys in a buffer is ``model.flat_keys()``: the parameters'
+own order, except that a model whose parameters are views of stacked arrays
+puts the members of a stack next to each other, so that the stack is one span
+of P (``span``; ifm/stacked.py).
 """
 from .backend import copy_into, get_array_module
 
@@ -15,73 +29,92 @@ from .backend import copy_into, get_array_module
 class FlatLayout:
     """Where each key's array lies in its group's 1-D buffer (no arrays held)."""
 
-    def __init__(self, arrays):
-        self.keys = list(arrays)
-        groups = {}
-        for key, a in arrays.items():
-            groups.setdefault((get_array_module(a), a.dtype), []).append((key, a.shape, a.size))
-        self.groups = list(groups.items())      # [((xp, dtype), [(key, shape, size)])]
+    def __init__(self, entries):
+        """``entries``: (key, array) pairs in buffer order."""
+        self.keys, self.where = [], {}          # where[key] = (group, offset, shape, size)
+        self.kinds, self.sizes = [], []         # per group: (array module, dtype), length
+        for key, a in entries:
+            kind = (get_array_module(a), a.dtype)
+            if kind not in self.kinds:
+                self.kinds.append(kind)
+                self.sizes.append(0)
+            group = self.kinds.index(kind)
+            self.where[key] = (group, self.sizes[group], tuple(a.shape), a.size)
+            self.sizes[group] += a.size
+            self.keys.append(key)
 
     def zeros(self):
         """One zero buffer (N,) per group."""
-        return [xp.zeros(sum(size for _, _, size in entries), dtype=dtype)
-                for (xp, dtype), entries in self.groups]
+        return [xp.zeros(size, dtype=dtype) for (xp, dtype), size in zip(self.kinds, self.sizes)]
 
     def views(self, buffers):
         """{key: view of shape_k} into ``buffers`` (one per group), in key order."""
         views = {}
-        for buffer, (_, entries) in zip(buffers, self.groups):
-            offset = 0
-            for key, shape, size in entries:
-                views[key] = buffer[offset:offset + size].reshape(shape)
-                offset += size
-        return {key: views[key] for key in self.keys}
+        for key in self.keys:
+            group, offset, shape, size = self.where[key]
+            views[key] = buffers[group][offset:offset + size].reshape(shape)
+        return views
+
+    def span(self, buffers, keys):
+        """The view (len(keys), *shape) of ``buffers`` over ``keys``: arrays of one shape
+        and group, laid out one after the other (ValueError otherwise)."""
+        group, offset, shape, size = self.where[keys[0]]
+        for i, key in enumerate(keys):
+            if self.where[key] != (group, offset + i * size, shape, size):
+                raise ValueError(f"{keys} do not lie one after another in one flat buffer")
+        return buffers[group][offset:offset + len(keys) * size].reshape((len(keys),) + shape)
 
 
 class FlatParameters:
-    """``params`` (a live mapping) flattened into buffers P, and gradient buffers G.
+    """The buffers P and G of ``model``'s parameters (one per group), and their views.
 
-    Building copies every parameter into P and rebinds ``params[k]`` to its view;
-    given ``grads`` (the mapping backward fills, keyed like ``params``), it rebinds
-    ``grads[k]`` to its view into G, so backward writes straight into G.
-    ``holds()`` is False once an entry of either was replaced (``to()``,
-    ``astype()``, assignment): the caller then builds a new FlatParameters.
+    ``params``, ``grads``: {key: view}. Made by ``move_into_flat_buffers``.
     """
 
-    def __init__(self, params, grads=None):
-        self.params, self.grads = params, grads
-        self.layout = FlatLayout(params)
+    def __init__(self, model):
+        self.model = model
+        self.layout = FlatLayout((k, model.params[k]) for k in model.flat_keys())
+        if set(self.layout.keys) != set(model.params):
+            raise ValueError(f"flat_keys {sorted(self.layout.keys)} are not the parameters "
+                             f"{sorted(model.params)}")
         self.P, self.G = self.layout.zeros(), self.layout.zeros()
-        self._param_views = self.layout.views(self.P)
-        self._grad_views = self.layout.views(self.G)
-        self._bind(params, self._param_views)
-        if grads is not None:
-            self._bind(grads, self._grad_views)
+        self.params, self.grads = self.layout.views(self.P), self.layout.views(self.G)
 
-    @staticmethod
-    def _bind(arrays, views):
-        for key, view in views.items():
-            copy_into(view, arrays[key])
-            arrays[key] = view
+    def span(self, keys):
+        """(P's view, G's view) over ``keys`` (``FlatLayout.span``)."""
+        return self.layout.span(self.P, keys), self.layout.span(self.G, keys)
 
     def holds(self):
-        """Whether every entry of ``params`` (and of ``grads``, if given) is still its view."""
-        return _all_views(self.params, self._param_views) and (
-            self.grads is None or _all_views(self.grads, self._grad_views))
+        """Whether the model still reads every parameter and gradient here."""
+        return all(self.params[k] is a for k, a in self.model.params.items()) and all(
+            self.grads[k] is a for k, a in self.model.grads.items())
 
     def gradients(self, grads):
-        """G, one buffer per group, holding ``grads`` (keyed like ``params``).
+        """G, one buffer per group, holding ``grads`` (keyed like the parameters).
 
         Entries that are views into G are used as they are, others copied in.
         """
-        if len(grads) != len(self._grad_views):
+        if set(grads) != set(self.grads):
             raise KeyError(f"gradients for {sorted(grads)}, parameters {self.layout.keys}")
         for key, g in grads.items():
-            view = self._grad_views[key]
+            view = self.grads[key]
             if g is not view:
                 view[...] = g
         return self.G
 
 
-def _all_views(arrays, views):
-    return len(arrays) == len(views) and all(views.get(k) is a for k, a in arrays.items())
+def move_into_flat_buffers(model):
+    """Move ``model``'s parameters and gradients into new flat buffers; return them.
+
+    The parameters' and gradients' values are copied into P and G, and the model
+    is pointed at the views (``model.attach``): afterwards
+    ``model.params[k]`` is ``flat.params[k]``, a view of P, and
+    ``model.grads[k]`` a view of G. ``model`` is an nn.module.Module (a bare
+    Module holding dicts serves for loose arrays).
+    """
+    flat = FlatParameters(model)
+    for key in flat.layout.keys:
+        copy_into(flat.params[key], model.params[key])
+        copy_into(flat.grads[key], model.grads[key])
+    model.attach(flat)
+    return flat

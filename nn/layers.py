@@ -18,10 +18,10 @@ import numpy as np
 from . import upsample
 from .fast import activations, batchnorm, conv, linear, pooling
 from .init import default_rng, kaiming_normal
-from .module import Module
+from .module import Layer
 
 
-class Conv2d(Module):
+class Conv2d(Layer):
     def __init__(self, in_ch, out_ch, kernel_size, padding=0, stride=1,
                  rng=None, dtype=np.float32, negative_slope=0.2):
         super().__init__()
@@ -45,7 +45,7 @@ class Conv2d(Module):
         return dx
 
 
-class Linear(Module):
+class Linear(Layer):
     def __init__(self, in_features, out_features, rng=None, dtype=np.float32,
                  negative_slope=0.2):
         super().__init__()
@@ -65,7 +65,7 @@ class Linear(Module):
         return dx
 
 
-class _BatchNorm(Module):
+class _BatchNorm(Layer):
     expected_ndim = None
 
     def __init__(self, num_features, momentum=0.1, eps=1e-5, dtype=np.float32):
@@ -111,7 +111,7 @@ class BatchNorm1d(_BatchNorm):
     expected_ndim = 2
 
 
-class LeakyReLU(Module):
+class LeakyReLU(Layer):
     def __init__(self, negative_slope=0.2):
         super().__init__()
         self.negative_slope = negative_slope
@@ -125,7 +125,7 @@ class LeakyReLU(Module):
         return activations.leaky_relu_backward(dy, self._y, self.negative_slope)
 
 
-class MaxPool2d(Module):
+class MaxPool2d(Layer):
     """Max pooling, 2x2 window, stride 2 (the only size the network needs)."""
 
     def __init__(self, kernel_size=2):
@@ -142,7 +142,7 @@ class MaxPool2d(Module):
         return pooling.maxpool2x2_backward(dy, self._cache)
 
 
-class Upsample(Module):
+class Upsample(Layer):
     """Integer-factor upsampling of (C, H, W, N) maps, "nearest" or "bilinear" (half-pixel)."""
 
     def __init__(self, scale_factor, mode="nearest"):
@@ -166,7 +166,7 @@ class Upsample(Module):
         return upsample.bilinear_upsample_backward(dy, self.scale, self._x_shape)
 
 
-class Flatten(Module):
+class Flatten(Layer):
     """(C, H, W, N) -> (C*H*W, N), features ordered (c, i, j) as in NCHW frameworks;
     backward restores the shape."""
 

@@ -1,11 +1,22 @@
-"""Modules: objects that own parameters, their gradients and buffers.
+"""Modules: objects that own parameters, their gradients and buffers; and layers.
 
-A module keeps ``params`` and ``grads`` (dicts with the same keys) and, for
-batch norm, ``buffers`` (running statistics). ``forward`` caches what
-``backward`` needs; ``backward(dy)`` fills ``grads`` (overwriting, not
-accumulating: copied into the existing arrays, which may be views into an
-optimizer's flat buffer, nn/flat.py) and returns dx. The math lives in the pure functions of the
-sibling modules; the classes here only hold state and call them.
+``Module`` is the state every such object shares: ``params`` and ``grads``
+(dicts with the same keys), ``buffers`` (batch norm's running statistics),
+the training flag, moving and casting, and the two steps by which an
+optimizer's flat buffers take the parameters over (``flat_keys``, ``attach``;
+nn/flat.py). It declares no forward or backward: each kind of module declares
+its own.
+
+``Layer`` is the protocol of the library's layers (nn/layers.py, nn.Sequential):
+``forward(x) -> y`` caches what ``backward`` needs; ``backward(dy) -> dx``
+fills ``grads`` (overwriting, not accumulating: written into the existing
+arrays, which may be views of an optimizer's flat buffer) and returns dx.
+Modules with other inputs or outputs say so in their own base class or
+docstring: the stacked layers of IFM's critics (ifm/stacked.StackedLayer), the
+flow's invertible layers (ice/flow.Invertible), the estimators
+(ifm/estimators.Estimator), and the models (the classifier, D_l, the
+regularizer). The math lives in the pure functions of the sibling modules;
+the classes only hold state and call them.
 """
 from collections.abc import ItemsView, MutableMapping
 
@@ -14,20 +25,13 @@ from .backend import get_array_module, to_device
 
 
 class Module:
+    """params, grads and buffers (module docstring); no forward or backward of its own."""
+
     def __init__(self):
         self.params = {}
         self.grads = {}
         self.buffers = {}
         self.training = True
-
-    def forward(self, x):
-        raise NotImplementedError
-
-    def backward(self, dy):
-        raise NotImplementedError
-
-    def __call__(self, x):
-        return self.forward(x)
 
     def children(self):
         return []
@@ -48,8 +52,8 @@ class Module:
         return state
 
     def to(self, device):
-        """Move parameters, gradients and buffers to "cpu" or "gpu" (new dict entries;
-        an optimizer built before lays its flat buffers out anew at its next step)."""
+        """Move parameters, gradients and buffers to "cpu" or "gpu" (new dict entries,
+        which an optimizer's flat buffers no longer hold: see Optimizer.reattach)."""
         for store in (self.params, self.grads, self.buffers):
             for key in list(store):
                 store[key] = to_device(store[key], device)
@@ -67,6 +71,19 @@ class Module:
             child.astype(dtype)
         return self
 
+    def flat_keys(self):
+        """The keys of ``params`` in the order a flat buffer lays them out (nn/flat.py):
+        their own order here."""
+        return list(self.params)
+
+    def attach(self, flat, prefix=""):
+        """Read and write every parameter and gradient at its view in ``flat`` from now on
+        (``flat.params[prefix + key]``, ``flat.grads[prefix + key]``): the second half of
+        nn.flat.move_into_flat_buffers, which has copied the values there."""
+        for key in self.params:
+            self.params[key] = flat.params[prefix + key]
+            self.grads[key] = flat.grads[prefix + key]
+
     def _zero_grads(self):
         """Give every parameter a zero gradient (called once, when the params exist)."""
         self.grads = zeros_like_params(self.params)
@@ -76,12 +93,25 @@ class Module:
             self.grads[key][...] = g
 
 
+class Layer(Module):
+    """A layer: ``forward(x) -> y`` and ``backward(dy) -> dx`` (module docstring)."""
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)
+
+
 class NamespacedDict(MutableMapping):
     """A live, flat view of several modules' dicts: key "prefix.name".
 
     Reading and assigning go straight to the owning module's dict, so
-    ``model.params["0.W"] = new`` takes effect on the next forward (and an
-    optimizer built before lays its flat buffers out anew at its next step).
+    ``model.params["0.W"] = new`` takes effect on the next forward (and leaves an
+    optimizer's flat buffers, as ``to()`` does).
     """
 
     def __init__(self, owners, attribute):
@@ -156,8 +186,15 @@ class Container(Module):
             child.astype(dtype)
         return self
 
+    def flat_keys(self):
+        return [f"{name}.{key}" for name, child in self._named for key in child.flat_keys()]
 
-class Sequential(Container):
+    def attach(self, flat, prefix=""):
+        for name, child in self._named:
+            child.attach(flat, f"{prefix}{name}.")
+
+
+class Sequential(Container, Layer):
     """Layers applied in order; backward runs them in reverse. Keys are "i.name"."""
 
     def __init__(self, *layers):

@@ -94,7 +94,7 @@ def fit_probe(X, y, X_test, seed=0, epochs=30, batch=256):
     rng = np.random.default_rng(seed)
     probe = nn.Linear(X.shape[1], 10, rng=rng)
     probe.params["W"] *= 0.1
-    opt = nn.Adam(probe.params, lr=1e-3, weight_decay=1e-4, grads=probe.grads)
+    opt = nn.Adam(nn.move_into_flat_buffers(probe), lr=1e-3, weight_decay=1e-4)
     for _ in range(epochs):
         order = rng.permutation(len(X))
         for s in range(0, len(X), batch):

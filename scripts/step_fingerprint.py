@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from experiment.cli import quiet_on_closed_pipe
-from experiment.trainer import Trainer, build_optimizer
+from experiment.trainer import Trainer
 
 CONFIGS = {
     "baseline": {"ifm": False},
@@ -55,7 +55,7 @@ def fingerprint(name, changes):
     cfg = config(**changes)
     trainer = Trainer(cfg, tiny_dataset(np.random.default_rng(0)), "cpu")
     trainer.trainable.astype(np.float64)
-    trainer.optimizer = build_optimizer(cfg, trainer.trainable.params, trainer.trainable.grads)
+    trainer.optimizer.reattach()
     split_inputs = trainer.train_data.inputs
     trainer.train_data.inputs = lambda index: split_inputs(index).astype(np.float64)
     order = trainer.epoch_order(1)

@@ -4,7 +4,7 @@ import pytest
 
 import nn
 from nn.optim import Adamax
-from test_nn_optim import on, setup
+from test_nn_optim import flat_of, on, setup
 
 
 def adamax_formula(p, grads, lr, b1, b2, eps):
@@ -22,7 +22,7 @@ def adamax_formula(p, grads, lr, b1, b2, eps):
 def test_adamax_four_steps(xp, rng, eps):
     p0, params, grads = setup(xp, rng, steps=4)
     grads[2] = {k: 1e-3 * g for k, g in grads[2].items()}   # u decays: b2 u wins the max
-    opt = Adamax(params, lr=0.01, betas=(0.9, 0.99), eps=eps)
+    opt = Adamax(flat_of(params), lr=0.01, betas=(0.9, 0.99), eps=eps)
     for step in grads:
         opt.step(on(xp, step))
     assert opt.step_count == 4
@@ -35,14 +35,14 @@ def test_adamax_four_steps(xp, rng, eps):
 def test_adamax_first_step_moves_each_entry_by_lr(rng):
     # Step one: m / (1 - b1) = g and u = |g|, so the paper's update is lr * sign(g).
     p0, params, grads = setup(np, rng, steps=4)
-    Adamax(params, lr=0.01, eps=0.0).step(grads[0])
+    Adamax(flat_of(params), lr=0.01, eps=0.0).step(grads[0])
     for k in p0:
         np.testing.assert_allclose(params[k], p0[k] - 0.01 * np.sign(grads[0][k]), rtol=1e-13)
 
 
 def test_adamax_state_dict_round_trip(rng, tmp_path):
     p0, params, grads = setup(np, rng, steps=4)
-    opt = Adamax(params, lr=0.01)
+    opt = Adamax(flat_of(params), lr=0.01)
     opt.step(grads[0])
     opt.step(grads[1])
     assert set(opt.state_dict()) == {"m/a.W", "m/b.b", "u/a.W", "u/b.b", "step_count"}
@@ -50,7 +50,7 @@ def test_adamax_state_dict_round_trip(rng, tmp_path):
     with np.load(tmp_path / "opt.npz", allow_pickle=False) as f:
         saved = {k: f[k] for k in f.files}
     resumed_params = {k: v.copy() for k, v in params.items()}
-    resumed = Adamax(resumed_params, lr=0.01)
+    resumed = Adamax(flat_of(resumed_params), lr=0.01)
     resumed.load_state_dict(saved)
     opt.step(grads[2])
     resumed.step(grads[2])
@@ -61,4 +61,4 @@ def test_adamax_state_dict_round_trip(rng, tmp_path):
 
 def test_adamax_refuses_a_non_positive_learning_rate():
     with pytest.raises(ValueError, match="learning rate"):
-        Adamax({"w": np.zeros(2)}, lr=0.0)
+        Adamax(flat_of({"w": np.zeros(2)}), lr=0.0)

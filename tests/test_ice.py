@@ -18,6 +18,7 @@ from gradcheck import check_directional
 
 from ice import objective
 from ice.trainer import IceTrainer, encoder_lr
+from nn.flat import move_into_flat_buffers
 from nn.optim import Adamax
 
 N = 6
@@ -187,7 +188,7 @@ def test_the_nuisance_term_reaches_only_the_latents_it_reads():
 def test_inner_steps_fit_the_fixed_nuisance_and_leave_it_alone():
     rng = np.random.default_rng(5)
     critic = objective.NuisanceClassifier(40, hidden=16, p=0.1, rng=np.random.default_rng(1))
-    optimizer = Adamax(critic.params, lr=1e-2, grads=critic.grads)
+    optimizer = Adamax(move_into_flat_buffers(critic), lr=1e-2)
     z_n = rng.standard_normal((40, 32)).astype(np.float32)
     y = rng.integers(0, 10, 32)
     kept = z_n.copy()

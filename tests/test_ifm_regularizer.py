@@ -7,6 +7,7 @@ from gradcheck import check_directional
 from experiment.classifier import Classifier
 from ifm import Critic, IFMRegularizer
 from nn import SGD, softmax_cross_entropy
+from nn.flat import move_into_flat_buffers
 from nn.module import Container
 
 SMALL = (8, 6, 5)
@@ -158,7 +159,7 @@ def test_training_step_with_the_classifier(features_at):
     check_directional(f"training step, classifier + IFMRegularizer, {features_at} "
                       "(random direction, eps 1e-7)", total_loss, dict(trainable.params),
                       dict(trainable.grads), np.random.default_rng(1), eps=1e-7)
-    SGD(trainable.params, lr=0.1).step(trainable.grads)
+    SGD(move_into_flat_buffers(trainable), lr=0.1).step(trainable.grads)
     assert not np.array_equal(reg.params["ifm12.0.W"], originals["ifm.ifm12.0.W"])
     assert not np.array_equal(model.params["block1.0.W"], originals["clf.block1.0.W"])
 

@@ -22,6 +22,7 @@ import pytest
 
 from ifm import PairCritic, jsd_divergence
 from nn import Adam
+from nn.flat import move_into_flat_buffers
 
 D_DIM = 2
 STEPS = 400
@@ -47,7 +48,7 @@ def gaussian_pairs(rng, n, rho, d=D_DIM):
 def train_and_estimate(estimator, rho, seed=0, steps=STEPS, dv_ema=None):
     rng = np.random.default_rng(seed)
     critic = PairCritic(2 * D_DIM, estimator, rng=rng, dv_ema=dv_ema)
-    opt = Adam(critic.params, lr=LR)
+    opt = Adam(move_into_flat_buffers(critic), lr=LR)
     for _ in range(steps):
         critic.forward(gaussian_pairs(rng, BATCH, rho), BATCH)
         critic.backward(-1.0)                   # descent on -F = ascent on F

@@ -1,11 +1,13 @@
-"""Flat parameter and gradient buffers (nn/flat.py) and the views that must stay attached."""
+"""Flat parameter and gradient buffers (nn/flat.py): the explicit step that moves a model's
+parameters into them, and the views that must stay attached."""
 import numpy as np
 import pytest
 
 import nn
 from experiment.trainer import Trainer
-from nn.flat import FlatParameters
+from nn.flat import move_into_flat_buffers
 from nn.init import fan_in_uniform_
+from nn.module import Module, zeros_like_params
 from test_nn_module import small_model
 from test_nn_optim import per_parameter_sgd
 from test_train_gpu_parity import config, tiny_dataset
@@ -21,8 +23,7 @@ def backward(model, rng):
 
 def assert_attached(model, opt):
     """Every parameter and gradient of ``model`` is a view into the optimizer's buffers."""
-    assert opt.flat.params is model.params and opt.flat.grads is model.grads
-    assert opt.flat.holds()
+    assert opt.flat.model is model and opt.flat.holds()
     xp = nn.get_array_module(opt.flat.P[0])
     for k in model.params:
         p, g = model.params[k], model.grads[k]
@@ -36,13 +37,21 @@ def host(arrays):
     return {k: nn.to_numpy(a).copy() for k, a in arrays.items()}
 
 
+def holder(params):
+    """A bare Module holding the dict ``params`` and zero gradients."""
+    module = Module()
+    module.params, module.grads = params, zeros_like_params(params)
+    return module
+
+
 # ---- the layout --------------------------------------------------------------------------
 
 def test_one_buffer_per_dtype_and_every_entry_a_view(rng):
     p0 = {"a": rng.standard_normal((2, 3)).astype(np.float32), "b": rng.standard_normal(4),
           "c": rng.standard_normal((3, 1, 2)).astype(np.float32), "d": np.array(1.5)}
-    params, grads = dict(p0), {k: np.zeros_like(p) for k, p in p0.items()}
-    flat = FlatParameters(params, grads)
+    model = holder(dict(p0))
+    params, grads = model.params, model.grads
+    flat = move_into_flat_buffers(model)
     assert [(P.dtype, P.shape) for P in flat.P] == [(np.float32, (12,)), (np.float64, (5,))]
     assert [(G.dtype, G.shape) for G in flat.G] == [(np.float32, (12,)), (np.float64, (5,))]
     np.testing.assert_array_equal(flat.P[0], np.concatenate([p0["a"].ravel(), p0["c"].ravel()]))
@@ -50,15 +59,37 @@ def test_one_buffer_per_dtype_and_every_entry_a_view(rng):
     for k, p in p0.items():
         group = 0 if p.dtype == np.float32 else 1
         assert params[k].shape == p.shape and params[k].dtype == p.dtype
+        assert params[k] is flat.params[k] and grads[k] is flat.grads[k]
         assert np.shares_memory(params[k], flat.P[group])
         assert np.shares_memory(grads[k], flat.G[group])
     grads["c"][...] = 7.0
     np.testing.assert_array_equal(flat.G[0][6:], 7.0)
 
 
+def test_the_layout_follows_flat_keys_and_spans_consecutive_entries(rng):
+    """A module may order its keys for the buffer (a stack's members next to each other):
+    ``span`` is then one view over them."""
+    class Reordered(Module):
+        def flat_keys(self):
+            return ["b", "a", "c"]
+
+    model = Reordered()
+    model.params = {k: np.full((2, 3), float(i)) for i, k in enumerate("abc")}
+    model.grads = zeros_like_params(model.params)
+    flat = move_into_flat_buffers(model)
+    np.testing.assert_array_equal(flat.P[0], np.repeat([1.0, 0.0, 2.0], 6))
+    P_span, G_span = flat.span(["a", "c"])
+    assert P_span.shape == (2, 2, 3) and np.shares_memory(P_span, flat.P[0])
+    np.testing.assert_array_equal(P_span[1], model.params["c"])
+    G_span[0] = 5.0
+    np.testing.assert_array_equal(model.grads["a"], 5.0)
+    with pytest.raises(ValueError, match="one after another"):
+        flat.span(["b", "c"])
+
+
 def test_gradients_copies_entries_that_are_not_views_and_rebinds_nothing(rng):
-    params = {"a": rng.standard_normal((2, 3)), "b": rng.standard_normal(4)}
-    flat = FlatParameters(params)
+    flat = move_into_flat_buffers(holder({"a": rng.standard_normal((2, 3)),
+                                          "b": rng.standard_normal(4)}))
     other = {"b": rng.standard_normal(4), "a": rng.standard_normal((2, 3))}
     copies = host(other)
     G = flat.gradients(other)
@@ -69,9 +100,9 @@ def test_gradients_copies_entries_that_are_not_views_and_rebinds_nothing(rng):
 
 
 def test_holds_until_an_entry_is_replaced(rng):
-    params = {"a": rng.standard_normal(3)}
-    grads = {"a": np.zeros(3)}
-    flat = FlatParameters(params, grads)
+    model = holder({"a": rng.standard_normal(3)})
+    params, grads = model.params, model.grads
+    flat = move_into_flat_buffers(model)
     params["a"][...] = 2.0                               # writes into P: still held
     assert flat.holds() and flat.P[0][0] == 2.0
     view = grads["a"]
@@ -81,6 +112,9 @@ def test_holds_until_an_entry_is_replaced(rng):
     assert flat.holds()
     params["a"] = np.ones(3)
     assert not flat.holds()
+    opt = nn.SGD(flat, lr=0.1)
+    with pytest.raises(RuntimeError, match="reattach"):
+        opt.step()
 
 
 def test_an_update_over_two_dtypes_equals_the_per_parameter_one(rng):
@@ -89,7 +123,8 @@ def test_an_update_over_two_dtypes_equals_the_per_parameter_one(rng):
     grads = [{k: rng.standard_normal(p.shape).astype(p.dtype) for k, p in p0.items()}
              for _ in range(3)]
     params = {k: p.copy() for k, p in p0.items()}
-    opt = nn.SGD(params, lr=0.1, momentum=0.9, weight_decay=0.01)
+    opt = nn.SGD(move_into_flat_buffers(holder(params)), lr=0.1, momentum=0.9,
+                 weight_decay=0.01)
     for step in grads:
         opt.step(step)
     assert len(opt.flat.P) == 2
@@ -103,7 +138,7 @@ def test_an_update_over_two_dtypes_equals_the_per_parameter_one(rng):
 
 def test_backward_writes_into_the_flat_gradients(rng):
     model = small_model(rng, np.float64)
-    opt = nn.SGD(model.params, lr=0.1, momentum=0.9, grads=model.grads)
+    opt = nn.SGD(move_into_flat_buffers(model), lr=0.1, momentum=0.9)
     p0 = host(model.params)
     steps = []
     for _ in range(2):
@@ -117,9 +152,9 @@ def test_backward_writes_into_the_flat_gradients(rng):
 
 
 @pytest.mark.parametrize("move", ["astype", "cpu"])
-def test_astype_and_to_after_building_keep_state_and_reattach(rng, move):
+def test_reattach_after_astype_or_to_keeps_the_state(rng, move):
     model = small_model(rng, np.float32)
-    opt = nn.SGD(model.params, lr=0.1, momentum=0.9, grads=model.grads)
+    opt = nn.SGD(move_into_flat_buffers(model), lr=0.1, momentum=0.9)
     backward(model, rng)
     opt.step(model.grads)
     p1, v1 = host(model.params), host(opt.state["velocity"])
@@ -128,6 +163,7 @@ def test_astype_and_to_after_building_keep_state_and_reattach(rng, move):
     else:
         model.to("cpu")
     dtype = np.float64 if move == "astype" else np.float32
+    opt.reattach()
     backward(model, rng)
     g2 = host(model.grads)
     opt.step(model.grads)
@@ -144,11 +180,12 @@ def test_to_gpu_after_building_moves_buffers_and_state(cupy, rng):
     def run(to_gpu):
         step_rng = np.random.default_rng(1)
         model = small_model(np.random.default_rng(0), np.float64)
-        opt = nn.Adam(model.params, lr=0.01, grads=model.grads)
+        opt = nn.Adam(move_into_flat_buffers(model), lr=0.01)
         backward(model, step_rng)
         opt.step(model.grads)
         if to_gpu:
             model.to("gpu")
+            opt.reattach()
         backward(model, step_rng)
         opt.step(model.grads)
         return model, opt
@@ -167,14 +204,14 @@ def test_to_gpu_after_building_moves_buffers_and_state(cupy, rng):
 
 def test_loading_a_module_and_optimizer_state_writes_into_the_buffers(rng, tmp_path):
     source = small_model(rng)
-    source_opt = nn.Adam(source.params, lr=0.01, grads=source.grads)
+    source_opt = nn.Adam(move_into_flat_buffers(source), lr=0.01)
     backward(source, rng)
     source_opt.step(source.grads)
     nn.save_module(source, tmp_path / "m.npz")
     np.savez(tmp_path / "opt.npz", **source_opt.state_dict())
 
     model = small_model(np.random.default_rng(5))
-    opt = nn.Adam(model.params, lr=0.01, grads=model.grads)
+    opt = nn.Adam(move_into_flat_buffers(model), lr=0.01)
     def buffers():
         return [*opt.flat.P, *opt.flat.G, *opt._slots["m"], *opt._slots["v"]]
     before = buffers()
@@ -191,7 +228,7 @@ def test_loading_a_module_and_optimizer_state_writes_into_the_buffers(rng, tmp_p
 
 def test_fan_in_uniform_reinit_writes_into_the_buffers(rng):
     model = small_model(rng)
-    opt = nn.SGD(model.params, lr=0.1, grads=model.grads)
+    opt = nn.SGD(move_into_flat_buffers(model), lr=0.1)
     before = opt.flat.P[0].copy()
     fan_in_uniform_(model.params, np.random.default_rng(0))
     assert_attached(model, opt)

@@ -17,6 +17,8 @@ from gradcheck import distinct_values
 
 import nn
 from nn import activations, batchnorm, conv, layout, linear, losses, pooling, upsample
+from nn.flat import move_into_flat_buffers
+from test_nn_optim import flat_of
 
 pytestmark = pytest.mark.gpu
 
@@ -222,8 +224,8 @@ def test_network_parity(cupy, dtype):
     x = rng.standard_normal((3, 8, 9, 5)).astype(dtype)
     labels = rng.integers(0, 10, size=5)
     cpu_model, gpu_model = network(1, dtype), network(1, dtype).to("gpu")
-    cpu_opt = nn.SGD(cpu_model.params, lr=0.1, momentum=0.9, weight_decay=1e-3)
-    gpu_opt = nn.SGD(gpu_model.params, lr=0.1, momentum=0.9, weight_decay=1e-3)
+    cpu_opt, gpu_opt = (nn.SGD(move_into_flat_buffers(model), lr=0.1, momentum=0.9,
+                               weight_decay=1e-3) for model in (cpu_model, gpu_model))
     for step in range(3):
         out = {}
         for xp, model, opt in ((np, cpu_model, cpu_opt), (cupy, gpu_model, gpu_opt)):
@@ -250,8 +252,8 @@ def test_network_parity(cupy, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("make", [lambda p: nn.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-2),
-                                  lambda p: nn.Adam(p, lr=1e-2, weight_decay=1e-2)],
+@pytest.mark.parametrize("make", [lambda f: nn.SGD(f, lr=0.1, momentum=0.9, weight_decay=1e-2),
+                                  lambda f: nn.Adam(f, lr=1e-2, weight_decay=1e-2)],
                          ids=["SGD", "Adam"])
 def test_optimizer_parity(cupy, make, dtype):
     rng = np.random.default_rng(4)
@@ -260,7 +262,7 @@ def test_optimizer_parity(cupy, make, dtype):
              for _ in range(3)]
     cpu_params = {k: v.copy() for k, v in p0.items()}
     gpu_params = {k: cupy.asarray(v) for k, v in p0.items()}
-    cpu_opt, gpu_opt = make(cpu_params), make(gpu_params)
+    cpu_opt, gpu_opt = make(flat_of(cpu_params)), make(flat_of(gpu_params))
     for g in grads:
         cpu_opt.step(g)
         gpu_opt.step({k: cupy.asarray(v) for k, v in g.items()})

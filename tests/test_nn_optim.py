@@ -3,7 +3,17 @@ import numpy as np
 import pytest
 
 import nn
+from nn.flat import move_into_flat_buffers
+from nn.module import Module, zeros_like_params
 from nn.optim import Adamax
+
+
+def flat_of(params):
+    """``params`` (a dict of arrays) moved into flat buffers, as a model's are: a bare Module
+    holds the dict (and zero gradients), so the dict's entries become the views."""
+    holder = Module()
+    holder.params, holder.grads = params, zeros_like_params(params)
+    return move_into_flat_buffers(holder)
 
 
 def setup(xp, rng, dtype=np.float64, steps=3):
@@ -26,7 +36,7 @@ def assert_params(params, expected, rtol=1e-13):
 
 def test_sgd_plain(xp, rng):
     p0, params, grads = setup(xp, rng)
-    opt = nn.SGD(params, lr=0.1)
+    opt = nn.SGD(flat_of(params), lr=0.1)
     opt.step(on(xp, grads[0]))
     assert_params(params, {k: p0[k] - 0.1 * grads[0][k] for k in p0})
     assert opt.step_count == 1
@@ -34,7 +44,7 @@ def test_sgd_plain(xp, rng):
 
 def test_sgd_momentum_two_steps(xp, rng):
     p0, params, grads = setup(xp, rng)
-    opt = nn.SGD(params, lr=0.05, momentum=0.9)
+    opt = nn.SGD(flat_of(params), lr=0.05, momentum=0.9)
     opt.step(on(xp, grads[0]))
     opt.step(on(xp, grads[1]))
     expected = {}
@@ -49,14 +59,14 @@ def test_sgd_momentum_two_steps(xp, rng):
 
 def test_sgd_weight_decay(xp, rng):
     p0, params, grads = setup(xp, rng)
-    opt = nn.SGD(params, lr=0.1, weight_decay=0.01)
+    opt = nn.SGD(flat_of(params), lr=0.1, weight_decay=0.01)
     opt.step(on(xp, grads[0]))
     assert_params(params, {k: p0[k] - 0.1 * (grads[0][k] + 0.01 * p0[k]) for k in p0})
 
 
 def test_sgd_momentum_with_weight_decay(rng):
     p0, params, grads = setup(np, rng)
-    opt = nn.SGD(params, lr=0.1, momentum=0.5, weight_decay=0.01)
+    opt = nn.SGD(flat_of(params), lr=0.1, momentum=0.5, weight_decay=0.01)
     opt.step(grads[0])
     opt.step(grads[1])
     for k in p0:
@@ -83,7 +93,7 @@ def adam_textbook(p, grads, lr, b1, b2, eps, weight_decay=0.0):
 def test_adam_three_steps(xp, rng, eps):
     p0, params, grads = setup(xp, rng)
     grads = [{k: 0.05 * g for k, g in step.items()} for step in grads]   # eps comparable to |g|
-    opt = nn.Adam(params, lr=0.01, betas=(0.9, 0.99), eps=eps)
+    opt = nn.Adam(flat_of(params), lr=0.01, betas=(0.9, 0.99), eps=eps)
     for step in grads:
         opt.step(on(xp, step))
     assert opt.step_count == 3
@@ -94,14 +104,14 @@ def test_adam_three_steps(xp, rng, eps):
 def test_adam_first_step_moves_each_entry_by_lr(rng):
     # With eps negligible, m_hat / sqrt(v_hat) = g / |g| on step one.
     p0, params, grads = setup(np, rng)
-    nn.Adam(params, lr=0.01).step(grads[0])
+    nn.Adam(flat_of(params), lr=0.01).step(grads[0])
     for k in p0:
         np.testing.assert_allclose(params[k], p0[k] - 0.01 * np.sign(grads[0][k]), rtol=1e-7)
 
 
 def test_adam_weight_decay(rng):
     p0, params, grads = setup(np, rng)
-    opt = nn.Adam(params, lr=0.01, weight_decay=0.1)
+    opt = nn.Adam(flat_of(params), lr=0.01, weight_decay=0.1)
     for step in grads[:2]:
         opt.step(step)
     for k in p0:
@@ -110,13 +120,13 @@ def test_adam_weight_decay(rng):
                                      weight_decay=0.1), rtol=1e-12)
 
 
-@pytest.mark.parametrize("make", [lambda p: nn.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-3),
-                                  lambda p: nn.Adam(p, lr=0.01, weight_decay=1e-3),
-                                  lambda p: Adamax(p, lr=1e-3)],
+@pytest.mark.parametrize("make", [lambda f: nn.SGD(f, lr=0.1, momentum=0.9, weight_decay=1e-3),
+                                  lambda f: nn.Adam(f, lr=0.01, weight_decay=1e-3),
+                                  lambda f: Adamax(f, lr=1e-3)],
                          ids=["SGD", "Adam", "Adamax"])
 def test_updates_are_in_place_and_keep_float32(xp, rng, make):
     _, params, grads = setup(xp, rng, dtype=np.float32)
-    opt = make(params)
+    opt = make(flat_of(params))
     before = dict(params)                   # the views into the flat buffer
     for step in grads:
         opt.step(on(xp, step, np.float32))
@@ -127,13 +137,13 @@ def test_updates_are_in_place_and_keep_float32(xp, rng, make):
         assert all(a.dtype == np.float32 for a in slot.values())
 
 
-@pytest.mark.parametrize("make", [lambda p: nn.SGD(p, lr=0.1, momentum=0.9),
-                                  lambda p: nn.SGD(p, lr=0.1),
-                                  lambda p: nn.Adam(p, lr=0.01)],
+@pytest.mark.parametrize("make", [lambda f: nn.SGD(f, lr=0.1, momentum=0.9),
+                                  lambda f: nn.SGD(f, lr=0.1),
+                                  lambda f: nn.Adam(f, lr=0.01)],
                          ids=["SGD momentum", "SGD plain", "Adam"])
 def test_state_dict_round_trip_continues_identically(rng, tmp_path, make):
     p0, params, grads = setup(np, rng)
-    opt = make(params)
+    opt = make(flat_of(params))
     opt.step(grads[0])
     opt.step(grads[1])
     path = tmp_path / "opt.npz"
@@ -143,7 +153,7 @@ def test_state_dict_round_trip_continues_identically(rng, tmp_path, make):
     snapshot = {k: v.copy() for k, v in params.items()}
 
     resumed_params = {k: v.copy() for k, v in snapshot.items()}
-    resumed = make(resumed_params)
+    resumed = make(flat_of(resumed_params))
     resumed.load_state_dict(saved)
     assert resumed.step_count == 2
 
@@ -154,7 +164,7 @@ def test_state_dict_round_trip_continues_identically(rng, tmp_path, make):
         np.testing.assert_array_equal(resumed_params[k], params[k], err_msg=k)
 
     fresh_params = {k: v.copy() for k, v in snapshot.items()}
-    fresh = make(fresh_params)
+    fresh = make(flat_of(fresh_params))
     fresh.step(grads[2])                 # without the state the third step differs
     if opt.state:
         assert any(not np.array_equal(fresh_params[k], params[k]) for k in params)
@@ -162,7 +172,7 @@ def test_state_dict_round_trip_continues_identically(rng, tmp_path, make):
 
 def test_state_dict_keys_and_errors(rng):
     _, params, _ = setup(np, rng)
-    opt = nn.Adam(params)
+    opt = nn.Adam(flat_of(params))
     state = opt.state_dict()
     assert set(state) == {"m/a.W", "m/b.b", "v/a.W", "v/b.b", "step_count"}
     with pytest.raises(ValueError, match="m/a.W"):
@@ -176,7 +186,7 @@ def test_state_dict_keys_and_errors(rng):
 
 def test_optimizer_follows_the_live_params_of_a_model(rng):
     model = nn.Sequential(nn.Linear(3, 2, rng=rng, dtype=np.float64))
-    opt = nn.SGD(model.params, lr=0.5)
+    opt = nn.SGD(move_into_flat_buffers(model), lr=0.5)
     W = model.params["0.W"].copy()
     x = rng.standard_normal((3, 4))                     # (features, N), batch last
     model.forward(x)
@@ -189,9 +199,9 @@ def test_optimizer_follows_the_live_params_of_a_model(rng):
 @pytest.mark.parametrize("lr", [0.0, -0.1])
 def test_non_positive_learning_rate_is_refused(lr):
     with pytest.raises(ValueError, match="learning rate"):
-        nn.SGD({"w": np.zeros(2)}, lr=lr)
+        nn.SGD(flat_of({"w": np.zeros(2)}), lr=lr)
     with pytest.raises(ValueError, match="learning rate"):
-        nn.Adam({"w": np.zeros(2)}, lr=lr)
+        nn.Adam(flat_of({"w": np.zeros(2)}), lr=lr)
 
 
 
@@ -242,16 +252,17 @@ def three_shapes(rng, steps=3):
 
 
 FLAT_CASES = {
-    "SGD plain": (lambda p: nn.SGD(p, lr=0.1), lambda p0, g: per_parameter_sgd(p0, g, 0.1)),
-    "SGD momentum": (lambda p: nn.SGD(p, lr=0.1, momentum=0.9),
+    "SGD plain": (lambda p: nn.SGD(flat_of(p), lr=0.1),
+                  lambda p0, g: per_parameter_sgd(p0, g, 0.1)),
+    "SGD momentum": (lambda p: nn.SGD(flat_of(p), lr=0.1, momentum=0.9),
                      lambda p0, g: per_parameter_sgd(p0, g, 0.1, momentum=0.9)),
-    "SGD weight decay": (lambda p: nn.SGD(p, lr=0.1, weight_decay=0.01),
+    "SGD weight decay": (lambda p: nn.SGD(flat_of(p), lr=0.1, weight_decay=0.01),
                          lambda p0, g: per_parameter_sgd(p0, g, 0.1, weight_decay=0.01)),
-    "SGD both": (lambda p: nn.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.01),
+    "SGD both": (lambda p: nn.SGD(flat_of(p), lr=0.1, momentum=0.9, weight_decay=0.01),
                  lambda p0, g: per_parameter_sgd(p0, g, 0.1, 0.9, 0.01)),
-    "Adam": (lambda p: nn.Adam(p, lr=0.01, betas=(0.9, 0.99)),
+    "Adam": (lambda p: nn.Adam(flat_of(p), lr=0.01, betas=(0.9, 0.99)),
              lambda p0, g: per_parameter_adam(p0, g, 0.01, (0.9, 0.99))),
-    "Adam weight decay": (lambda p: nn.Adam(p, lr=0.01, weight_decay=0.1),
+    "Adam weight decay": (lambda p: nn.Adam(flat_of(p), lr=0.01, weight_decay=0.1),
                           lambda p0, g: per_parameter_adam(p0, g, 0.01, weight_decay=0.1)),
 }
 
@@ -294,7 +305,7 @@ def test_an_old_per_key_state_dict_loads_and_continues_exactly(rng, tmp_path, ca
 
 def test_state_dict_of_a_model_keeps_the_per_key_names(rng):
     model = nn.Sequential(nn.Linear(3, 4, rng=rng), nn.BatchNorm1d(4), nn.Linear(4, 2, rng=rng))
-    state = nn.SGD(model.params, lr=0.1, momentum=0.9, grads=model.grads).state_dict()
+    state = nn.SGD(move_into_flat_buffers(model), lr=0.1, momentum=0.9).state_dict()
     assert list(state) == [f"velocity/{k}" for k in ("0.W", "0.b", "1.gamma", "1.beta",
                                                       "2.W", "2.b")] + ["step_count"]
     for k, p in model.params.items():

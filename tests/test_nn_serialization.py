@@ -63,12 +63,12 @@ def test_load_copies_into_the_existing_arrays(tmp_path):
     model = trained()
     nn.save_module(model, tmp_path / "m.npz")
     fresh = build(seed=7)
-    optimizer = nn.SGD(fresh.params, lr=0.1, grads=fresh.grads)
+    optimizer = nn.SGD(nn.move_into_flat_buffers(fresh), lr=0.1)
     arrays = dict(fresh.state_dict())  # the parameters: views into the optimizer's buffer
     nn.load_module(fresh, tmp_path / "m.npz")
     for k, a in fresh.state_dict().items():
         assert a is arrays[k], k       # optimizers and other views keep working
-    assert optimizer.params["0.W"] is arrays["0.W"] and optimizer.flat.holds()
+    assert optimizer.flat.params["0.W"] is arrays["0.W"] and optimizer.flat.holds()
     assert np.shares_memory(arrays["0.W"], optimizer.flat.P[0])
 
 

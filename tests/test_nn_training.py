@@ -31,9 +31,9 @@ def test_tiny_network_overfits_32_random_samples(optimizer):
     labels = rng.integers(0, 10, size=32)
     model = tiny_network(rng)
     if optimizer == "adam":
-        opt = nn.Adam(model.params, lr=1e-2)
+        opt = nn.Adam(nn.move_into_flat_buffers(model), lr=1e-2)
     else:
-        opt = nn.SGD(model.params, lr=0.05, momentum=0.9)
+        opt = nn.SGD(nn.move_into_flat_buffers(model), lr=0.05, momentum=0.9)
 
     losses = []
     for step in range(300):

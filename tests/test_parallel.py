@@ -16,7 +16,7 @@ import nn
 from nn.cpu import openblas, parallel
 from test_train_gpu_parity import config, normwise_error, tiny_dataset
 
-from experiment.trainer import Trainer, build_optimizer
+from experiment.trainer import Trainer
 
 
 @pytest.fixture
@@ -267,8 +267,7 @@ def test_a_training_step_on_two_threads_matches_one(changes):
         with parallel.using_cores(n):
             trainer = Trainer(cfg, dataset, "cpu")
             trainer.trainable.astype(np.float64)
-            trainer.optimizer = build_optimizer(cfg, trainer.trainable.params,
-                                                trainer.trainable.grads)
+            trainer.optimizer.reattach()
             split_inputs = trainer.train_data.inputs
             trainer.train_data.inputs = lambda index: split_inputs(index).astype(np.float64)
             loss, _, F, _ = trainer.train_step(trainer.batch_index(trainer.epoch_order(1), 0),

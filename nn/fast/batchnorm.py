@@ -4,13 +4,13 @@ Channels are independent, so each direction is one function of a block of
 rows, run by ``per_channel`` (the whole array on CuPy, blocks of channels on
 the CPU's cores, each block staying in cache while the function makes its
 passes over it). The functions write their results into the blocks they are
-given. With X (C, M), xc = X - mu and s, g = gamma s (C, 1) per block:
+given. With X (C, M), xc = X - mu and s, gamma_s = gamma s (C, 1) per block:
 
     train forward:  mu, sigma^2, s as the formula; y = (gamma s) xc + beta
     eval forward:   y = a X + (beta - a r_mu),  a = gamma / sqrt(r_var + eps)
     train backward: dbeta = sum dy, dgamma = s sum dy xc,
-                    dx = g dy - (g / M) dbeta - xc (g / M) s dgamma
-    eval backward:  dbeta, dgamma as above with xc = X - r_mu; dx = g dy
+                    dx = gamma_s dy - (gamma_s / M) dbeta - xc (gamma_s / M) s dgamma
+    eval backward:  dbeta, dgamma as above with xc = X - r_mu; dx = gamma_s dy
 
 which is the formula's dx = gamma s (dy - dbeta / M - x_hat dgamma / M) with
 x_hat = s xc. The cache keeps xc and s rather than x_hat (one pass fewer).
@@ -49,26 +49,26 @@ def _affine(X, a, c, y):
     y += c
 
 
-def _fixed_statistics_gradients(dY, xc, g, s, dx, dgamma, dbeta):
+def _fixed_statistics_gradients(dY, xc, gamma_s, s, dx, dgamma, dbeta):
     """Into dx (C, M), dgamma, dbeta (C, 1), the statistics held constant: dbeta = sum dY,
-    dgamma = s sum dY xc, dx = g dY."""
+    dgamma = s sum dY xc, dx = gamma_s dY."""
     dY.sum(axis=1, keepdims=True, out=dbeta)
     (dY * xc).sum(axis=1, keepdims=True, out=dgamma)
     dgamma *= s
-    get_array_module(dY).multiply(dY, g, out=dx)
+    get_array_module(dY).multiply(dY, gamma_s, out=dx)
 
 
-def _train_gradients(dY, xc, g, s, dx, dgamma, dbeta):
+def _train_gradients(dY, xc, gamma_s, s, dx, dgamma, dbeta):
     """``_fixed_statistics_gradients`` and the two batch-statistics terms of dx."""
-    _fixed_statistics_gradients(dY, xc, g, s, dx, dgamma, dbeta)
-    g_M = g / dY.shape[1]
-    dx -= g_M * dbeta
-    dx -= xc * (g_M * s * dgamma)
+    _fixed_statistics_gradients(dY, xc, gamma_s, s, dx, dgamma, dbeta)
+    gamma_s_M = gamma_s / dY.shape[1]
+    dx -= gamma_s_M * dbeta
+    dx -= xc * (gamma_s_M * s * dgamma)
 
 
-def _eval_gradients(dY, X, mu, g, s, dx, dgamma, dbeta):
+def _eval_gradients(dY, X, mu, gamma_s, s, dx, dgamma, dbeta):
     """``_fixed_statistics_gradients`` with xc = X - r_mu formed block by block."""
-    _fixed_statistics_gradients(dY, X - mu, g, s, dx, dgamma, dbeta)
+    _fixed_statistics_gradients(dY, X - mu, gamma_s, s, dx, dgamma, dbeta)
 
 
 def batchnorm_forward(x, gamma, beta, running_mean, running_var, train,
@@ -101,13 +101,13 @@ def batchnorm_backward(dy, cache, dgamma=None, dbeta=None):
     xp = get_array_module(dy)
     C, M = cache.data.shape
     dY = dy.reshape(C, M)
-    g, s = (cache.gamma * cache.inv_std)[:, None], cache.inv_std[:, None]
+    gamma_s, s = (cache.gamma * cache.inv_std)[:, None], cache.inv_std[:, None]
     dgamma, dbeta = (xp.empty(C, dtype=dy.dtype) if d is None else d for d in (dgamma, dbeta))
     dx = xp.empty_like(dY)
     if cache.train:
-        per_channel(_train_gradients, dY, cache.data, g, s, dx, dgamma.reshape(C, 1),
+        per_channel(_train_gradients, dY, cache.data, gamma_s, s, dx, dgamma.reshape(C, 1),
                     dbeta.reshape(C, 1))
     else:
-        per_channel(_eval_gradients, dY, cache.data, cache.mean, g, s, dx,
+        per_channel(_eval_gradients, dY, cache.data, cache.mean, gamma_s, s, dx,
                     dgamma.reshape(C, 1), dbeta.reshape(C, 1))
     return dx.reshape(cache.shape), dgamma, dbeta
