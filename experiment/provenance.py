@@ -36,17 +36,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the check
 
 def package_version(module_file=__file__):
     """The installed ifm-numpy package's version where the code running is that package's
-    own copy (``module_file``, this file, is one of its files); else None: not installed,
-    or this is a checkout beside an installed copy, whose version says nothing about it."""
-    try:
-        dist = importlib.metadata.distribution("ifm-numpy")
-    except importlib.metadata.PackageNotFoundError:
-        return None
+    own copy (``module_file``, this file, is among the files its installation RECORD
+    lists); else None: not installed, or a checkout beside an installed copy, whose
+    version says nothing about it. Only an installation counts: the ifm_numpy.egg-info
+    that `pip install .` leaves in the checkout lists the checkout's sources, but records
+    no installation (no RECORD)."""
     here = os.path.realpath(module_file)
     name = os.path.basename(here)
-    for file in dist.files or ():
-        if file.name == name and os.path.realpath(dist.locate_file(file)) == here:
-            return dist.version
+    for dist in importlib.metadata.distributions(name="ifm-numpy"):
+        if dist.read_text("RECORD") is None:
+            continue
+        for file in dist.files or ():
+            if file.name == name and os.path.realpath(dist.locate_file(file)) == here:
+                return dist.version
     return None
 
 

@@ -141,3 +141,19 @@ def test_the_installed_copy_itself_records_its_version(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(site))
     assert provenance.package_version() == "9.9.9"
     assert provenance.code_version(str(tmp_path / "no-checkout")) == {"package": "9.9.9"}
+
+
+def test_the_egg_info_pip_leaves_in_the_checkout_records_no_package_version(tmp_path,
+                                                                            monkeypatch):
+    # `pip install .` builds in the checkout and leaves ifm_numpy.egg-info there, listing the
+    # checkout's own sources; with the checkout on sys.path it is found first, but it is no
+    # installation of the code running
+    import os
+    from experiment import provenance
+    info = tmp_path / "checkout" / "ifm_numpy.egg-info"
+    info.mkdir(parents=True)
+    (info / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: ifm-numpy\nVersion: 9.9.9\n")
+    (info / "SOURCES.txt").write_text(os.path.relpath(provenance.__file__, info.parent) + "\n")
+    monkeypatch.syspath_prepend(str(info.parent))
+    assert provenance.package_version() is None
+    assert provenance.code_version(str(tmp_path / "no-checkout")) is None
