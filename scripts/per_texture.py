@@ -6,8 +6,9 @@ For each run folder, its best_digit.npz (the Ours_digit / Baseline_digit
 checkpoint) classifies the run's test split (evaluate.py's path: the dataset
 rebuilt as the run built it and checked against its record), and the digit
 accuracy is split by each test image's background texture id. Runs are
-grouped by draw: the folder name without the method and the seed
-("ifm-draw3-seed1" -> "draw3"; the main runs' "ifm-seed0" -> "shared").
+grouped by draw: the folder name without the method, the epoch count and the
+seed ("ifm-draw3-seed1" -> "draw3", "baseline-e2-seed0" -> "shared"; the main
+runs' "ifm-seed0" -> "shared").
 
 Prints, per draw, the ten textures (file names), the accuracy of each
 method on each (mean over the draw's seeds) and each texture's brightness
@@ -38,16 +39,19 @@ from experiment.evaluate import UsageError, load_split
 from experiment.provenance import without_machine_paths
 from experiment.runfolder import read_json
 from experiment.saved_model import SavedModelError, load
+from scripts.texture_sets import set_name
 
 RUN = re.compile(r"^(?P<method>baseline|ifm)-?(?P<draw>.*?)-?seed(?P<seed>\d+)$")
 
 
 def draw_of(folder):
-    """(method, draw name, seed) from a run folder's name."""
-    match = RUN.match(os.path.basename(os.path.normpath(folder)))
+    """(method, draw name, seed) from a run folder's name; the draw is named as
+    texture_sets names sets (epoch counts such as "e2" left out)."""
+    name = os.path.basename(os.path.normpath(folder))
+    match = RUN.match(name)
     if not match:
         raise UsageError(f"{folder}: not a run folder name of the form <method>[-<draw>]-seed<N>")
-    return match["method"], match["draw"] or "shared", int(match["seed"])
+    return match["method"], set_name(name), int(match["seed"])
 
 
 def per_texture(folder, args):

@@ -11,6 +11,7 @@ from scripts import per_texture
 def test_draw_of_reads_the_run_name():
     assert per_texture.draw_of("runs/ifm-draw3-seed1") == ("ifm", "draw3", 1)
     assert per_texture.draw_of("baseline-seed0/") == ("baseline", "shared", 0)
+    assert per_texture.draw_of("baseline-draw5-black-e2-seed0") == ("baseline", "draw5-black", 0)
     with pytest.raises(per_texture.UsageError, match="not a run folder name"):
         per_texture.draw_of("runs/ice-cpu-k2-seed0")
 
