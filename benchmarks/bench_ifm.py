@@ -102,7 +102,7 @@ def main(argv=None):
             upsample=args.upsample, marginal=args.marginal,
             rng=np.random.default_rng(args.seed)).to(args.device)
         for K in samples:
-            block.blocks[0].samples = K
+            block.samples = K
             _, h, w, N = h_low.shape
             rows = count_rows(N, h, w, K, args.marginal, args.estimator == "infonce")
             label = f"{low}-{high}"

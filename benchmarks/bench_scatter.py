@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench_scatter [--repeats 5]
 
-ifm.pairs.scatter_add_columns adds the columns of values (C, S) into a (C, L)
+ifm.fast_pairs.scatter_add_columns adds the columns of values (C, S) into a (C, L)
 zero array at columns cols (S,), repeated columns accumulating. Rows: the four
 scatters of an IFM step at K = 64, batch 128 (dH_1's 32 channels, dH_2's 64
 channels on the coarse grid, and D's first layer's 256 outputs projected onto
@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from experiment.cli import quiet_on_closed_pipe
-from ifm.pairs import scatter_add_columns
+from ifm.fast_pairs import scatter_add_columns
 
 CASES = (("dH_1, 32 channels", 32, 32 * 32 * 128), ("dH_2, 64 channels", 64, 16 * 16 * 128),
          ("256 outputs into 8x8", 256, 8 * 8 * 128), ("256 outputs into 4x4", 256, 4 * 4 * 128))

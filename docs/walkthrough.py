@@ -44,14 +44,14 @@ from experiment.classifier import Classifier
 from experiment.settings import parse, settings_from_args
 from experiment.trainer import Trainer
 from gradcheck import TOL, check_gradients, numeric_gradient, upstream
-from ifm import IFMPair, IFMRegularizer, jsd_divergence
+from ifm import IFMRegularizer, fast_pairs, jsd_divergence
 from ifm.estimators import ESTIMATORS, jsd, paper_eq4, softplus
-from ifm.pairs import (channel_matrix, gather_columns, pair_linear_reference_backward,
-                       pair_linear_reference_forward, scatter_add_columns)
-from ifm.sampling import coarse_locations
+from ifm.pairs import (channel_matrix, gather, pair_layer_backward, pair_layer_forward,
+                       scatter)
+from ifm.sampling import coarse_locations, pair_positions, sample_pairs
 from nn import softmax_cross_entropy
 from nn.cpu.parallel import use_cores
-from nn.module import Module
+from nn.module import Layer
 from nn.upsample import nearest_upsample_backward, nearest_upsample_forward
 
 try:
@@ -300,32 +300,38 @@ print("channel 0 of H_{l+1}, image 0:\n", H_h[0, :, :, 0])
 print("channel 0 of U, image 0 (each value copied to a 2x2 block):\n", U[0, :, :, 0])
 
 # %% [markdown]
-# The library never builds U for nearest upsampling: U[:, y, x] is
-# H_{l+1}[:, y//2, x//2], so it reads H_{l+1} at the coarse location
-# (`coarse_locations`). Locations are flat, s = y w + x.
-#
-# `IFMPair.draw` takes K locations per image without replacement for the
+# `IFMRegularizer.draw` (`ifm/sampling.py`: `sample_pairs`, then
+# `pair_positions`) takes K locations per image without replacement for the
 # joint pairs, and as many marginal pairs, whose two locations are drawn
-# independently (with replacement) within the same image (`marginal="image"`, the default: both
-# halves share the image, so only the location tells joint from marginal).
+# independently (with replacement) within the same image (`marginal="image"`,
+# the default: both halves share the image, so only the location tells joint
+# from marginal). Locations are flat, s = y w + x; the pair layer reads a map H
+# as its channel matrix (C, h w N), whose column s N + n holds H[:, s, n], so a
+# pair's two halves are two column numbers: `positions.columns` rows 0 (H_l)
+# and 1 (U). Row 2 is for the speed path, which never builds U for nearest
+# upsampling: U[:, y, x] is H_{l+1}[:, y//2, x//2], so it reads H_{l+1} at the
+# coarse location (`coarse_locations`).
 
 # %%
-pair = IFMPair(C_l, C_h, samples=3, rng=np.random.default_rng(3), dtype=np.float64,
-               out_features=5)
-index, positions = pair.draw(H_l.shape, H_h.shape, np.random.default_rng(4))
+reg = IFMRegularizer.one_pair(C_l, C_h, samples=3, hidden=(5, 4, 3), dtype=np.float64,
+                              rng=np.random.default_rng(3))
+index = sample_pairs(N, h, w, 3, "image", np.random.default_rng(4))  # the regularizer's draw
+positions = pair_positions(index, H_l.shape, H_h.shape, "nearest")
+[drawn] = reg.draw([H_l.shape, H_h.shape], np.random.default_rng(4))
+assert np.array_equal(drawn.columns, positions.columns)
 S = len(index.low_n)
 print(f"K = 3 locations per image, N = {N}: S_P = {index.n_joint} joint and "
-      f"{S - index.n_joint} marginal rows; positions.index {positions.index.shape} = (n, s, m, t)")
-print(" row  kind      H_l (n, y, x)   U (m, y, x)   H_{l+1} (m, y//2, x//2)")
+      f"{S - index.n_joint} marginal rows; positions.columns {positions.columns.shape}")
+print(" row  kind      H_l (n, y, x)   U (m, y, x)   H_{l+1} (m, y//2, x//2)   columns")
 for r in range(S):
     n, s, m, t = index.low_n[r], index.low_s[r], index.high_n[r], index.high_s[r]
     c = coarse_locations(t, w, 2)
-    assert c == positions.index[3, r]
+    assert list(positions.columns[:, r]) == [s * N + n, t * N + m, c * N + m]
     print(f" {r:3}  {'joint' if r < index.n_joint else 'marginal':8}  ({n}, {s // w}, {s % w})"
-          f"       ({m}, {t // w}, {t % w})     ({m}, {c // (w // 2)}, {c % (w // 2)})")
-assert np.array_equal(U[:, index.high_s // w, index.high_s % w, index.high_n],
-                      H_h[:, positions.index[3] // (w // 2), positions.index[3] % (w // 2),
-                          index.high_n])
+          f"       ({m}, {t // w}, {t % w})     ({m}, {c // (w // 2)}, {c % (w // 2)})"
+          f"              {positions.columns[:, r]}")
+assert np.array_equal(gather(channel_matrix(U), positions.columns[1]),
+                      gather(channel_matrix(H_h), positions.columns[2]))
 print("U at the fine locations = H_{l+1} at the coarse ones: yes")
 
 # %%
@@ -358,30 +364,32 @@ if plt:
 
 # %% [markdown]
 # **The pair layer.** D's first layer is linear, a = W z + b with
-# W = [W_l | W_{l+1}], so the library computes it together with the gather
-# (`PairLinear`). Its plain form, `pair_linear_reference_forward`, builds z
-# with one-hot selection matrices E (one column per row r): z = [M_l E_l;
-# M_{l+1} E_{l+1}] with M the map as a channel matrix (C, h w N). Backward
-# is the transpose: dz = W^T da, and dM = dz E^T adds the gradient of every
-# row back at its location, so a location drawn twice receives the sum.
+# W = [W_l | W_{l+1}], on the pair vectors z. Its formula,
+# `ifm.pairs.pair_layer_forward`, builds U = up(H_{l+1}) and gathers
+# z = [M_l[:, p_low]; M_U[:, p_up]], M a map as its channel matrix and p the
+# columns of the positions. Backward is the transpose: dz = W^T da, scattered
+# back to every row's location (a location drawn twice receives the sum), and
+# through upsampling's adjoint to H_{l+1}. The regularizer runs
+# `ifm.fast_pairs`, which builds neither U nor z, tested equal.
 
 # %%
-W, b = pair.params["0.W"], pair.params["0.b"]
-a, cache = pair_linear_reference_forward(H_l, H_h, positions.index, W, b, "nearest")
+layer = reg.discriminators[0].pair_layer                     # D_12's layer 0
+W, b = layer.params["W"], layer.params["b"]
+a, cache = pair_layer_forward(H_l, H_h, positions.columns, W, b, "nearest")
 print("z", cache.z.shape, " W", W.shape, " a = W z + b", a.shape)
 da = upstream(np.random.default_rng(5), a.shape)
-dH_l, dH_h, dW, db = pair_linear_reference_backward(da, cache)
+dH_l, dH_h, dW, db = pair_layer_backward(da, cache)
 print("da", da.shape, "-> dH_l", dH_l.shape, " dH_{l+1}", dH_h.shape, " dW", dW.shape,
       " db", db.shape)
-fast = pair.forward(H_l, H_h, positions.index)        # the fast path the regularizer runs
-fast_dH_l, fast_dH_h = pair.backward(da)
+fast, fast_cache = fast_pairs.pair_layer_forward(H_l, H_h, positions.columns, W, b)
+fast_dH_l, fast_dH_h, fast_dW, _ = fast_pairs.pair_layer_backward(da, fast_cache)
 gap = max(np.abs(fast - a).max(), np.abs(fast_dH_l - dH_l).max(),
-          np.abs(fast_dH_h - dH_h).max(), np.abs(pair.grads["0.W"] - dW).max())
-print(f"the fast path (PairLinear) against the plain form: max |difference| {gap:.1e}")
+          np.abs(fast_dH_h - dH_h).max(), np.abs(fast_dW - dW).max())
+print(f"the speed path (ifm.fast_pairs) against the formula: max |difference| {gap:.1e}")
 
 
 def pair_loss():
-    return np.sum(da * pair_linear_reference_forward(H_l, H_h, positions.index, W, b)[0])
+    return np.sum(da * pair_layer_forward(H_l, H_h, positions.columns, W, b)[0])
 
 
 errors = check_gradients("walkthrough: pair layer", pair_loss,
@@ -400,21 +408,22 @@ print("pair layer gradient check:", ", ".join(f"{k} {e:.1e}" for k, e in errors.
 # validation digit accuracy (README, Defaults). One optimizer descends L over
 # the CNN's and every D's parameters, so both *ascend* F.
 #
-# First one layer pair on its own, as the regularizer runs it: the pair
-# layer, then the rest of D (BN-LeakyReLU-Linear ..., `Critic`) and the
-# estimator. D's widths are small here (the paper's Table 2 has 256-128-64).
+# First one layer pair on its own: D_12 (`ifm.Discriminator`), the pair
+# layer, then the rest of D (BN-LeakyReLU-Linear ...) and the estimator.
+# D's widths are small here (the paper's Table 2 has 256-128-64). The
+# regularizer runs the D_l of all its pairs as one stack (`ifm/stacked.py`),
+# tested equal to each D_l alone.
 
 # %%
 lam = parse(["--ifm"]).lam                                   # train.py's default lambda
 reg = IFMRegularizer.one_pair(C_l, C_h, lam=lam, samples=3, hidden=(6, 5, 4),
                               rng=np.random.default_rng(6), dtype=np.float64)
-pair, critic = reg.blocks[0], reg.critic
-positions = pair.positions(H_l, H_h, rng=np.random.default_rng(7))
-a = pair.forward(H_l, H_h, positions.index)                  # (6, S): D's first layer
-F, cache = critic.forward(a[None], positions.n_joint)       # one critic: F (1,)
-print(f"a {a.shape}, F = {float(F[0]):.4f} (jsd: F <= 0; an untrained D can be below "
-      f"-log 4 = {-np.log(4):.4f}); loss term -lambda F = {-lam * float(F[0]):.4f}, "
-      f"lambda = {lam:g}")
+D = reg.discriminators[0]                                    # D_12
+[positions] = reg.draw([H_l.shape, H_h.shape], np.random.default_rng(7))
+F = D.forward(H_l, H_h, positions)                           # 0-d
+print(f"S = {positions.columns.shape[1]} pairs, F = {float(F):.4f} (jsd: F <= 0; an "
+      f"untrained D can be below -log 4 = {-np.log(4):.4f}); loss term -lambda F = "
+      f"{-lam * float(F):.4f}, lambda = {lam:g}")
 
 # %% [markdown]
 # The backward pass, one step per cell, in the order it runs
@@ -422,16 +431,16 @@ print(f"a {a.shape}, F = {float(F[0]):.4f} (jsd: F <= 0; an untrained D can be b
 # -lambda F is dF = -lambda.
 #
 # *Step 1, the estimator:* dV = dF [dF/dV_P ; dF/dV_Q], the closed form of
-# part 2 (stored by the forward in the critic's cache).
+# part 2 (kept by the forward as `D.dF_dV`).
 
 # %%
 dF = -lam
-dV = dF * cache.dV
+dV = dF * D.dF_dV
 joint = slice(0, positions.n_joint)
 marginal = slice(positions.n_joint, None)
-print("dF/dV_P, joint rows:   ", cache.dV[0, joint], "> 0: raise joint scores")
-print("dF/dV_Q, marginal rows:", cache.dV[0, marginal], "< 0: lower marginal scores")
-print("dV = -lambda dF/dV:", dV.shape, "= (critics, S)")
+print("dF/dV_P, joint rows:   ", D.dF_dV[joint], "> 0: raise joint scores")
+print("dF/dV_Q, marginal rows:", D.dF_dV[marginal], "< 0: lower marginal scores")
+print("dV = -lambda dF/dV:", dV.shape, "= (S,)")
 
 # %% [markdown]
 # *Step 2, D after its first layer:* dV back through Linear, LeakyReLU and
@@ -440,9 +449,11 @@ print("dV = -lambda dF/dV:", dV.shape, "= (critics, S)")
 # depends on every row. This also fills D's parameter gradients.
 
 # %%
-da = critic.backward(dF, cache)[0]
-print("da", da.shape, "= (D's first width, S); D's weight gradients (critics, out, in):",
-      {k: g.shape for k, g in critic.grads.items() if k.endswith("W")})
+da = dV[None]                                   # (1, S), the gradient at D's output
+for layer in reversed(D.layers):                # layers 9..1
+    da = layer.backward(da)
+print("da", da.shape, "= (D's first width, S); D's weight gradients (out, in):",
+      {k: g.shape for k, g in D.grads.items() if k.endswith("W") and k != "0.W"})
 
 # %% [markdown]
 # *Step 3, D's first layer, split at C_l:* with W = [W_l | W_{l+1}],
@@ -450,11 +461,10 @@ print("da", da.shape, "= (D's first width, S); D's weight gradients (critics, ou
 # (and dW = da z^T, db = sum_r da_r).
 
 # %%
-W = pair.params["0.W"]
+W = D.pair_layer.params["W"]
 dx, dy = W[:, :C_l].T @ da, W[:, C_l:].T @ da
-n, s, m, t = positions.index                    # t on H_{l+1}'s own grid (nearest)
-z = np.concatenate([gather_columns(channel_matrix(H_l), s * N + n),      # column s N + n
-                    gather_columns(channel_matrix(H_h), t * N + m)])
+cols_low, cols_high = positions.columns[0], positions.columns[1]   # column s N + n, t N + m
+z = np.concatenate([gather(channel_matrix(H_l), cols_low), gather(channel_matrix(U), cols_high)])
 dW, db = da @ z.T, da.sum(axis=1)
 print("dx", dx.shape, " dy", dy.shape, " z", z.shape, " dW", dW.shape, " db", db.shape)
 
@@ -464,31 +474,31 @@ print("dx", dx.shape, " dy", dy.shape, " z", z.shape, " dW", dW.shape, " db", db
 # (marginal draws are with replacement), so the additions accumulate.
 
 # %%
-fine = pair.last_index                  # the drawn positions, t on U's (h, w) grid
-cols_low, cols_high = fine.low_s * N + fine.low_n, fine.high_s * N + fine.high_n
-dH_l = scatter_add_columns(cols_low, dx, h * w * N).reshape(H_l.shape)
-dU = scatter_add_columns(cols_high, dy, h * w * N).reshape(U.shape)
+dH_l = scatter(dx, cols_low, h * w * N).reshape(H_l.shape)
+dU = scatter(dy, cols_high, h * w * N).reshape(U.shape)
 print("dH_l", dH_l.shape, " dU", dU.shape)
 print(f"positions drawn more than once, which receive a sum: {S - len(set(cols_low))} on H_l, "
       f"{S - len(set(cols_high))} on U")
 
 # %% [markdown]
 # *Step 5, upsampling:* nearest upsampling copied each value of H_{l+1} to a
-# 2x2 block of U, so dH_{l+1} is the sum of dU over each block.
-# (The library scatters dy straight to the coarse locations, the same sum.)
+# 2x2 block of U, so dH_{l+1} is the sum of dU over each block, the adjoint
+# `nearest_upsample_backward` that the pair layer's formula calls. (The speed
+# path scatters dy straight to the coarse locations, the same sum.)
 
 # %%
 dH_h = nearest_upsample_backward(dU, 2)
-lib_dH_l, lib_dH_h = pair.backward(da)
+lib_dH_l, lib_dH_h = D.pair_layer.backward(da)
 gap = max(np.abs(dH_l - lib_dH_l).max(), np.abs(dH_h - lib_dH_h).max(),
-          np.abs(dW - pair.grads["0.W"]).max(), np.abs(db - pair.grads["0.b"]).max())
+          np.abs(dW - D.grads["0.W"]).max(), np.abs(db - D.grads["0.b"]).max())
 print("dH_{l+1}", dH_h.shape, f"; steps 3-5 against the pair layer's backward: max |difference| "
       f"{gap:.1e}")
 
 # %% [markdown]
 # `IFMRegularizer.backward` runs steps 1-5 for every pair and returns
 # dL/dH for each map. For this one pair it must be the derivative of
-# -lambda F with respect to H_l and H_{l+1}; central differences agree:
+# -lambda F (Eq. (5)'s `reg.loss` with L_clf = 0) with respect to H_l and
+# H_{l+1}; central differences agree:
 
 # %%
 F_reg = reg.forward([H_l, H_h], rng=np.random.default_rng(7))   # the same draw as above
@@ -498,7 +508,7 @@ print(f"IFMRegularizer: F = {float(F_reg[0]):.4f}, dH_l {reg_dH_l.shape}, "
 assert np.allclose(reg_dH_l, dH_l) and np.allclose(reg_dH_h, dH_h)
 errors = check_gradients(
     "walkthrough: -lambda F, one pair",
-    lambda: reg.loss(reg.forward([H_l, H_h], rng=np.random.default_rng(7))),
+    lambda: reg.loss(0.0, reg.forward([H_l, H_h], rng=np.random.default_rng(7))),
     {"H_l": H_l, "H_{l+1}": H_h}, {"H_l": reg_dH_l, "H_{l+1}": reg_dH_h})
 print("d(-lambda F)/dH check:", ", ".join(f"{k} {e:.1e}" for k, e in errors.items()),
       "- passed")
@@ -516,7 +526,7 @@ print("d(-lambda F)/dH check:", ", ".join(f"{k} {e:.1e}" for k, e in errors.item
 # central differences), its backward records what it receives.
 
 # %%
-class Tap(Module):
+class Tap(Layer):
     """Block l, with H_l + shift as its output and dL/dH_l recorded in backward."""
 
     def __init__(self, block, shape):
@@ -543,7 +553,7 @@ def eq5_loss():
     """L = L_clf - lambda (F_12 + F_23), the pair positions replayed every call."""
     L_clf, dlogits = softmax_cross_entropy(net.forward(x), y)
     F = net_reg.forward(net.features, rng=np.random.default_rng(9))
-    return L_clf + net_reg.loss(F), dlogits
+    return net_reg.loss(L_clf, F), dlogits
 
 
 L, dlogits = eq5_loss()

@@ -2,8 +2,9 @@
 
 One step (paper Eq. 5, L = L_clf - lambda * sum_l F_l):
     logits = f(x); L_clf, dlogits = softmax_cross_entropy(logits, y)
-    with IFM: F_l = block_l(H_l, H_{l+1}) for each pair; the regularizer hands
-    back dL/dH_l = -lambda * dF/dH_l and fills D's gradients of the same loss
+    with IFM: F = [F_l = D_l(H_l, H_{l+1})] = regularizer.forward(H);
+    L = regularizer.loss(L_clf, F), Eq. (5); the regularizer hands back
+    dL/dH_l = -lambda * dF/dH_l and fills D's gradients of the same loss
     backward through the classifier; one optimizer step on classifier + D
 
 Randomness is derived from the seed and the position in training, never from
@@ -14,7 +15,7 @@ replays exactly what an uninterrupted run does.
 
 The IFM pair positions of POSITIONS_AHEAD steps are drawn on the host at
 once (``ifm_positions``), still one generator [seed, 2, e, s] per step, and
-moved to the device in one upload per pair (ifm.block.upload_positions); each
+moved to the device in one upload per pair (ifm.sampling.upload_positions); each
 step takes its slice. The per-step generators are kept, rather than one stream per
 epoch, so that a step's positions depend on (seed, e, s) alone: old runs and
 resumed ones replay the same samples, and a run resumed mid-epoch draws from
@@ -125,7 +126,7 @@ def reinitialize(init, model, regularizer, seed):
     """
     if init == "kaiming":
         return
-    ifm = [regularizer.pair_params()] if regularizer else []    # each D_l's own (out, in) W
+    ifm = [regularizer.params] if regularizer else []    # each D_l's own (out, in) W
     targets = {"fan-in-uniform": [model.params] + ifm,
                "head-fan-in-uniform": [model.fc.params]}[init]
     rng = np.random.default_rng([seed, 0, 1])
@@ -203,13 +204,13 @@ class Trainer:
         this step and of the next POSITIONS_AHEAD - 1 steps of the epoch are
         drawn on the host, step t from its own generator with batch size
         ``batch_size_at(t)`` and the features' (C, h, w), and uploaded once per
-        pair. Per pair and step the index is (4, S_t) int32 (S_t = 2 N_t K, or
+        pair. Per pair and step the columns are (3, S_t) int32 (S_t = 2 N_t K, or
         G B^2 for InfoNCE): at batch 128, pairs (1,2), (2,3), (3,4) pre-pool,
-        64 steps hold about 50 MB with K = 64 and 350 MB with K = all. A batch
+        64 steps hold about 38 MB with K = 64 and 260 MB with K = all. A batch
         whose size differs from the schedule's (a caller's own index) gets its
         positions drawn and uploaded on the spot, from the same generator.
         """
-        from ifm.block import upload_positions
+        from ifm.sampling import upload_positions
         shapes = [tuple(H.shape) for H in features]
         key = (epoch, tuple(s[:3] for s in shapes))
         planned = self._epoch_positions
@@ -225,8 +226,7 @@ class Trainer:
             self._epoch_positions = planned
         N, positions = planned[1][step]
         if N != shapes[0][3]:
-            positions = [p._replace(index=self.xp.asarray(p.index))
-                         for p in self.draw_ifm_positions(epoch, step, shapes)]
+            positions = [p.on(self.xp) for p in self.draw_ifm_positions(epoch, step, shapes)]
         return positions
 
     def train_step(self, index, epoch, step):
@@ -241,7 +241,7 @@ class Trainer:
             positions = self.ifm_positions(epoch, step, self.model.features)
             F_values = self.regularizer.forward(self.model.features, positions=positions)
             dfeatures = self.regularizer.backward()
-            total = loss - self.cfg["lam"] * sum(F_values)
+            total = self.regularizer.loss(loss, F_values)
         self.model.backward(dlogits, dfeatures)
         self.optimizer.step()
         return loss, correct, F_values, total
@@ -402,11 +402,11 @@ class Trainer:
                 raise ValueError(f"checkpoint: unexpected entry {key!r} (this run's checkpoints "
                                  f"hold {', '.join(groups)})")
             groups[group][name] = value
-        if "ifm" in modules:                # D_l saved one by one: stack them
+        if "ifm" in modules:                # D_l under the names of older checkpoints
             regularizer = modules["ifm"][0]
-            groups["ifm"] = regularizer.stack_pair_entries(groups["ifm"])
+            groups["ifm"] = regularizer.translate_old_keys(groups["ifm"])
             for slot in {k.split("/")[0] for k in groups["opt"] if "/" in k}:
-                groups["opt"] = regularizer.stack_pair_entries(groups["opt"], f"{slot}/ifm.")
+                groups["opt"] = regularizer.translate_old_keys(groups["opt"], f"{slot}/ifm.")
         for group, (module, what) in modules.items():
             load_state_into(module.state_dict(), groups[group], f"checkpoint ({what})")
         for group, optimizer in optimizers.items():

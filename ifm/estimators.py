@@ -136,7 +136,35 @@ def paper_eq4(v_joint, v_marg):
 ESTIMATORS = {"jsd": jsd, "dv": dv, "infonce": infonce, "paper-eq4": paper_eq4}
 
 
-class DVMovingAverage(Module):
+class Estimator(Module):
+    """The protocol of an estimator of F as a D_l holds it: ``estimate(v_joint, v_marg)
+    -> (F, dF/dV_P, dF/dV_Q)``, one of the functions above (no state, no buffers).
+
+    ``members(run)`` is the estimator of the critics ``run`` (a slice) of a stack
+    of them (ifm/stacked.py): this one, since the functions take leading axes. A
+    subclass with a state per critic (``DVMovingAverage``) keeps it in buffers
+    and hands a run the slice of them.
+    """
+
+    def __init__(self, name):
+        super().__init__()
+        if name not in ESTIMATORS:
+            raise ValueError(f"unknown estimator {name!r}; choose one of {sorted(ESTIMATORS)}")
+        self.name = name
+
+    def __call__(self, v_joint, v_marg):
+        return ESTIMATORS[self.name](v_joint, v_marg)
+
+    def members(self, run):
+        return self
+
+    def stack(self, estimators):
+        """The estimator of a stack of the critics holding ``estimators`` (this one among
+        them, all alike): this one, since the functions take leading axes."""
+        return self
+
+
+class DVMovingAverage(Estimator):
     """Donsker-Varadhan with MINE's moving-average gradient correction, per critic.
 
     The value is the plain DV bound. The gradient of log E_Q[e^V], which is
@@ -148,29 +176,53 @@ class DVMovingAverage(Module):
         weight  <- (1 - alpha) weight + alpha,   ema_hat = exp(log_ema) / weight
     so dF/dV_i = -exp(V_i - log ema_hat) / S_Q on marginal scores. The states
     are buffers of ``shape`` on the device: () for one critic, (G,) for a stack
-    of G, where a call for scores (g, S) of the critics ``members`` (a slice of
-    g) updates theirs. They change in training mode only; in eval mode the
-    exact DV gradient is returned. With alpha = 1 it equals ``dv``.
+    of G, whose ``members(run)`` updates the run's. They change in training
+    mode only; in eval mode the exact DV gradient is returned. With alpha = 1 it
+    equals ``dv``.
     """
 
     def __init__(self, alpha, dtype, shape=()):
-        super().__init__()
+        super().__init__("dv")
         if not 0 < alpha <= 1:
             raise ValueError(f"dv_ema must be in (0, 1], got {alpha}")
         self.alpha = float(alpha)
         self.buffers["log_ema"] = np.full(shape, -np.inf, dtype=dtype)
         self.buffers["weight"] = np.zeros(shape, dtype=dtype)
 
-    def __call__(self, v_joint, v_marg, members=Ellipsis):
+    def stack(self, estimators):
+        """One moving average whose states (G,) stack those of ``estimators`` (shape () each)."""
+        stack = DVMovingAverage(self.alpha, self.buffers["weight"].dtype, (len(estimators),))
+        stack.buffers = {k: np.stack([e.buffers[k] for e in estimators]) for k in self.buffers}
+        return stack
+
+    def members(self, run):
+        """The moving average of the critics ``run``: their slice of the states (views)."""
+        part = DVMovingAverage(self.alpha, self.buffers["weight"].dtype)
+        part.buffers = {k: b[run] for k, b in self.buffers.items()}
+        part.training = self.training
+        return part
+
+    def __call__(self, v_joint, v_marg):
         F, d_joint, d_marg = dv(v_joint, v_marg)
         if not self.training:
             return F, d_joint, d_marg
         xp = get_array_module(v_marg)
         log_mean_exp = logsumexp(v_marg, axis=-1) - math.log(v_marg.shape[-1])
-        log_ema, weight = self.buffers["log_ema"][members], self.buffers["weight"][members]
+        log_ema, weight = self.buffers["log_ema"], self.buffers["weight"]
         decay = math.log1p(-self.alpha) if self.alpha < 1 else -math.inf
         log_ema[...] = xp.logaddexp(decay + log_ema, math.log(self.alpha) + log_mean_exp)
         weight[...] = (1 - self.alpha) * weight + self.alpha
         log_ema_hat = log_ema - xp.log(weight)
         d_marg = -xp.exp(v_marg - log_ema_hat[..., None]) / v_marg.shape[-1]
         return F, d_joint, d_marg.astype(v_marg.dtype, copy=False)
+
+
+def make_estimator(estimator, dv_ema=None, dtype=np.float32, shape=()):
+    """The Estimator for a registry name; a ``DVMovingAverage`` (one state of ``shape``)
+    for dv with dv_ema."""
+    if dv_ema is None:
+        return Estimator(estimator)
+    if estimator != "dv":
+        raise ValueError(f"dv_ema is MINE's correction of the DV gradient; "
+                         f"it does not apply to estimator {estimator!r}")
+    return DVMovingAverage(dv_ema, dtype, shape)

@@ -1,38 +1,42 @@
-"""IFMRegularizer: IFM over several pairs of conv-block outputs (paper Eq. 5).
+"""IFMRegularizer: the paper's Eq. (5) over several pairs of conv-block outputs.
 
-    L = L_clf - lambda * sum_l F_l,   F_l = F(H_l, H_{l+1}) by its own D_l
+    (5)  L = L_clf - lambda * sum_l F_l,   F_l = F(H_l, H_{l+1}) by its own D_l
 
-The paper pairs blocks (1,2), (2,3), (3,4); H_l is the output of conv block l
-after its LeakyReLU and before its max-pool, so H_{l+1} is exactly half its
-size and both are the maps the classifier actually passes on (the pooled map
-is a function of H_l). Layer indices are 1-based as in the paper.
+The paper pairs blocks (1,2), (2,3), (3,4) and puts no weight on the F_l
+(lambda = 1; ours defaults to 30, docs/math.md). H_l is the output of conv
+block l after its LeakyReLU and before its max-pool, so H_{l+1} is exactly
+half its size and both are the maps the classifier actually passes on (the
+pooled map is a function of H_l). Layer indices are 1-based as in the paper.
 
     reg = IFMRegularizer(channels=[32, 64, 128, 128], pairs=[(1, 2), (2, 3), (3, 4)],
-                         lam=1.0, samples=64, estimator="jsd", rng=init_rng)
-    F_list = reg.forward([H_1, H_2, H_3, H_4], rng)   # one 0-d F per pair
-    # or positions drawn ahead on the host (reg.draw(shapes, rng)), moved to the
-    # device (block.upload_positions), then reg.forward(features, positions=...)
-    dH = reg.backward()   # list like features: dL/dH_l = -lambda * sum dF/dH_l (or None)
+                         lam=30.0, samples=64, estimator="jsd", rng=init_rng)
+    F = reg.forward([H_1, H_2, H_3, H_4], rng)    # [F_l], one 0-d array per pair
+    L = reg.loss(L_clf, F)                         # Eq. (5)
+    dH = reg.backward()                            # [dL/dH_l] (None: in no pair)
 
-Each pair l has its ``IFMPair`` (positions, and D_l's first layer, whose
-width depends on the pair) and member l of one ``Critic`` stack (the rest of
-D_l; every D_l has Table 2's widths). Forward: the pairs' positions; then
-each run of consecutive pairs with the same number of rows (all three with
-K = 64 pre-pool) has its first-layer outputs written into one (g, 256, S)
-array and goes through the stack at once (members in a run share nothing but
-the arrays); pairs with other row counts (K = all) run alone.
+Pair l has its discriminator D_l (ifm/discriminator.py: the pair layer, the
+rest of Table 2 and the estimator), keyed "D12", "D23", "D34": its parameters
+are "D12.0.W", "D12.1.gamma", ... Forward draws each pair's positions
+(ifm/sampling.py) from ``rng``, or takes them ready (``positions``, e.g. drawn
+ahead with ``draw`` and moved to the device with sampling.upload_positions),
+and returns F_l = D_l(H_l, H_{l+1}). Backward seeds every D_l with
+dL/dF_l = -lambda, the derivative of Eq. (5), and sums each map's pieces:
 
-``backward`` also fills every D's grads with the gradient of the same loss
-term, -lambda * dF_l/dtheta, so one optimizer step by gradient DESCENT on
-L over the classifier's and the regularizer's parameters makes the CNN and
-every D maximize F. With ``lam_d`` set, D's grads are those of -lam_d * F_l
-instead (lam_d = 1: each D_l maximizes F_l at its own scale, and lambda
-weighs only the CNN's side; the paper's lambda = 1 makes the two readings
-one). ``params``/``grads``/``buffers`` are live flat views keyed
-"ifm12.0.W" (the pair layers) and "D.1.gamma" (G, 256), ... (the stack);
-``pair_params`` shows each D_l's parameters under its own name. The D's are
-not part of the classifier: a saved classifier (its own state_dict) holds no
-IFM parameter.
+    dL/dH_l = -lambda * (dF_{l-1,l}/dH_l + dF_{l,l+1}/dH_l)
+
+(H_2 and H_3 belong to two pairs). It also fills every D's grads with the
+gradient of the same loss term, -lambda * dF_l/dtheta, so one optimizer step
+by gradient DESCENT on L over the classifier's and the regularizer's
+parameters makes the CNN and every D maximize F. With ``lam_d`` set, D's
+grads are those of -lam_d * F_l instead (lam_d = 1: each D_l maximizes F_l at
+its own scale, and lambda weighs only the CNN's side; the paper's lambda = 1
+makes the two readings one). The D's are not part of the classifier: a saved
+classifier (its own state_dict) holds no IFM parameter.
+
+How it runs: ``stacked`` (the default, training) runs the D_l as one stack
+(ifm/stacked.py: layers 1..9 of all D_l in one pass, their parameters stored
+as stacks that each D_l views); ``stacked=False`` runs each D_l alone, the
+definition above, which the tests hold the stack equal to.
 """
 import numpy as np
 
@@ -40,24 +44,30 @@ from nn.backend import get_array_module
 from nn.init import default_rng
 from nn.module import Container
 
-from .block import IFMPair
-from .critic import HIDDEN, Critic, discriminator_layers
+from .discriminator import HIDDEN, Discriminator
+from .pairs import check_upsample
+from .sampling import (locations_per_image, pair_positions, sample_infonce_pairs,
+                       sample_pairs)
+from .stacked import DiscriminatorStack
 
 PAPER_PAIRS = ((1, 2), (2, 3), (3, 4))
 
 
-def runs(positions):
-    """Slices of consecutive pairs whose PairPositions have one row count, n_joint and
-    groups (they can share one stacked batch)."""
-    form = [(p.index.shape[1], p.n_joint, p.groups) for p in positions]
-    starts = [i for i in range(len(form)) if i == 0 or form[i] != form[i - 1]]
-    return [slice(a, b) for a, b in zip(starts, starts[1:] + [len(form)])]
-
-
 class IFMRegularizer(Container):
+    """IFM over ``pairs`` of feature maps with ``channels`` (module docstring).
+
+    samples:   K locations per image (an int, capped at h*w) or "all"; as many
+               marginal pairs (InfoNCE: negatives within groups, see ``sampling``).
+    estimator: "jsd" (default), "dv", "infonce" or "paper-eq4" (ifm/estimators.py).
+    upsample:  "nearest" (default) or "bilinear".
+    marginal:  "image" (default: both halves of a marginal pair from one image)
+               or "batch" (each half from an independently drawn image).
+    rng:       numpy Generator for the D_l's initial weights, drawn pair by pair.
+    """
+
     def __init__(self, channels, pairs=PAPER_PAIRS, lam=1.0, samples=64, estimator="jsd",
                  upsample="nearest", marginal="image", rng=None, dtype=np.float32,
-                 dv_ema=None, hidden=HIDDEN, lam_d=None):
+                 dv_ema=None, hidden=HIDDEN, lam_d=None, stacked=True):
         pairs = [tuple(p) for p in pairs]
         for low, high in pairs:
             if not (1 <= low < len(channels) and high == low + 1):
@@ -67,67 +77,43 @@ class IFMRegularizer(Container):
             raise ValueError(f"repeated pair in {pairs}")
         if lam_d is not None and not lam_d > 0:
             raise ValueError(f"lam_d must be positive, got {lam_d}")
+        if marginal not in ("image", "batch"):
+            raise ValueError(f"marginal must be 'image' or 'batch', got {marginal!r}")
+        check_upsample(upsample)
+        locations_per_image(samples, 1)                     # validates samples
         rng = default_rng(rng)
-        self.blocks, member_layers = [], []
-        for low, high in pairs:         # D_l's weights drawn layer by layer, pair by pair
-            self.blocks.append(IFMPair(channels[low - 1], channels[high - 1], samples=samples,
-                                       estimator=estimator, upsample=upsample,
-                                       marginal=marginal, rng=rng, dtype=dtype,
-                                       out_features=hidden[0]))
-            member_layers.append(discriminator_layers(hidden, rng, dtype))
-        self.critic = Critic(len(pairs), estimator, hidden, dtype=dtype, dv_ema=dv_ema,
-                             member_layers=member_layers)
-        self.names = [f"ifm{low}{high}" for low, high in pairs]
-        super().__init__(list(zip(self.names, self.blocks)) + [("D", self.critic)])
+        self.discriminators = [Discriminator(channels[low - 1], channels[high - 1], estimator,
+                                             upsample, hidden, rng, dtype, dv_ema)
+                               for low, high in pairs]
+        self.names = [f"D{low}{high}" for low, high in pairs]
+        super().__init__(list(zip(self.names, self.discriminators)))
+        self.stack = DiscriminatorStack(self.discriminators)
         self.channels, self.pairs, self.lam = list(channels), pairs, lam
         self.lam_d = lam if lam_d is None else lam_d
-        self.estimator = estimator
+        self.samples, self.estimator = samples, estimator
+        self.upsample, self.marginal = upsample, marginal
+        self.stacked = stacked
         self._n_features = None
-        self._runs = None
 
     @classmethod
     def one_pair(cls, c_low, c_high, **options):
         """IFM of one pair of maps (H_1, H_2) alone, with c_low and c_high channels."""
         return cls([c_low, c_high], pairs=[(1, 2)], **options)
 
-    def pair_params(self):
-        """{"ifm12.0.W": ..., "ifm12.1.gamma": ..., ...}: D_l's parameters under its own
-        name, in D's layer order, pair by pair (views: member l of each stack)."""
-        named = {}
-        for l, (name, block) in enumerate(zip(self.names, self.blocks)):
-            named.update({f"{name}.{k}": p for k, p in block.params.items()})
-            named.update({f"{name}.{k}": p[l] for k, p in self.critic.params.items()})
-        return named
-
-    def stack_pair_entries(self, state, prefix=""):
-        """``state`` with each D_l's entries under their own names (prefix + "ifm12.3.W",
-        as ``pair_params`` names them and checkpoints written before the critics were
-        stacked hold them) replaced by the stacks (prefix + "D.3.W"); the pair layers'
-        entries ("ifm12.0.W") and all others are kept as they are. Host arrays (a
-        loaded checkpoint)."""
-        out, members = {}, {}
-        for key, value in state.items():
-            name, _, rest = key[len(prefix):].partition(".")
-            if key.startswith(prefix) and name in self.names and not rest.startswith("0."):
-                members.setdefault(f"{prefix}D.{rest}", {})[self.names.index(name)] = value
-            else:
-                out[key] = value
-        for key, per_pair in members.items():
-            if sorted(per_pair) != list(range(len(self.names))):
-                raise ValueError(f"{key}: entries for pairs {sorted(per_pair)} of "
-                                 f"{len(self.names)}")
-            out[key] = np.stack([np.asarray(per_pair[l]) for l in range(len(self.names))])
-        return out
+    # ---- Eq. (5) ---------------------------------------------------------------------------
 
     def draw(self, feature_shapes, rng):
-        """[host PairPositions per pair] for features of these shapes.
-
-        Drawn from ``rng`` pair by pair, in the order ``forward(features, rng)``
-        draws them, so both consume the generator alike.
-        """
+        """[host PairPositions per pair] for features of these shapes, drawn from ``rng``
+        pair by pair (as ``forward(features, rng)`` draws them)."""
         self._check_count(feature_shapes)
-        return [block.draw(feature_shapes[low - 1], feature_shapes[high - 1], rng)[1]
-                for (low, high), block in zip(self.pairs, self.blocks)]
+        positions = []
+        for low, high in self.pairs:
+            low_shape, high_shape = feature_shapes[low - 1], feature_shapes[high - 1]
+            _, h, w, N = low_shape
+            draw = sample_infonce_pairs if self.estimator == "infonce" else sample_pairs
+            index = draw(N, h, w, self.samples, self.marginal, rng)
+            positions.append(pair_positions(index, low_shape, high_shape, self.upsample))
+        return positions
 
     def forward(self, features, rng=None, positions=None):
         """[F_l] (0-d arrays) for features [H_1, ..., H_L].
@@ -136,40 +122,37 @@ class IFMRegularizer(Container):
         PairPositions on the features' device (a list like ``draw``'s).
         """
         self._check_count(features)
-        if positions is None:
-            positions = [None] * len(self.blocks)
-        elif rng is not None:
+        if (rng is None) == (positions is None):
             raise ValueError("give exactly one of rng and positions")
         maps = [(features[low - 1], features[high - 1]) for low, high in self.pairs]
-        positions = [block.positions(*m, rng, p)
-                     for block, m, p in zip(self.blocks, maps, positions)]
-        xp = get_array_module(features[0])
-        dtype = np.result_type(features[0].dtype, self.critic.dtype)
-        self._n_features, self._runs, F = len(features), [], []
-        for members in runs(positions):
-            first = positions[members.start]
-            a = xp.empty((members.stop - members.start, self.critic.width,
-                          first.index.shape[1]), dtype=dtype)
-            for j, l in enumerate(range(members.start, members.stop)):
-                self.blocks[l].forward(*maps[l], positions[l].index, out=a[j])
-            F_run, cache = self.critic.forward(a, first.n_joint, first.groups, members)
-            self._runs.append(cache)
-            F += [F_run[j, ...] for j in range(len(a))]     # 0-d views
-        return F
+        for D, (h_low, h_high) in zip(self.discriminators, maps):
+            D.pair_layer.check(h_low, h_high)
+        if positions is None:
+            xp = get_array_module(features[0])
+            positions = [p.on(xp) for p in self.draw([H.shape for H in features], rng)]
+        self._n_features = len(features)
+        if self.stacked:
+            return self.stack.forward(maps, positions)
+        return [D.forward(h_low, h_high, p)
+                for D, (h_low, h_high), p in zip(self.discriminators, maps, positions)]
 
     def _check_count(self, features):
         if len(features) != len(self.channels):
             raise ValueError(f"expected {len(self.channels)} feature maps, got {len(features)}")
 
-    def backward(self, dF=None):
-        """dL/dH for L = sum_l dF_l F_l: a list like features (None where unused).
+    def loss(self, L_clf, F):
+        """Eq. (5): L = L_clf - lambda * sum_l F_l, for F = forward(...) (0-d on F's device)."""
+        return L_clf - self.lam * sum(F)
 
-        dF: a host number for every pair or an array (pairs,) on the device;
-        default -lam, the regularizer's term of the loss, -lam * sum_l F_l,
-        with D's grads from -lam_d * sum_l F_l (the same when lam_d = lam;
-        otherwise dH is the one of -lam_d, times lam / lam_d).
+    def backward(self, dF=None):
+        """dL/dH for the L of Eq. (5): a list like features (None where unused).
+
+        Default dF = dL/dF_l = -lambda for every pair, with D's grads from
+        -lam_d * F_l (the same when lam_d = lam; otherwise each D_l is seeded
+        with -lam_d and dH rescaled by lam / lam_d). Or dF: a host number for
+        every pair or an array (pairs,) on the device, for L = sum_l dF_l F_l.
         """
-        if self._runs is None:
+        if self._n_features is None:
             raise RuntimeError("backward called before forward")
         scale = None
         if dF is None:
@@ -179,19 +162,67 @@ class IFMRegularizer(Container):
         if np.ndim(dF) != 0 and tuple(dF.shape) != (len(self.pairs),):
             raise ValueError(f"dF must be one number or one per pair ({len(self.pairs)}), "
                              f"got shape {dF.shape}")
+        if self.stacked:
+            per_pair = self.stack.backward(dF)
+        else:
+            per_pair = [D.backward(dF if np.ndim(dF) == 0 else dF[l])
+                        for l, D in enumerate(self.discriminators)]
         dfeatures = [None] * self._n_features
-        for cache in self._runs:
-            members = cache.members
-            da = self.critic.backward(dF if np.ndim(dF) == 0 else dF[members], cache)
-            for j, l in enumerate(range(members.start, members.stop)):
-                low, high = self.pairs[l]
-                for layer, d in zip((low, high), self.blocks[l].backward(da[j])):
-                    i = layer - 1
-                    dfeatures[i] = d if dfeatures[i] is None else dfeatures[i] + d
+        for (low, high), pieces in zip(self.pairs, per_pair):
+            for layer, d in zip((low, high), pieces):
+                i = layer - 1
+                dfeatures[i] = d if dfeatures[i] is None else dfeatures[i] + d
         if scale is not None:
             dfeatures = [None if d is None else d * d.dtype.type(scale) for d in dfeatures]
         return dfeatures
 
-    def loss(self, F_list):
-        """-lam * sum_l F_l (0-d), the regularizer's term of L."""
-        return -self.lam * sum(F_list)
+    # ---- the storage: each D_l's layers 1..9 are views of the stack's arrays ----------------
+
+    def children(self):
+        return super().children() + [self.stack]
+
+    def to(self, device):
+        super().to(device)
+        self.stack.share()
+        return self
+
+    def astype(self, dtype):
+        super().astype(dtype)
+        self.stack.share()
+        return self
+
+    def flat_keys(self):
+        """The pair layers' keys, then each stacked parameter's members next to each other
+        ("D12.3.W", "D23.3.W", "D34.3.W"), so that every stack is one span of a flat buffer."""
+        first = [f"{name}.0.{key}" for name, D in zip(self.names, self.discriminators)
+                 for key in D.pair_layer.params]
+        return first + [key for members in self.stack.stacked_keys(self.names).values()
+                        for key in members]
+
+    def attach(self, flat, prefix=""):
+        super().attach(flat, prefix)
+        self.stack.attach(flat, [prefix + name for name in self.names])
+
+    def translate_old_keys(self, state, prefix=""):
+        """``state`` (a loaded checkpoint's host arrays) with the D_l entries of older
+        checkpoints under today's names; other entries as they are. Entries under
+        prefix + "ifm12.<k>" (each D_l on its own; the pair layers of stacked ones)
+        become prefix + "D12.<k>", and a stack prefix + "D.<k>" (G, ...) is cut into
+        prefix + "D12.<k>", "D23.<k>", ... (member l of the stack is D_l's)."""
+        old_names = {f"ifm{name[1:]}": name for name in self.names}
+        out = {}
+        for key, value in state.items():
+            if not key.startswith(prefix):
+                out[key] = value
+                continue
+            name, _, rest = key[len(prefix):].partition(".")
+            if name in old_names:
+                out[f"{prefix}{old_names[name]}.{rest}"] = value
+            elif name == "D":
+                if len(value) != len(self.names):
+                    raise ValueError(f"{key}: a stack of {len(value)} critics, this run has "
+                                     f"{len(self.names)} layer pairs")
+                out.update({f"{prefix}{n}.{rest}": value[l] for l, n in enumerate(self.names)})
+            else:
+                out[key] = value
+        return out

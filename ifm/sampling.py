@@ -4,9 +4,11 @@ H_l is (C_l, h, w, N) and H_{l+1}, brought up to (h, w), is (C_{l+1}, h, w, N).
 A position is an image n and a flat location s = y * w + x on that (h, w) grid.
 All randomness comes from the numpy Generator passed in and every draw is
 vectorized, so the same generator state gives the same pairs (a gradient
-check replays a forward exactly). Index arrays stay on the host here; the
-block moves them to the device with one ``xp.asarray`` per forward, or the
-trainer those of a whole epoch at once (``block.upload_positions``).
+check replays a forward exactly). Index arrays stay on the host here: the
+draws give a PairIndex (images and locations), ``pair_positions`` turns it into
+the columns the pair layer reads (PairPositions), and those move to the device
+with one ``xp.asarray`` per forward, or those of many steps at once
+(``upload_positions``, the trainer).
 
 Joint pairs (samples from P, the joint of H_l and H_{l+1} vectors):
     K = min(samples, h*w) locations per image, drawn WITHOUT replacement
@@ -135,3 +137,56 @@ def coarse_locations(s, w, scale):
     """Location on the (h/scale, w/scale) grid of H_{l+1} that nearest upsampling
     copies to location s = y*w + x of the (h, w) grid: (y//scale, x//scale)."""
     return (s // w // scale) * (w // scale) + (s % w) // scale
+
+
+class PairPositions(NamedTuple):
+    """The pairs of one forward as columns of channel matrices, as the pair layer reads them.
+
+    ``pairs.channel_matrix`` views a map H (C, h, w, N) as (C, h*w*N), whose
+    column p = s N + n holds H[:, s, n] (location s = y w + x, image n).
+    columns (3, S) int, on the host or on the device:
+        row 0: p = s N + n, the H_l half of each pair, a column of H_l;
+        row 1: p = t N + m, its U = up(H_{l+1}) half, a column of U ((h, w) grid);
+        row 2: the same half as a column of the map the speed path reads it from:
+               H_{l+1} itself for nearest upsampling (the coarse location that
+               up copies to t, (y//s, x//s)), U for bilinear (row 1).
+    The first n_joint columns are joint pairs, the rest marginal; ``groups`` is
+    (G, B) for InfoNCE, else None.
+    """
+    columns: object
+    n_joint: int
+    groups: Optional[tuple] = None
+
+    def on(self, xp):
+        """These positions with the columns on xp's device."""
+        return self._replace(columns=xp.asarray(self.columns))
+
+
+def pair_positions(index, low_shape, high_shape, upsample):
+    """PairPositions (host) of a PairIndex drawn for H_l of ``low_shape`` (C_l, h, w, N) and
+    H_{l+1} of ``high_shape``, brought up to (h, w) by ``upsample``."""
+    _, h, w, N = low_shape
+    up = index.high_s * N + index.high_n
+    read = up
+    if upsample == "nearest":
+        read = coarse_locations(index.high_s, w, h // high_shape[1]) * N + index.high_n
+    return PairPositions(np.stack([index.low_s * N + index.low_n, up, read]), index.n_joint,
+                         index.groups)
+
+
+def upload_positions(steps, xp):
+    """The positions of many steps of one layer pair, moved to the device in ONE ``xp.asarray``.
+
+    ``steps``: host PairPositions of steps 0..T-1 (columns (3, S_t) each). The
+    columns are joined into one (3, sum_t S_t) int32 array (every value is
+    below N*h*w < 2^31) and uploaded; step t gets the view [:, o_t:o_t + S_t].
+    Returns the device PairPositions, in order.
+    """
+    sizes = [p.columns.shape[1] for p in steps]
+    host = np.empty((3, sum(sizes)), dtype=np.int32)
+    offsets = np.cumsum([0] + sizes)
+    for p, lo, hi in zip(steps, offsets[:-1], offsets[1:]):
+        host[:, lo:hi] = p.columns
+    device = xp.asarray(host)
+    return [p._replace(columns=device[:, lo:hi])
+            for p, lo, hi in zip(steps, offsets[:-1], offsets[1:])]

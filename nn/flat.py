@@ -96,10 +96,10 @@ class FlatParameters:
         """
         if set(grads) != set(self.grads):
             raise KeyError(f"gradients for {sorted(grads)}, parameters {self.layout.keys}")
-        for key, g in grads.items():
+        for key, grad in grads.items():
             view = self.grads[key]
-            if g is not view:
-                view[...] = g
+            if grad is not view:
+                view[...] = grad
         return self.G
 
 

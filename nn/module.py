@@ -89,8 +89,8 @@ class Module:
         self.grads = zeros_like_params(self.params)
 
     def _set_grads(self, **grads):
-        for key, g in grads.items():
-            self.grads[key][...] = g
+        for key, grad in grads.items():
+            self.grads[key][...] = grad
 
 
 class Layer(Module):

@@ -65,7 +65,7 @@ def fingerprint(name, changes):
         record[f"{name}/step{step}/values"] = np.array([loss, *F_values, total], np.float64)
     params = {f"clf.{k}": p for k, p in trainer.model.params.items()}
     if trainer.regularizer is not None:     # each D_l under its own name
-        params.update({f"ifm.{k}": p for k, p in trainer.regularizer.pair_params().items()})
+        params.update({f"ifm.{k}": p for k, p in trainer.regularizer.params.items()})
     for key, value in params.items():
         record[f"{name}/param/{key}"] = np.array(value, np.float64)
     return record

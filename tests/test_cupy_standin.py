@@ -14,14 +14,15 @@ from nn import backend
 from test_train_gpu_parity import config, tiny_dataset
 
 # One train_step on the stand-in (K = 64, SGD, batch 128; step 1 of a two-step epoch, whose
-# IFM pair positions came to the device at step 0), measured 2026-12-06 with this stand-in
-# (which counts the copies CuPy makes of non-contiguous product operands): IFM 1272 calls,
-# of which 576 launch device work (12 of them copies of the pair layer's column halves of
-# W); baseline 697 calls, 342 launches; 0 host reads, 0 uploads, 0 generators and 0 float64
-# arrays. The code before the GPU audit gave IFM 1200 calls and 571 launches (its batched
-# critic products copied their transposed operands, about 90 MB per step). Step 0 adds the
-# positions of the steps ahead: 3 uploads (one per pair). The bounds are the target of 600
-# launches per IFM step and the measurement + 10% elsewhere; they catch growth.
+# IFM pair positions came to the device at step 0), measured with this stand-in (which
+# counts the copies CuPy makes of non-contiguous product operands): IFM 1283 calls, of which
+# 564 launch device work (12 of them copies of the pair layer's column halves of W);
+# baseline 717 calls, 342 launches; 0 host reads, 0 uploads, 0 generators and 0 float64
+# arrays (calls include the allocations made before an op writes into them). The code
+# before the GPU audit gave IFM 1200 calls and 571 launches (its batched critic products
+# copied their transposed operands, about 90 MB per step). Step 0 adds the positions of the
+# steps ahead: 3 uploads (one per pair). The bounds are the target of 600 launches per IFM
+# step and about the measurement + 10% elsewhere; they catch growth.
 MAX_CALLS = {"ifm": 1400, "baseline": 768}
 MAX_LAUNCHES = {"ifm": 600, "baseline": 376}
 

@@ -19,17 +19,18 @@ pytestmark = pytest.mark.usefixtures("cores_mode")
 SEED = 123
 SMALL = (8, 6, 5)
 
-# Gradients that are zero in exact arithmetic (gradcheck.py): the biases of D's Linear
-# layers that feed training-mode batch norm, and the last bias where the estimate does
-# not change when every score moves by one constant (DV and InfoNCE).
-BIASES_BEFORE_BN = ("D.3.b", "D.6.b")
+# Gradients that are zero in exact arithmetic (gradcheck.py): the biases of D's linear
+# layers that feed training-mode batch norm (the pair layer's 0.b, 3.b, 6.b), and the last
+# bias where the estimate does not change when every score moves by one constant (DV and
+# InfoNCE).
+BIASES_BEFORE_BN = ("0.b", "3.b", "6.b")
 SHIFT_INVARIANT = ("dv", "infonce")
 
 
 def zero_gradients(reg):
     """The keys of reg's gradients that are zero in exact arithmetic."""
-    keys = BIASES_BEFORE_BN + (("D.9.b",) if reg.estimator in SHIFT_INVARIANT else ())
-    return keys + tuple(f"{name}.0.b" for name in reg.names)
+    keys = BIASES_BEFORE_BN + (("9.b",) if reg.estimator in SHIFT_INVARIANT else ())
+    return tuple(f"{name}.{key}" for name in reg.names for key in keys)
 
 
 def one_pair(**options):
@@ -65,9 +66,8 @@ def check_block(name, block, h_low, h_high, rng):
                            zero=zero_gradients(block))
 
 
-def has_repeats(n, s):
-    keys = n * 10_000 + s
-    return len(np.unique(keys)) < len(keys)
+def has_repeats(columns):
+    return len(np.unique(columns)) < len(columns)
 
 
 # Each factor where it acts, and one combination: the estimator acts only on the scores V
@@ -79,20 +79,23 @@ FACTORS = [(estimator, "nearest", "image", "all")
     ("jsd", "nearest", "image", 3), ("dv", "bilinear", "batch", 3)]
 
 
+@pytest.mark.parametrize("stacked", [True, False], ids=["stack", "D alone"])
 @pytest.mark.parametrize("estimator, upsample, marginal, samples", FACTORS)
-def test_block_gradients(rng, estimator, upsample, marginal, samples):
+def test_block_gradients(rng, estimator, upsample, marginal, samples, stacked):
+    """The stack the regularizer runs (a run of one here) and D_l alone, the formula."""
     block = one_pair(samples=samples, estimator=estimator, upsample=upsample,
                      marginal=marginal, rng=np.random.default_rng(0), hidden=SMALL,
-                     dtype=np.float64)
+                     dtype=np.float64, stacked=stacked)
     h_low, h_high = maps()
-    check_block(f"one pair {estimator} {upsample}", block, h_low, h_high, rng)
-    idx = block.blocks[0].last_index
+    check_block(f"one pair {estimator} {upsample}, {'stack' if stacked else 'D alone'}",
+                block, h_low, h_high, rng)
+    [p] = block.draw([h_low.shape, h_high.shape], np.random.default_rng(SEED))
     # Repeated positions must be present for the check to cover the accumulation:
     # the H_{l+1} side always repeats (nearest: 4 fine locations share a coarse one;
     # InfoNCE reuses every joint vector as a negative; otherwise marginals repeat).
-    assert has_repeats(idx.high_n, idx.high_s // 2 if upsample == "nearest" else idx.high_s)
+    assert has_repeats(p.columns[2])
     if samples == "all" and estimator != "infonce":
-        assert has_repeats(idx.low_n[idx.n_joint:], idx.low_s[idx.n_joint:])
+        assert has_repeats(p.columns[0, p.n_joint:])
 
 
 @pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
@@ -156,10 +159,10 @@ def test_regularizer_gradients_of_the_loss_term(samples, runs):
     features = [rng.standard_normal((c, 8 >> i, 8 >> i, 2)) for i, c in enumerate(channels)]
 
     def L():
-        return reg.loss(reg.forward(features, np.random.default_rng(SEED)))
+        return reg.loss(0.0, reg.forward(features, np.random.default_rng(SEED)))
 
     reg.forward(features, np.random.default_rng(SEED))
-    assert len(reg._runs) == runs
+    assert len(reg.stack._runs) == runs
     dfeatures = reg.backward()
     assert len(dfeatures) == 4 and all(d is not None for d in dfeatures)
     wrt = {**{f"H_{i + 1}": H for i, H in enumerate(features)}, **reg.params}

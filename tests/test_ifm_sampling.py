@@ -1,14 +1,12 @@
-"""Pair sampling (replay, counts, marginal options) and the gather/scatter of pair vectors."""
+"""Pair sampling (replay, counts, marginal options), the positions' columns, and the
+gather/scatter of pair vectors."""
 import numpy as np
 import pytest
 
-from ifm import IFMRegularizer
-from ifm.pairs import (channel_matrix, gather_columns, map_from_channel_matrix,
-                       pair_linear_backward, pair_linear_forward, scatter_add_columns)
+from ifm import IFMRegularizer, fast_pairs, pairs
 from ifm.sampling import (coarse_locations, count_rows, locations_per_image, other_members,
-                          sample_infonce_pairs, sample_pairs)
-from nn.upsample import (bilinear_upsample_forward, nearest_upsample_backward,
-                         nearest_upsample_forward)
+                          pair_positions, sample_infonce_pairs, sample_pairs)
+from nn.upsample import bilinear_upsample_forward, nearest_upsample_forward
 
 # Every test runs twice: serial, and with every op split into blocks (conftest.py), except
 # those marked no_split (the pair sampling and the refused shapes never reach nn.cpu.parallel).
@@ -129,15 +127,20 @@ def test_coarse_locations():
 
 
 # ----------------------------------------------------------- gather / scatter
-def gather_vectors(H, n, s):
+GATHERS = {"formula": (pairs.gather, pairs.scatter),
+           "fast": (fast_pairs.gather_columns,
+                    lambda values, cols, n: fast_pairs.scatter_add_columns(cols, values, n))}
+
+
+def gather_vectors(kind, H, n, s):
     """(C, S) vectors H[:, s_r, n_r] of a map H (C, h, w, N), through the library's gather."""
-    return gather_columns(channel_matrix(H), s * H.shape[3] + n)
+    return GATHERS[kind][0](pairs.channel_matrix(H), s * H.shape[3] + n)
 
 
-def scatter_vectors(dvec, n, s, shape):
+def scatter_vectors(kind, dvec, n, s, shape):
     """The adjoint of gather_vectors through the library's column scatter."""
     _, h, w, N = shape
-    return map_from_channel_matrix(scatter_add_columns(s * N + n, dvec, h * w * N), shape)
+    return GATHERS[kind][1](dvec, s * N + n, h * w * N).reshape(shape)
 
 
 def scatter_loop(dvec, n, s, shape):
@@ -149,95 +152,56 @@ def scatter_loop(dvec, n, s, shape):
     return out
 
 
-def test_gather_and_scatter_against_loops_with_repeats():
+@pytest.mark.parametrize("kind", [pytest.param("formula", marks=pytest.mark.no_split), "fast"])
+def test_gather_and_scatter_against_loops_with_repeats(kind):
     rng = np.random.default_rng(0)
     H = rng.standard_normal((3, 3, 5, 2))
     n = np.array([0, 1, 1, 0, 1, 1])
     s = np.array([4, 14, 14, 0, 7, 14])                                # (1, 14) three times
-    vec = gather_vectors(H, n, s)
+    vec = gather_vectors(kind, H, n, s)
     for r in range(len(n)):
         np.testing.assert_array_equal(vec[:, r], H[:, s[r] // 5, s[r] % 5, n[r]])
     dvec = rng.standard_normal((3, 6))
-    np.testing.assert_allclose(scatter_vectors(dvec, n, s, H.shape),
-                               scatter_loop(dvec, n, s, H.shape), rtol=1e-14)
+    scattered = scatter_vectors(kind, dvec, n, s, H.shape)
+    np.testing.assert_allclose(scattered, scatter_loop(dvec, n, s, H.shape), rtol=1e-14)
     # adjoint identity: <gather(H), dvec> = <H, scatter(dvec)>
-    assert np.sum(vec * dvec) == pytest.approx(np.sum(H * scatter_vectors(dvec, n, s, H.shape)))
+    assert np.sum(vec * dvec) == pytest.approx(np.sum(H * scattered))
 
 
-def pair_features(h_low, h_high, index, upsample="nearest", project=None):
-    """z (C_l + C_h, S) and its cache: the fused first layer with W = I, b = 0."""
-    C = h_low.shape[0] + h_high.shape[0]
-    return pair_linear_forward(h_low, h_high, index, np.eye(C), np.zeros(C), upsample, project)
-
-
-@pytest.mark.parametrize("project", [False, True])
-def test_nearest_direct_gather_equals_explicit_upsampling(project):
+@pytest.mark.no_split
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
+def test_positions_name_each_half_in_every_map_it_is_read_from(upsample):
+    """Row 0 is the H_l column of (n, s), row 1 the U column of (m, t); row 2 reads the
+    same vector from H_{l+1} itself (nearest: at the coarse location) or from U."""
     rng = np.random.default_rng(1)
     h_low, h_high = rng.standard_normal((2, 6, 4, 3)), rng.standard_normal((5, 3, 2, 3))
     idx = sample_pairs(3, 6, 4, 9, "batch", rng)
-    coarse = coarse_locations(idx.high_s, 4, 2)
-    index = np.stack([idx.low_n, idx.low_s, idx.high_n, coarse])
-    z, cache = pair_features(h_low, h_high, index, project=project)
-    up = nearest_upsample_forward(h_high, 2)
-    np.testing.assert_array_equal(z[2:], gather_vectors(up, idx.high_n, idx.high_s))
-    np.testing.assert_array_equal(z[:2], gather_vectors(h_low, idx.low_n, idx.low_s))
-    dz = rng.standard_normal(z.shape)
-    dh_low, dh_high, _, _ = pair_linear_backward(dz, cache)
-    d_up = scatter_vectors(dz[2:], idx.high_n, idx.high_s, up.shape)
-    explicit = nearest_upsample_backward(d_up, 2)
-    np.testing.assert_allclose(dh_high, explicit, rtol=1e-13, atol=1e-15)
-    np.testing.assert_allclose(dh_low, scatter_vectors(dz[:2], idx.low_n, idx.low_s,
-                                                       h_low.shape), rtol=1e-13, atol=1e-15)
+    columns = pair_positions(idx, h_low.shape, h_high.shape, upsample).columns
+    U = (nearest_upsample_forward if upsample == "nearest" else bilinear_upsample_forward)(
+        h_high, 2)
+    np.testing.assert_array_equal(pairs.gather(pairs.channel_matrix(h_low), columns[0]),
+                                  h_low[:, idx.low_s // 4, idx.low_s % 4, idx.low_n])
+    U_pairs = U[:, idx.high_s // 4, idx.high_s % 4, idx.high_n]
+    np.testing.assert_array_equal(pairs.gather(pairs.channel_matrix(U), columns[1]), U_pairs)
+    read_from = h_high if upsample == "nearest" else U
+    np.testing.assert_array_equal(pairs.gather(pairs.channel_matrix(read_from), columns[2]),
+                                  U_pairs)
 
 
-@pytest.mark.parametrize("project", [False, True])
-def test_bilinear_gathers_from_the_upsampled_map(project):
-    rng = np.random.default_rng(2)
-    h_low, h_high = rng.standard_normal((3, 4, 4, 2)), rng.standard_normal((2, 2, 2, 2))
-    idx = sample_pairs(2, 4, 4, 5, "image", rng)
-    z, _ = pair_features(h_low, h_high, np.stack(idx[:4]), "bilinear", project)
-    up = bilinear_upsample_forward(h_high, 2)
-    np.testing.assert_allclose(z[3:], gather_vectors(up, idx.high_n, idx.high_s), rtol=1e-15)
-
-
-@pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
-@pytest.mark.parametrize("project", [False, True, None])
-def test_fused_first_layer_is_the_linear_layer_on_the_pair_vectors(upsample, project):
-    """a = W z + b, and its backward (dz = W^T da scattered, dW = da z^T, db = sum da),
-    whichever order (gather then project, or project then gather) each half takes."""
-    rng = np.random.default_rng(4)
-    h_low, h_high = rng.standard_normal((4, 6, 4, 3)), rng.standard_normal((5, 3, 2, 3))
-    idx = sample_pairs(3, 6, 4, 7, "image", rng)
-    high_s = coarse_locations(idx.high_s, 4, 2) if upsample == "nearest" else idx.high_s
-    index = np.stack([idx.low_n, idx.low_s, idx.high_n, high_s])
-    W, b = rng.standard_normal((6, 9)), rng.standard_normal(6)
-    a, cache = pair_linear_forward(h_low, h_high, index, W, b, upsample, project)
-    z, z_cache = pair_features(h_low, h_high, index, upsample, project=False)
-    np.testing.assert_allclose(a, W @ z + b[:, None], rtol=1e-12, atol=1e-12)
-    da = rng.standard_normal(a.shape)
-    dh_low, dh_high, dW, db = pair_linear_backward(da, cache)
-    dz_low, dz_high, _, _ = pair_linear_backward(W.T @ da, z_cache)
-    np.testing.assert_allclose(dW, da @ z.T, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(db, da.sum(axis=1), rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(dh_low, dz_low, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(dh_high, dz_high, rtol=1e-12, atol=1e-12)
-
-
-def test_block_joint_rows_are_the_concatenated_vectors_at_one_position():
+@pytest.mark.no_split
+def test_joint_pairs_are_the_concatenated_vectors_at_one_position():
     rng = np.random.default_rng(3)
     h_low, h_high = rng.standard_normal((3, 4, 4, 2)), rng.standard_normal((4, 2, 2, 2))
     reg = IFMRegularizer.one_pair(3, 4, samples=3, rng=rng, dtype=np.float64)
-    seen = []
-    forward = reg.critic.forward
-    reg.critic.forward = lambda a, *rest: seen.append(a.copy()) or forward(a, *rest)
-    reg.forward([h_low, h_high], np.random.default_rng(0))
-    idx = reg.blocks[0].last_index
-    first = reg.blocks[0].pair_layer.params
-    for r in range(idx.n_joint):
-        n, s = idx.low_n[r], idx.low_s[r]
+    [p] = reg.draw([h_low.shape, h_high.shape], np.random.default_rng(0))
+    layer = reg.discriminators[0].pair_layer
+    a = layer.forward(h_low, h_high, p.columns)
+    for r in range(p.n_joint):
+        s, n = divmod(p.columns[0, r], 2)
+        assert p.columns[1, r] == p.columns[0, r]       # the same (n, s) on U's grid
         y, x = divmod(s, 4)
         z = np.concatenate([h_low[:, y, x, n], h_high[:, y // 2, x // 2, n]])
-        np.testing.assert_allclose(seen[0][0, :, r], first["W"] @ z + first["b"],
+        np.testing.assert_allclose(a[:, r], layer.params["W"] @ z + layer.params["b"],
                                    rtol=1e-12, atol=1e-14)
 
 

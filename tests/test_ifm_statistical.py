@@ -20,9 +20,12 @@ import math
 import numpy as np
 import pytest
 
-from ifm import PairCritic, jsd_divergence
-from nn import Adam
+from ifm import jsd_divergence
+from ifm.discriminator import HIDDEN, hidden_layers, joint_and_marginal, score_gradient
+from ifm.estimators import make_estimator
+from nn import Adam, Linear, Sequential
 from nn.flat import move_into_flat_buffers
+from nn.module import Container
 
 D_DIM = 2
 STEPS = 400
@@ -45,14 +48,34 @@ def gaussian_pairs(rng, n, rho, d=D_DIM):
     return np.ascontiguousarray(z.T, dtype=np.float32)
 
 
+class VectorCritic(Container):
+    """D of Table 2 on ready-made pair vectors z (2d, S), and its estimate: D_l
+    (ifm/discriminator.py) with a Linear layer in place of the pair layer."""
+
+    def __init__(self, in_features, estimator, rng, dv_ema=None):
+        self.net = Sequential(Linear(in_features, HIDDEN[0], rng=rng), *hidden_layers(HIDDEN, rng))
+        self.estimate, self.estimator = make_estimator(estimator, dv_ema), estimator
+        super().__init__([("net", self.net), ("estimate", self.estimate)])
+
+    def forward(self, z, n_joint):
+        V = self.net.forward(z)[0]
+        F, d_joint, d_marg = self.estimate(*joint_and_marginal(V, n_joint, None,
+                                                               self.estimator))
+        self.dF_dV = score_gradient(d_joint, d_marg, V)
+        return F
+
+    def backward(self, dF):
+        self.net.backward((dF * self.dF_dV)[None])
+
+
 def train_and_estimate(estimator, rho, seed=0, steps=STEPS, dv_ema=None):
     rng = np.random.default_rng(seed)
-    critic = PairCritic(2 * D_DIM, estimator, rng=rng, dv_ema=dv_ema)
+    critic = VectorCritic(2 * D_DIM, estimator, rng, dv_ema)
     opt = Adam(move_into_flat_buffers(critic), lr=LR)
     for _ in range(steps):
         critic.forward(gaussian_pairs(rng, BATCH, rho), BATCH)
         critic.backward(-1.0)                   # descent on -F = ascent on F
-        opt.step(critic.grads)
+        opt.step()
     critic.eval()
     return float(critic.forward(gaussian_pairs(rng, EVAL, rho), EVAL))
 

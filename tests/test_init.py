@@ -24,7 +24,7 @@ def weights(module):
 
 def test_fan_in_uniform_bounds_weights_and_biases_and_skips_batch_norm():
     model, regularizer = built("fan-in-uniform")
-    for params in (model.params, regularizer.pair_params()):    # each D_l on its own
+    for params in (model.params, regularizer.params):    # each D_l on its own
         for key, value in params.items():
             if key.endswith("W"):
                 bound = 1 / np.sqrt(np.prod(value.shape[1:]))

@@ -12,7 +12,7 @@ import pytest
 
 import nn
 from experiment.classifier import Classifier
-from ifm.pairs import pair_linear_backward, pair_linear_forward
+from ifm import fast_pairs, pairs
 from nn.layout import from_nchw, to_nchw
 
 
@@ -121,19 +121,23 @@ def test_linear_layers_and_what_follows_them_are_features_by_samples():
 
 @pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
 def test_pair_gradients_come_back_in_the_layout_of_the_features(upsample):
+    """The pair layer's formula and its speed path (each order of each half)."""
     rng = np.random.default_rng(1)
     N, S = 4, 50
     h_low = rng.standard_normal((5, 6, 6, N))        # (C_l, h, w, N), as the conv stack makes
     h_high = rng.standard_normal((3, 3, 3, N))       # (C_h, h/2, w/2, N)
-    high_locations = 9 if upsample == "nearest" else 36    # coarse grid / the (h, w) grid
-    index = np.stack([rng.integers(0, N, S), rng.integers(0, 36, S),
-                      rng.integers(0, N, S), rng.integers(0, high_locations, S)])
-    for project in (False, True):
-        a, cache = pair_linear_forward(h_low, h_high, index, rng.standard_normal((7, 8)),
-                                       np.zeros(7), upsample=upsample, project=project)
+    high_columns = 9 * N if upsample == "nearest" else 36 * N   # H_{l+1} itself / U
+    columns = np.stack([rng.integers(0, 36 * N, S), rng.integers(0, 36 * N, S),
+                        rng.integers(0, high_columns, S)])
+    W, b = rng.standard_normal((7, 8)), np.zeros(7)
+    runs = [(pairs.pair_layer_forward, pairs.pair_layer_backward, {})] + [
+        (fast_pairs.pair_layer_forward, fast_pairs.pair_layer_backward, {"project": project})
+        for project in (False, True)]
+    for forward, backward, options in runs:
+        a, cache = forward(h_low, h_high, columns, W, b, upsample=upsample, **options)
         assert a.shape == (7, S) and a.flags.c_contiguous
         da = rng.standard_normal(a.shape)
-        dh_low, dh_high, dW, db = pair_linear_backward(da, cache)
+        dh_low, dh_high, dW, db = backward(da, cache)
         assert dh_low.shape == h_low.shape and dh_low.flags.c_contiguous
         assert dh_high.shape == h_high.shape and dh_high.flags.c_contiguous
         assert dW.shape == (7, 8) and db.shape == (7,)

@@ -23,7 +23,7 @@ def per_step_draw(t, epoch, step, shapes):
 def assert_same_positions(got, expected):
     assert len(got) == len(expected)
     for g, e in zip(got, expected):
-        np.testing.assert_array_equal(g.index, e.index)
+        np.testing.assert_array_equal(g.columns, e.columns)
         assert (g.n_joint, g.groups) == (e.n_joint, e.groups)
 
 
@@ -44,7 +44,7 @@ def test_uploaded_positions_are_the_per_step_draws(changes, ahead, uploads, monk
         shapes = [H.shape for H in t.model.features]
         got = t.ifm_positions(2, step, t.model.features)
         assert_same_positions(got, per_step_draw(t, 2, step, shapes))
-        bases.update(id(p.index.base) for p in got)
+        bases.update(id(p.columns.base) for p in got)
     assert len(bases) == 3 * uploads, "one array per pair and upload"
 
 
