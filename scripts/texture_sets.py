@@ -40,7 +40,7 @@ MAIN_EPOCHS = 10                                # train.py's default
 PAPER = {"baseline_texture": PAPER_TABLE3["Baseline_digit"]["texture"] / 100,
          "baseline_digit": PAPER_TABLE3["Baseline_digit"]["digit"] / 100,
          "ours_digit": PAPER_TABLE3["Ours_digit"]["digit"] / 100}
-NAME_PARTS = re.compile(r"^(baseline|ifm)-|-?seed\d+$")
+METHOD_PART, SEED_PART = re.compile(r"^(baseline|ifm)-"), re.compile(r"(^|-)seed\d+$")
 EPOCHS_PART = re.compile(r"^e\d+$")
 
 
@@ -54,8 +54,8 @@ def set_key(config):
 
 def set_name(run):
     """The run's name without its method, epoch count and seed ("shared" if nothing is left)."""
-    parts = [p for p in NAME_PARTS.sub("", NAME_PARTS.sub("", run)).split("-")
-             if p and not EPOCHS_PART.match(p)]
+    rest = SEED_PART.sub("", METHOD_PART.sub("", run))
+    parts = [p for p in rest.split("-") if p and not EPOCHS_PART.match(p)]
     return "-".join(parts) or "shared"
 
 

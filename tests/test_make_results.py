@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from experiment.settings import parse, settings_from_args
-from scripts import make_results
+from scripts import make_results, texture_sets
 
 
 def settings(*flags):
@@ -183,6 +183,8 @@ def test_texture_sets(tmp_path):
     assert table["across"]["r"] == pytest.approx(r)
     assert table["across"]["ours_digit_at_paper_baseline"] == pytest.approx(
         intercept + slope * 0.9507)
+    assert texture_sets.set_name("ifm-e1-dataseed1-seed0") == "dataseed1"
+    assert texture_sets.set_name("baseline-draw5-black-e2-seed2") == "draw5-black"
     text = (out / "texture_sets.md").read_text()
     assert text.splitlines()[2].startswith("| paper (DTD) | - | - | 95.07 | 12.44 | 54.54 |")
     assert text.splitlines()[3].startswith("| draw1 | 1 | ")       # the most texture-bound first
