@@ -12,9 +12,9 @@ the model reads and writes them there:
 so an update over all parameters is a few array ops on (P, G) per group, and
 whatever writes into ``params[k][...]`` or ``grads[k][...]`` (a backward,
 loading a checkpoint) writes into P or G. The optimizer owns P and G; the
-step that hands the model's arrays over to them is ``move_into_flat_buffers``,
-called by whoever builds the optimizer, and nothing else rebinds a model's
-arrays. Replacing an entry afterwards (``to()``, ``astype()``, an assignment)
+one step that points a model's arrays into them is ``move_into_flat_buffers``,
+called by whoever builds the optimizer (building an optimizer changes no
+model). Replacing an entry afterwards (``to()``, ``astype()``, an assignment)
 detaches it: ``holds()`` turns False, the optimizer refuses to step, and
 ``Optimizer.reattach`` makes the step again.
 
