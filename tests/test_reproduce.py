@@ -78,5 +78,5 @@ def test_controls_build_their_texture_folders_once(tmp_path):
     (shared / "04_brick.png").write_bytes(b"changed")       # built once: not rebuilt
     assert listed("controls", runs, **env) == lines
     assert (runs / "textures-shift1" / "05_brick.png").read_bytes() == bytes([4])
-    assert len(listed("regime-search", runs, **env)) == 15
+    assert len(listed("regime-search", runs, **env)) == 16
     assert len(listed("composite", runs, **env)) == 8
