@@ -48,7 +48,9 @@ MAIN_FLAGS = {"baseline": ["--epochs", "10"], "ifm": ["--epochs", "10", "--ifm"]
               "ice-cpu-k2": ["--method", "ice-firevnet", "--flow-depth", "2",
                              "--limit-train", "16000", "--epochs", "3"]}
 TEXT_FILES = ("config.json", "history.csv", "evaluations.csv", "report.json", "report.md",
-              "train.log")
+              "train.log", "diverged")
+DIVERGED = "diverged"           # scripts/reproduce.sh marks a run whose loss became NaN or inf
+WHERE_DIVERGED = re.compile(r"NaN or inf at epoch (\d+), step (\d+)")
 SEED = re.compile(r"-seed(\d+)$")
 # The main IFM run's settings (train.py's defaults with --ifm); a run's
 # "changes" column lists the flags where it differs.
@@ -157,7 +159,18 @@ def pct(x):
     return f"{100 * x:.1f}"
 
 
-def runs_markdown(rows):
+def summarize_diverged(folder):
+    """{run, changes, epoch, step} of a run whose loss became NaN or inf (its train.log
+    names the epoch and step; None where it does not)."""
+    settings = read_json(os.path.join(folder, "config.json"))["settings"]
+    with open(os.path.join(folder, "train.log"), encoding="utf-8") as f:
+        found = WHERE_DIVERGED.findall(f.read())
+    epoch, step = (int(v) for v in found[-1]) if found else (None, None)
+    return {"run": os.path.basename(os.path.normpath(folder)), "changes": changes(settings),
+            "epoch": epoch, "step": step}
+
+
+def runs_markdown(rows, diverged=()):
     lines = ["| run | changes | epochs | minutes | digit ckpt: epoch, test digit / texture "
              "| texture ckpt: epoch, test digit / texture | F at the last epoch |",
              "|---|---|---|---|---|---|---|"]
@@ -168,6 +181,11 @@ def runs_markdown(rows):
                      f"| {d['epoch']}: {pct(d['test_digit_acc'])} / {pct(d['test_texture_acc'])} "
                      f"| {t['epoch']}: {pct(t['test_digit_acc'])} / {pct(t['test_texture_acc'])} "
                      f"| {flows} |")
+    if diverged:
+        lines += ["", "Runs whose loss became NaN or inf (stopped there, no checkpoint picked):",
+                  "", "| run | changes | where |", "|---|---|---|"]
+        lines += [f"| {d['run']} | {d['changes']} | epoch {d['epoch']}, step {d['step']} |"
+                  for d in diverged]
     return "\n".join(lines) + "\n"
 
 
@@ -189,8 +207,10 @@ def main(argv=None):
             continue
         (finished if os.path.exists(os.path.join(folder, "report.json")) else pending).append(
             folder)
+    diverged = [f for f in pending if os.path.exists(os.path.join(f, DIVERGED))]
     for folder in pending:
-        print(f"skipped (not finished): {folder}", file=sys.stderr)
+        if folder not in diverged:
+            print(f"skipped (not finished): {folder}", file=sys.stderr)
     if not finished:
         raise SystemExit(f"make_results.py: error: no finished run in {args.runs}")
 
@@ -202,8 +222,9 @@ def main(argv=None):
     rows = [summarize(f) for f in finished]
     main_names = {os.path.basename(f) for f in main_runs}
     rows.sort(key=lambda r: (r["run"] not in main_names, r["method"], r["run"]))
-    write_text_atomic(os.path.join(args.out, "runs.md"), runs_markdown(rows))
-    write_json(os.path.join(args.out, "runs.json"), {"runs": rows})
+    stopped = [summarize_diverged(f) for f in diverged]
+    write_text_atomic(os.path.join(args.out, "runs.md"), runs_markdown(rows, stopped))
+    write_json(os.path.join(args.out, "runs.json"), {"runs": rows, "diverged": stopped})
     configs = {os.path.basename(os.path.normpath(f)): read_json(os.path.join(f, "config.json"))
                for f in finished}
     per_draw = draw_table.draws(rows, configs, main_names)
@@ -222,7 +243,7 @@ def main(argv=None):
     cells = groups(rows)
     write_text_atomic(os.path.join(args.out, "groups.md"), groups_markdown(cells))
     write_json(os.path.join(args.out, "groups.json"), {"groups": cells})
-    for folder in finished:
+    for folder in finished + diverged:
         target = os.path.join(args.out, "runs", os.path.basename(folder))
         os.makedirs(target, exist_ok=True)
         for name in TEXT_FILES:

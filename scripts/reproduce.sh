@@ -15,7 +15,9 @@
 #
 # Each run goes to $RUNS_DIR/<name> (default runs/), its output also to
 # <name>/train.log. The script is safe to
-# stop and start again: a finished run (report.json present) is skipped, a run
+# stop and start again: a finished run (report.json present) is skipped, and so
+# is a run whose loss became NaN or inf (train.py's exit status 3: the file
+# <name>/diverged marks it, a result in itself, and the group goes on), a run
 # with a checkpoint continues with --resume, a folder without a checkpoint
 # (stopped before its first save) starts over. A folder holding a run made with
 # other settings (scripts/run_matches.py: a quick try that took the name, say)
@@ -279,6 +281,10 @@ for entry in "${selected[@]}"; do
     [ "$list" = 1 ] || echo "== $name: done, skipped"
     continue
   fi
+  if [ -f "$out/diverged" ]; then
+    [ "$list" = 1 ] || echo "== $name: diverged (its train.log says where), skipped"
+    continue
+  fi
   if [ -f "$out/checkpoint.npz" ]; then
     command=(python3 train.py --out "$out" --resume --quiet "${flags[@]}")
   else
@@ -289,6 +295,13 @@ for entry in "${selected[@]}"; do
   else
     echo "== $name: ${command[*]}"
     mkdir -p "$out"
-    "${command[@]}" 2>&1 | tee -a "$out/train.log"
+    status=0
+    "${command[@]}" 2>&1 | tee -a "$out/train.log" || status=${PIPESTATUS[0]}
+    if [ "$status" = 3 ]; then      # train.py's exit status for a NaN or inf loss
+      touch "$out/diverged"
+      echo "== $name: diverged; kept as that result ($out/diverged), going on"
+    elif [ "$status" != 0 ]; then
+      exit "$status"
+    fi
   fi
 done

@@ -188,3 +188,22 @@ def test_texture_sets(tmp_path):
     text = (out / "texture_sets.md").read_text()
     assert text.splitlines()[2].startswith("| paper (DTD) | - | - | 95.07 | 12.44 | 54.54 |")
     assert text.splitlines()[3].startswith("| draw1 | 1 | ")       # the most texture-bound first
+
+
+def test_a_diverged_run_is_listed_with_where_it_stopped(tmp_path):
+    runs = tmp_path / "runs"
+    fake_run(runs / "ifm-seed0", MAIN_IFM, "ifm", 0.45)
+    folder = runs / "ifm-draw5-lam300-e1-seed0"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"settings": dict(MAIN_IFM, lam=300.0)}))
+    (folder / "train.log").write_text("train.py: the loss became NaN or inf at epoch 1, step 110; "
+                                      "the run stopped.\n")
+    (folder / "diverged").write_text("")
+    out = tmp_path / "results"
+    assert make_results.main(["--runs", str(runs), "--out", str(out)]) == 0
+    listed = json.loads((out / "runs.json").read_text())
+    assert listed["diverged"] == [{"run": "ifm-draw5-lam300-e1-seed0", "changes": "--lam 300.0",
+                                   "epoch": 1, "step": 110}]
+    assert "| ifm-draw5-lam300-e1-seed0 | --lam 300.0 | epoch 1, step 110 |" in \
+        (out / "runs.md").read_text()
+    assert (out / "runs" / "ifm-draw5-lam300-e1-seed0" / "diverged").exists()

@@ -25,6 +25,11 @@ def test_list_prints_new_resumed_and_skips_finished_runs(tmp_path):
     lines = listed("main", tmp_path)
     assert len(lines) == 5 and not any("baseline-seed0" in line for line in lines)
     assert lines[0] == f"python3 train.py --out {tmp_path}/ifm-seed0 --resume --quiet --device gpu"
+    (tmp_path / "ifm-seed1").mkdir()                # a run whose loss became NaN: a result
+    (tmp_path / "ifm-seed1" / "checkpoint.npz").write_bytes(b"")
+    (tmp_path / "ifm-seed1" / "diverged").write_text("")
+    lines = listed("main", tmp_path)
+    assert len(lines) == 4 and not any("ifm-seed1" in line for line in lines)
 
 
 def test_every_group_lists_its_runs(tmp_path):
@@ -80,3 +85,27 @@ def test_controls_build_their_texture_folders_once(tmp_path):
     assert (runs / "textures-shift1" / "05_brick.png").read_bytes() == bytes([4])
     assert len(listed("regime-search", runs, **env)) == 16
     assert len(listed("composite", runs, **env)) == 8
+
+
+def test_a_diverged_run_is_marked_and_the_group_goes_on(tmp_path):
+    """train.py's exit status 3 (a NaN or inf loss) marks the run diverged and the next
+    run starts; any other failure stops the group."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "python3").write_text(
+        "#!/bin/sh\n"
+        'echo "$@" >> "$CALLS"\n'
+        'case "$*" in *ifm-seed0*) echo "the loss became NaN or inf"; exit 3;; '
+        '*baseline-seed1*) exit 1;; esac\n'
+        "exit 0\n")
+    (fake / "python3").chmod(0o755)
+    env = {**os.environ, "RUNS_DIR": str(tmp_path / "runs"), "CALLS": str(tmp_path / "calls"),
+           "PATH": f"{fake}:{os.environ['PATH']}"}
+    out = subprocess.run(["bash", str(SCRIPT), "main"], env=env, capture_output=True, text=True)
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert [c.split("--out ")[1].split()[0].rsplit("/", 1)[1] for c in calls] == \
+        ["baseline-seed0", "ifm-seed0", "baseline-seed1"]       # it went on after ifm-seed0
+    assert (tmp_path / "runs" / "ifm-seed0" / "diverged").exists()
+    assert "ifm-seed0: diverged" in out.stdout
+    assert out.returncode == 1                                  # a failure stops it
+    assert "NaN or inf" in (tmp_path / "runs" / "ifm-seed0" / "train.log").read_text()
