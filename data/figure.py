@@ -75,7 +75,8 @@ class Parser(argparse.ArgumentParser):
 
 @quiet_on_closed_pipe
 def main(argv=None):
-    from . import DataError, load_shifted_mnist
+    from .errors import DataError
+    from .shifted_mnist import load_shifted_mnist
     p = Parser(prog="python -m data.figure", description=__doc__.split("\n")[0])
     p.add_argument("--out", default=os.path.join("runs", "figure3.png"),
                    help="PNG to write (default: runs/figure3.png; the committed one is "

@@ -19,6 +19,7 @@ number. --json adds one JSON object as the last line. Errors are one line
 naming the file or flag, exit status 2.
 """
 import json
+import os
 import sys
 
 import numpy as np
@@ -31,6 +32,7 @@ from nn.cpu.parallel import use_cores
 
 from .cli import quiet_on_closed_pipe
 from .provenance import data_changes
+from .runfolder import BEST, RunFolder
 from .saved_model import SavedModelError, load
 from .settings import Parser
 from .trainer import EVAL_BATCH, DeviceSplit, accuracies
@@ -149,12 +151,28 @@ def describe(saved, path):
     return f"{path}: {saved.meta['method']}, seed {saved.meta['settings']['seed']}{how}"
 
 
+def refuse_run_folder(path):
+    """A UsageError where ``path`` is a run folder, naming the models in it to evaluate."""
+    if not os.path.isdir(path):
+        return
+    folder = RunFolder(path)
+    models = [folder.file(name) for name in BEST.values() if folder.exists(name)]
+    if models:
+        raise UsageError(f"{path} is a run folder, not a model file; evaluate one of its "
+                         f"selected models: {' or '.join(models)}")
+    if folder.holds_run():
+        raise UsageError(f"{path} is a run folder that holds no selected model yet "
+                         "(best_digit.npz and best_texture.npz are written after its first "
+                         "validation); evaluate it once its run has finished an epoch")
+
+
 def run(args):
     if args.device == "gpu" and gpu_unavailable_reason():
         raise UsageError(f"--device gpu: {gpu_unavailable_reason()}; or use --device cpu")
     if args.device == "cpu":
         use_cores()
     xp = xp_for(args.device)
+    refuse_run_folder(args.checkpoint)
     try:
         saved = load(args.checkpoint, xp)
     except SavedModelError as err:

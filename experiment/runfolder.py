@@ -35,7 +35,7 @@ import numpy as np
 
 from nn.serialization import load_npz, save_npz_atomic, write_atomic
 
-from .saved_model import split_record, with_record
+from .saved_model import split_record, unreadable_npz, with_record
 
 CONFIG, HISTORY, CHECKPOINT = "config.json", "history.csv", "checkpoint.npz"
 EVALUATIONS = "evaluations.csv"
@@ -61,17 +61,6 @@ def write_json(path, obj):
 def read_json(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)
-
-
-def unreadable_npz(path, err):
-    """Why an .npz cannot be used, in words (never inviting allow_pickle=True)."""
-    if isinstance(err, ValueError) and "Object arrays" in str(err):
-        return (f"{path} holds pickled (object) arrays, which are never loaded because "
-                "unpickling can run code")
-    if isinstance(err, ValueError) and "pickle" in str(err):
-        return (f"{path} is not an .npz archive: it is damaged, or a pickle, which is never "
-                "loaded because unpickling can run code")
-    return f"{path} is damaged or not a checkpoint ({type(err).__name__}: {err})"
 
 
 def check_progress(progress):

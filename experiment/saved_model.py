@@ -25,8 +25,12 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
+from ice.objective import IceModel, dequantize
 from nn.layout import from_nchw
 from nn.serialization import load_npz, load_state_into
+
+from .classifier import Classifier
+from .settings import command, old_run_settings
 
 META_KEY = "model_json"
 FORMAT = 1
@@ -57,6 +61,18 @@ def split_record(arrays):
     return arrays, (None if meta is None else json.loads(str(meta)))
 
 
+def unreadable_npz(path, err):
+    """Why an .npz (a saved model, a checkpoint) cannot be used, in words (never inviting
+    allow_pickle=True)."""
+    if isinstance(err, ValueError) and "Object arrays" in str(err):
+        return (f"{path} holds pickled (object) arrays, which are never loaded because "
+                "unpickling can run code")
+    if isinstance(err, ValueError) and "pickle" in str(err):
+        return (f"{path} is not an .npz archive: it is damaged, or a pickle, which is never "
+                "loaded because unpickling can run code")
+    return f"{path} is damaged or not a checkpoint ({type(err).__name__}: {err})"
+
+
 def normalize(images, mean, inv_std):
     """x = (I / 255 - mean) / std, float32 (3, H, W, N) from uint8 images I (N, 3, H, W);
     mean and inv_std (3, 1, 1, 1) on the images' device."""
@@ -77,9 +93,7 @@ def normalization_arrays(mean, std, xp):
 def build_model(settings, rng=None, dtype=np.float32):
     """The classifier a run of these settings selects checkpoints of (weights from ``rng``)."""
     if settings["method"] == "ice-firevnet":
-        from ice.objective import IceModel
         return IceModel(3, depth=settings["flow_depth"], rng=rng, dtype=dtype)
-    from experiment.classifier import Classifier
     return Classifier(rng=rng, dtype=dtype, features_at=settings.get("pair_features") or
                       "pre-pool")
 
@@ -130,7 +144,6 @@ def damaged(path, why):
     """SavedModelError: ``path``'s record is damaged (``why``), and how to get a whole file."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.exists(os.path.join(folder, "checkpoint.npz")):
-        from experiment.settings import command
         fix = (f"rewrite it from the checkpoint beside it with: {command()} --out "
                f"{shlex.quote(folder)} --resume")
     else:
@@ -160,7 +173,6 @@ def record_from_config(path):
     if not os.path.exists(config_path):
         raise SavedModelError(f"{path} holds no model record and no config.json lies beside "
                               "it: evaluate a best_*.npz inside the run folder that wrote it")
-    from experiment.settings import old_run_settings
     try:
         with open(config_path, encoding="utf-8") as f:
             config = json.load(f)
@@ -177,10 +189,10 @@ def record_from_config(path):
 
 def load(path, xp=np):
     """The SavedModel in ``path`` (best_*.npz), its arrays on xp; SavedModelError if unusable."""
-    from experiment.runfolder import unreadable_npz
     path = os.fspath(path)
     if os.path.isdir(path):
-        raise SavedModelError(not_a_model_file(path))
+        raise SavedModelError(f"{path} is a directory, not a file; give a best_digit.npz or "
+                              "best_texture.npz")
     if not os.path.isfile(path):
         raise SavedModelError(f"{path}: no such file; give a best_digit.npz or best_texture.npz "
                               "of a run folder")
@@ -204,25 +216,9 @@ def load(path, xp=np):
     return SavedModel(model, meta, input_transform(meta, xp))
 
 
-def not_a_model_file(path):
-    """Why the directory ``path`` is no model file: a run folder names its models to evaluate."""
-    from experiment.runfolder import BEST, RunFolder
-    folder = RunFolder(path)
-    models = [folder.file(name) for name in BEST.values() if folder.exists(name)]
-    if models:
-        return (f"{path} is a run folder, not a model file; evaluate one of its selected "
-                f"models: {' or '.join(models)}")
-    if folder.holds_run():
-        return (f"{path} is a run folder that holds no selected model yet (best_digit.npz and "
-                "best_texture.npz are written after its first validation); evaluate it once "
-                "its run has finished an epoch")
-    return f"{path} is a directory, not a file; give a best_digit.npz or best_texture.npz"
-
-
 def input_transform(meta, xp):
     """uint8 images (N, 3, H, W) on xp -> the model's input x (module docstring)."""
     if meta["method"] == "ice-firevnet":
-        from ice.objective import dequantize
         return lambda images: dequantize(images, np.float32(0.5))
     mean, inv_std = normalization_arrays(meta["normalization"]["mean"],
                                          meta["normalization"]["std"], xp)
