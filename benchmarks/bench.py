@@ -30,7 +30,8 @@ from types import SimpleNamespace
 import numpy as np
 
 from experiment.cli import quiet_on_closed_pipe
-from experiment.settings import parse, positive_int, settings_from_args
+from experiment.config import Config
+from experiment.settings import positive_int
 from experiment.trainer import Trainer
 from nn.cpu.allocator import retain_freed_memory
 from nn.backend import gpu_unavailable_reason
@@ -69,11 +70,11 @@ def random_batch(batch, rng):
 
 def ours(device, ifm, samples, batch):
     """(train step, inference, trainer) on one random batch, train.py's defaults."""
-    flags = ["--batch-size", str(batch)] + (["--ifm", "--samples", str(samples)] if ifm else [])
-    cfg = settings_from_args(parse(flags))
+    config = Config(method="ifm", samples=samples, batch_size=batch) if ifm else \
+        Config(batch_size=batch)
     split = random_batch(batch, np.random.default_rng(0))
     dataset = SimpleNamespace(train=split, val=split, test=split, mean=MEAN, std=STD)
-    trainer = Trainer(cfg, dataset, device)
+    trainer = Trainer(config, dataset, device)
     index = trainer.batch_index(trainer.epoch_order(1), 0)
 
     def train_step():

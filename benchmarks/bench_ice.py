@@ -27,7 +27,7 @@ import numpy as np
 
 from ice.trainer import IceTrainer
 from experiment.cli import quiet_on_closed_pipe
-from experiment.settings import EXPERIMENT_KEYS, parse as parse_train
+from experiment.config import Config
 from nn.cpu.allocator import retain_freed_memory
 from nn.backend import gpu_unavailable_reason
 from nn.cpu.parallel import use_cores
@@ -57,10 +57,8 @@ def fake_dataset(n, rng):
 
 
 def trainer(depth, batch, keep_activations=False, device="cpu"):
-    args = parse_train(["--method", "ice-firevnet", "--flow-depth", str(depth),
-                        "--batch-size", str(batch)])
-    cfg = {k: getattr(args, k) for k in EXPERIMENT_KEYS}
-    t = IceTrainer(cfg, fake_dataset(4 * batch, np.random.default_rng(0)), device)
+    config = Config(method="ice-firevnet", flow_depth=depth, batch_size=batch)
+    t = IceTrainer(config, fake_dataset(4 * batch, np.random.default_rng(0)), device)
     for layer in t.model.flow.layers:
         for part in getattr(layer, "layers", [layer]):
             part.keep_activations = keep_activations

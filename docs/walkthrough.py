@@ -41,7 +41,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]      # the library, and the test
 
 from data import load_shifted_mnist, save_dataset_figure
 from experiment.classifier import Classifier
-from experiment.settings import parse, settings_from_args
+from experiment.settings import parse
 from experiment.trainer import Trainer
 from gradcheck import TOL, check_gradients, numeric_gradient, upstream
 from ifm import IFMRegularizer, fast_pairs, jsd_divergence
@@ -113,10 +113,10 @@ print("first test images, digit / texture:",
 # %%
 def train(*flags):
     """Train on TRAIN's subset with train.py's settings for ``flags``; returns the history."""
-    cfg = settings_from_args(parse(["--limit-train", str(TRAIN["images"]), "--limit-eval",
-                                    str(TRAIN["eval_images"]), "--batch-size",
-                                    str(TRAIN["batch"]), "--seed", str(SEED), *flags]))
-    trainer = Trainer(cfg, ds, "cpu")
+    config = parse(["--limit-train", str(TRAIN["images"]), "--limit-eval",
+                    str(TRAIN["eval_images"]), "--batch-size", str(TRAIN["batch"]),
+                    "--seed", str(SEED), *flags]).config
+    trainer = Trainer(config, ds, "cpu")
     history = {"step": [], "val_digit": [], "val_texture": [], "F": [], "train_acc": []}
     start, step_count = time.perf_counter(), 0
     for epoch in range(1, TRAIN["epochs"] + 1):
@@ -415,7 +415,7 @@ print("pair layer gradient check:", ", ".join(f"{k} {e:.1e}" for k, e in errors.
 # tested equal to each D_l alone.
 
 # %%
-lam = parse(["--ifm"]).lam                                   # train.py's default lambda
+lam = parse(["--ifm"]).config.lam                            # train.py's default lambda
 reg = IFMRegularizer.one_pair(C_l, C_h, lam=lam, samples=3, hidden=(6, 5, 4),
                               rng=np.random.default_rng(6), dtype=np.float64)
 D = reg.discriminators[0]                                    # D_12

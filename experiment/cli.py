@@ -1,7 +1,11 @@
-"""What every command-line entry point shares: output into a pipe that closes early.
+"""What every command-line entry point shares: the user's errors, and output into a pipe
+that closes early.
 
     @quiet_on_closed_pipe
     def main(argv=None): ...
+
+A UsageError is a problem the user fixes by changing the command line or the files it
+names; a command prints its message as one line and exits with status 2.
 
 ``train.py ... | head -n 1`` or ``evaluate.py ... --json --image *.png | head``:
 once the reader has gone, the next write (or the flush at exit) raises
@@ -17,6 +21,10 @@ import signal
 import sys
 
 CLOSED_PIPE_STATUS = 128 + signal.SIGPIPE
+
+
+class UsageError(Exception):
+    """A problem the user fixes by changing the command line or the files it names."""
 
 
 def quiet_on_closed_pipe(main):

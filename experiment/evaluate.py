@@ -24,13 +24,13 @@ import sys
 
 import numpy as np
 
-from data import DataError, load_shifted_mnist, resolve_cache_dir, resolve_mnist_dir
+from data import DataError
 from data.images import FORMAT_NAMES, read_rgb8
-from data.paths import resolve_textures
 from nn.backend import gpu_unavailable_reason, to_numpy, xp_for
 from nn.cpu.parallel import use_cores
 
-from .cli import quiet_on_closed_pipe
+from .cli import UsageError, quiet_on_closed_pipe
+from .dataset import data_sources, load_dataset
 from .provenance import data_changes
 from .runfolder import BEST, RunFolder
 from .saved_model import SavedModelError, load
@@ -39,10 +39,6 @@ from .trainer import EVAL_BATCH, DeviceSplit, accuracies
 
 IMAGE_SIZE = 32
 IMAGE_BATCH = EVAL_BATCH    # --image files read and classified at a time
-
-
-class UsageError(Exception):
-    """A problem the user fixes by changing the command line or the files it names."""
 
 
 def parse(argv=None):
@@ -69,35 +65,17 @@ def parse(argv=None):
     return args
 
 
-def data_sources(args, recorded):
-    """The data locations: the flags given, else the run's record, else env and defaults."""
-    recorded = recorded or {}
-    mnist_dir = resolve_mnist_dir(args.mnist_dir or recorded.get("mnist_dir"))
-    return {"mnist_dir": None if mnist_dir is None else str(mnist_dir),
-            "textures": resolve_textures(args.textures or recorded.get("textures")),
-            "cache_dir": str(resolve_cache_dir(args.cache_dir or recorded.get("cache_dir")))}
-
-
 def load_split(saved, args, name, xp):
     """The DeviceSplit ``name`` ("val" or "test") of the saved model's run, rebuilt from the
     data flags or the run's record and checked against the data it was trained on."""
-    settings, meta = saved.meta["settings"], saved.meta
-    sources = data_sources(args, meta.get("sources"))
-    try:
-        dataset = load_shifted_mnist(mnist_dir=sources["mnist_dir"],
-                                     textures=sources["textures"],
-                                     seed=settings["data_seed"], cache_dir=sources["cache_dir"],
-                                     crops=settings.get("texture_crops") or "inside",
-                                     composite=settings.get("composite") or "white")
-    except DataError as err:
-        raise UsageError(str(err))
-    changes = data_changes(meta["data"], dataset.provenance)
+    dataset = load_dataset(saved.config, data_sources(vars(args), saved.meta))
+    changes = data_changes(saved.meta["data"], dataset.provenance)
     if changes:
         raise UsageError(f"the data differ from those the run was trained on: "
                          f"{'; '.join(changes)}. Point --mnist-dir / --textures at the run's "
                          "data (its config.json's \"data\" record names every file)")
     return DeviceSplit(getattr(dataset, name), dataset.mean, dataset.std, xp,
-                       settings.get("limit_eval"))
+                       saved.config.limit_eval)
 
 
 def evaluate_split(saved, args, xp):
@@ -148,7 +126,7 @@ def describe(saved, path):
         how = (f", selected at epoch {selected['epoch']} (validation digit "
                f"{100 * selected['val_digit_acc']:.1f}%, texture "
                f"{100 * selected['val_texture_acc']:.1f}%)")
-    return f"{path}: {saved.meta['method']}, seed {saved.meta['settings']['seed']}{how}"
+    return f"{path}: {saved.config.method}, seed {saved.config.seed}{how}"
 
 
 def refuse_run_folder(path):

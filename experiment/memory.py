@@ -29,22 +29,22 @@ MARGIN = 1.25
 MAP_SIDES = {"pre-pool": (32, 16, 8, 4), "post-pool": (16, 8, 4, 2)}     # H_1..H_4 sides
 
 
-def pair_positions(cfg):
+def pair_positions(config):
     """Joint positions per image over the IFM pairs: sum_l min(K, h_l w_l)."""
-    sides = MAP_SIDES[cfg["pair_features"]]
-    cap = (lambda n: n) if cfg["samples"] == "all" else (lambda n: min(cfg["samples"], n))
-    return sum(cap(sides[low - 1] ** 2) for low, _ in cfg["pairs"])
+    sides = MAP_SIDES[config.pair_features]
+    cap = (lambda n: n) if config.samples == "all" else (lambda n: min(config.samples, n))
+    return sum(cap(sides[low - 1] ** 2) for low, _ in config.pairs)
 
 
-def step_bytes(cfg):
+def step_bytes(config):
     """Estimated peak bytes of one training step beyond the model and the data."""
-    if cfg["method"] == "ice-firevnet":
+    if config.method == "ice-firevnet":
         per_image = ICE_PER_IMAGE
     else:
         per_image = CLASSIFIER_PER_IMAGE
-        if cfg["method"] == "ifm":
-            per_image += IFM_PER_POSITION * pair_positions(cfg)
-    return MARGIN * per_image * cfg["batch_size"]
+        if config.ifm:
+            per_image += IFM_PER_POSITION * pair_positions(config)
+    return MARGIN * per_image * config.batch_size
 
 
 def available_bytes(device):
@@ -66,28 +66,28 @@ def available_bytes(device):
         return None
 
 
-def data_bytes(dataset, cfg):
+def data_bytes(dataset, config):
     """Bytes of the splits on the device (uint8 images and int64 labels)."""
     total = 0
-    for name, limit in (("train", cfg["limit_train"]), ("val", cfg["limit_eval"]),
-                        ("test", cfg["limit_eval"])):
+    for name, limit in (("train", config.limit_train), ("val", config.limit_eval),
+                        ("test", config.limit_eval)):
         split = getattr(dataset, name)
         n = len(split.digit) if limit is None else min(limit, len(split.digit))
         total += n * (int(np.prod(split.images.shape[1:])) + 16)
     return total
 
 
-def too_large(cfg, dataset, device):
+def too_large(config, dataset, device):
     """A sentence saying why the run cannot fit in memory, or None when it can."""
     available = available_bytes(device)
     if available is None:
         return None
-    needed = step_bytes(cfg) + data_bytes(dataset, cfg)
+    needed = step_bytes(config) + data_bytes(dataset, config)
     if needed <= available:
         return None
     gib = lambda b: f"{b / 2 ** 30:.1f} GiB"        # noqa: E731
     where = "the GPU has" if device == "gpu" else "this machine has"
-    return (f"--batch-size {cfg['batch_size']}: a training step would need about "
-            f"{gib(needed)} (the data, and {step_bytes(cfg) / cfg['batch_size'] / MIB:.1f} "
+    return (f"--batch-size {config.batch_size}: a training step would need about "
+            f"{gib(needed)} (the data, and {step_bytes(config) / config.batch_size / MIB:.1f} "
             f"MiB per image), and {where} {gib(available)} available; use a smaller "
             "--batch-size")

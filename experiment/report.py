@@ -82,33 +82,32 @@ def run_table_markdown(report):
     return "\n".join(lines) + "\n"
 
 
-def configuration(settings):
-    """A run's settings as a Table 3 row shows them: epochs, and what sets its method apart."""
-    method = settings.get("method") or ("ifm" if settings.get("ifm") else "baseline")
-    parts = [f"{settings['epochs']} epochs"]
-    if method == "ifm":
-        parts.append(f"lambda {settings['lam']:g}, K {settings['samples']}")
-    elif method == "ice-firevnet":
-        parts.append(f"flow depth {settings['flow_depth']}, beta {settings['ice_beta']:g}")
-    if settings.get("limit_train"):
-        parts.append(f"{settings['limit_train']} training images")
+def configuration(config):
+    """A run's Config as a Table 3 row shows it: epochs, and what sets its method apart."""
+    parts = [f"{config.epochs} epochs"]
+    if config.method == "ifm":
+        parts.append(f"lambda {config.lam:g}, K {config.samples}")
+    elif config.method == "ice-firevnet":
+        parts.append(f"flow depth {config.flow_depth}, beta {config.ice_beta:g}")
+    if config.limit_train:
+        parts.append(f"{config.limit_train} training images")
     return ", ".join(parts)
 
 
-def aggregate(reports, settings=None):
+def aggregate(reports, configs=None):
     """Mean and sample std (ddof=1) of test accuracies per Table 3 row we ran.
 
     With a single run the std is undefined and reported as None (null).
-    ``settings``: each report's run settings (config.json), to name the rows'
-    configurations ("" where not given).
+    ``configs``: each report's run Config (or None), to name the rows' configurations
+    ("" where not given).
     """
-    cells, configs = {}, {}
-    for report, s in zip(reports, settings or [None] * len(reports)):
+    cells, shown = {}, {}
+    for report, config in zip(reports, configs or [None] * len(reports)):
         for which, r in report["rows"].items():
             name = row_name(report["method"], which)
             cells.setdefault(name, []).append((r["test_digit_acc"], r["test_texture_acc"]))
-            if s is not None:
-                configs.setdefault(name, set()).add(configuration(s))
+            if config is not None:
+                shown.setdefault(name, set()).add(configuration(config))
     rows = {}
     for name in ROW_ORDER:
         if name not in cells:
@@ -120,7 +119,7 @@ def aggregate(reports, settings=None):
                       "test_digit_std": std[0],
                       "test_texture_acc": float(values[:, 1].mean()),
                       "test_texture_std": std[1],
-                      "configuration": "; ".join(sorted(configs.get(name, ())))}
+                      "configuration": "; ".join(sorted(shown.get(name, ())))}
     return rows
 
 

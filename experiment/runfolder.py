@@ -17,6 +17,15 @@ string stored as a 0-d unicode array, so nothing is ever unpickled.
 
 Every failure to write or read one of these files is a RunFolderError naming
 the file, the reason and what to do; train.py prints it as a one-line error.
+
+What a command may do with a folder is decided here too (``RunFolder.start``):
+a new run only where none is, unless --restart clears it; a resume continues
+the saved run exactly, so it takes its settings, device, CPU core count and
+data locations from config.json, and only --epochs (to add epochs, not remove
+them), --quiet and the data locations (their content is checked,
+``RunFolder.data_changes``) may be given anew. A folder holding config.json
+but no checkpoint (stopped before its first save) resumes from the beginning
+with its saved settings.
 """
 import contextlib
 import csv
@@ -25,17 +34,23 @@ import glob
 import io
 import json
 import os
+import shlex
 import socket
 import time
 import zipfile
 from dataclasses import asdict, dataclass, field, fields
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 from nn.serialization import load_npz, save_npz_atomic, write_atomic
 
+from .cli import UsageError
+from .config import Config
+from .dataset import data_sources
+from .provenance import code_version, data_changes, software_versions
 from .saved_model import split_record, unreadable_npz, with_record
+from .settings import command, flag, plural
 
 CONFIG, HISTORY, CHECKPOINT = "config.json", "history.csv", "checkpoint.npz"
 EVALUATIONS = "evaluations.csv"
@@ -44,6 +59,8 @@ BEST = {"best_digit": "best_digit.npz", "best_texture": "best_texture.npz"}
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 LOCK = "run.lock"
 RUN_FILES = (CONFIG, HISTORY, EVALUATIONS, CHECKPOINT, *BEST.values(), REPORT_JSON, REPORT_MD)
+# The settings a resume may be given anew: --epochs (to add epochs) and the data locations.
+RESUMABLE = ("epochs", "mnist_dir", "textures")
 
 
 class RunFolderError(Exception):
@@ -131,6 +148,24 @@ class Progress:
 
     def to_json(self):
         return {k: v for k, v in asdict(self).items() if v is not None or k == "partial"}
+
+
+class Start(NamedTuple):
+    """What a command runs in its folder (RunFolder.start): a new run, or the run it resumes."""
+    config: Config
+    device: str
+    cpu_cores: Optional[int]            # as asked; None: all cores (a new run), or a GPU run
+    sources: dict                       # the data locations, resolved (dataset.data_sources)
+    saved: Optional[dict]               # a resumed run's config.json, else None
+    arrays: Optional[dict]              # the training state of the checkpoint it resumes from
+    progress: Progress                  # how far that checkpoint got (Progress() without one)
+    best_states: dict                   # the best models that checkpoint holds
+
+
+def restart_command(saved):
+    """The run's own command with --restart: it clears the folder and starts the run anew."""
+    words = shlex.split(saved.get("command", f"{command()} --out DIR FLAGS"))
+    return shlex.join(words + ([] if "--restart" in words else ["--restart"]))
 
 
 class FolderLock:
@@ -257,8 +292,9 @@ class RunFolder:
             config = read_json(self.file(CONFIG))
             if not isinstance(config.get("settings"), dict):
                 raise ValueError("it has no settings record")
+            Config.from_json(config["settings"])
             return config
-        except (OSError, ValueError, AttributeError) as err:
+        except (OSError, ValueError, AttributeError, TypeError) as err:
             raise RunFolderError(f"{self.file(CONFIG)}: cannot read it as a run's config "
                                  f"({type(err).__name__}: {err}); start a new run there with "
                                  "--restart and the run's flags, or choose another --out") from None
@@ -325,3 +361,123 @@ class RunFolder:
         self._writing(self.file(REPORT_JSON), lambda: write_json(self.file(REPORT_JSON), report))
         self._writing(self.file(REPORT_MD),
                       lambda: write_text_atomic(self.file(REPORT_MD), markdown))
+
+    # what a command may do here: the resume rules ---------------------------
+    def start(self, command_line):
+        """The Start of the run the Command ``command_line`` begins or resumes here; a
+        UsageError where the folder does not allow it (module docstring)."""
+        if not command_line.resume:
+            if self.holds_run() and not command_line.restart:
+                early = " (stopped before its first checkpoint)" if not self.exists(CHECKPOINT) else ""
+                raise UsageError(f"--out {self.path} already holds a run{early}; pass --resume "
+                                 "to continue it, --restart to clear it and start a new run "
+                                 "there with these flags, or choose another --out")
+            return Start(command_line.config, command_line.device, command_line.cpu_cores,
+                         data_sources(command_line.locations()), None, None, Progress(), {})
+        if not self.exists(CONFIG):
+            fix = ("start a new run there with --restart and the run's flags"
+                   if self.exists(CHECKPOINT) else "drop --resume to start a new run there")
+            raise UsageError(f"--resume: {self.path} holds no run to resume (no config.json); "
+                             f"{fix}")
+        saved = self.load_config()
+        config = self.resumed_config(Config.from_json(saved["settings"]), saved, command_line)
+        start = Start(config, saved.get("device", command_line.device), saved.get("cpu_cores"),
+                      data_sources(command_line.locations(), saved), saved, None, Progress(), {})
+        if not self.exists(CHECKPOINT):
+            return start
+        try:
+            arrays, progress = self.load_checkpoint()
+        except RunFolderError as err:
+            raise UsageError(f"--resume: {err}; the run cannot continue from it. Start it over "
+                             f"with: {restart_command(saved)}")
+        arrays, best_states = split_best(arrays)
+        return start._replace(arrays=arrays, progress=progress, best_states=best_states)
+
+    def resumed_config(self, run, saved, command_line):
+        """The Config ``run`` of the saved run, with --epochs if the command adds epochs;
+        a UsageError where the command types another setting, device or core count."""
+        typed = command_line.typed
+        clashes = {k: d for k, d in run.differences(command_line.config).items()
+                   if k in typed and k not in RESUMABLE}
+        for k in ("device", "cpu_cores"):
+            theirs, mine = saved.get(k), getattr(command_line, k)
+            if k in typed and mine != theirs and not (k == "cpu_cores" and theirs is None):
+                clashes[k] = (theirs, mine)                     # None: not a CPU run
+        if clashes:
+            detail = ", ".join(f"{flag(k)} {mine!r} (the run has {theirs!r})"
+                               for k, (theirs, mine) in clashes.items())
+            raise UsageError(f"--resume: the run in {self.path} was made with other settings: "
+                             f"{detail}; a resume continues the same computation, so only "
+                             "--epochs (to add epochs), --quiet and the data locations "
+                             "(--mnist-dir, --textures, --cache-dir; their content is checked) "
+                             "may be given anew. Drop those flags, or start a new run with "
+                             "another --out")
+        if "epochs" not in typed:
+            return run
+        epochs = command_line.config.epochs
+        if epochs < run.epochs:
+            raise UsageError(f"--resume --epochs {epochs}: the run in {self.path} is set to "
+                             f"{plural(run.epochs, 'epoch')}; a resume may add epochs, not "
+                             "remove them (its best checkpoints are already saved)")
+        return run.replace(epochs=epochs)
+
+    def data_changes(self, start, dataset, allowed):
+        """The changes of ``dataset`` from the data the resumed run trained on ([] if none, or
+        for a new run); a UsageError unless ``allowed`` (--allow-data-change)."""
+        if start.saved is None:
+            return []
+        changes = data_changes(start.saved["data"], dataset.provenance)
+        if changes and not allowed:
+            raise UsageError(f"--resume: the data differ from those the run in {self.path} was "
+                             f"trained on: {'; '.join(changes)}. Restore them (config.json's "
+                             "\"data\" record names every file and checksum), or pass "
+                             "--allow-data-change to continue on the new data (recorded in "
+                             "config.json)")
+        return changes
+
+    def begin(self, start, command_line, dataset, changes, cpu_cores, model_record):
+        """The first writes of a command, once everything is checked: clear the folder
+        (--restart), write config.json (a new run's record, or the saved one with this
+        resume appended), the best models the checkpoint holds, and remove a report of
+        fewer epochs than the run now has."""
+        if command_line.restart:
+            self.clear()
+        self.save_config(config_record(start, command_line, dataset, changes, cpu_cores))
+        for which, state in start.best_states.items():
+            self.save_best(which, state, {**model_record, "selected": start.progress.best[which]})
+        if start.progress.epoch_done < start.config.epochs:
+            self.remove_report()
+
+    def resume_hint(self):
+        """How to go on after a run in this folder stopped."""
+        resume = f"{command()} --out {shlex.quote(self.path)} --resume"
+        if self.exists(CHECKPOINT):
+            return f"The last checkpoint is intact; continue with: {resume}"
+        if self.exists(CONFIG):
+            return ("It stopped before its first checkpoint; start it again from the beginning, "
+                    f"with its saved settings, with: {resume}")
+        return "Nothing was written yet."
+
+
+def config_record(start, command_line, dataset, changes, cpu_cores):
+    """config.json: a new run's full record, or the saved one with this resume appended."""
+    now = time.strftime("%Y-%m-%d %H:%M:%S")
+    saved, sources = start.saved, start.sources
+    if saved is None:
+        return {"settings": start.config.to_json(), "method": start.config.method,
+                "device": start.device, "cpu_cores": cpu_cores, "sources": sources,
+                "data": dataset.provenance, "software": software_versions(start.device),
+                "code": code_version(),
+                "command": shlex.join([*command().split(), *command_line.argv]), "started": now}
+    config = {**saved, "settings": start.config.to_json(), "sources": sources}
+    entry = {"at": now, "device": start.device, "cpu_cores": cpu_cores,
+             "from": "checkpoint" if start.arrays is not None else "the beginning (no checkpoint)",
+             "software": software_versions(start.device), "code": code_version()}
+    if sources != saved.get("sources"):
+        entry["sources_before"] = saved.get("sources")
+    if changes:
+        entry["data_changed"] = changes
+        entry["data_before"] = saved["data"]
+        config["data"] = dataset.provenance
+    config["resumed"] = [*saved.get("resumed", []), entry]
+    return config

@@ -30,7 +30,8 @@ from nn.layout import from_nchw
 from nn.serialization import load_npz, load_state_into
 
 from .classifier import Classifier
-from .settings import command, old_run_settings
+from .config import METHODS, Config
+from .settings import command
 
 META_KEY = "model_json"
 FORMAT = 1
@@ -40,10 +41,10 @@ class SavedModelError(Exception):
     """A file that cannot be used as a saved model; the message names it and the fix."""
 
 
-def record(settings, dataset, sources, selected):
-    """The ``model_json`` record of a run's selected checkpoint."""
-    kept = {k: v for k, v in settings.items() if k != "epochs"}
-    return {"format": FORMAT, "method": settings["method"], "settings": kept,
+def record(config, dataset, sources, selected):
+    """The ``model_json`` record of a selected checkpoint of a run of Config ``config``."""
+    kept = {k: v for k, v in config.to_json().items() if k != "epochs"}
+    return {"format": FORMAT, "method": config.method, "settings": kept,
             "normalization": {"mean": [float(v) for v in dataset.mean],
                               "std": [float(v) for v in dataset.std]},
             "data": dataset.provenance, "sources": sources, "selected": selected}
@@ -90,21 +91,20 @@ def normalization_arrays(mean, std, xp):
     return xp.asarray(mean), xp.asarray(inv_std)
 
 
-def build_model(settings, rng=None, dtype=np.float32):
-    """The classifier a run of these settings selects checkpoints of (weights from ``rng``)."""
-    if settings["method"] == "ice-firevnet":
-        return IceModel(3, depth=settings["flow_depth"], rng=rng, dtype=dtype)
-    return Classifier(rng=rng, dtype=dtype, features_at=settings.get("pair_features") or
-                      "pre-pool")
+def build_model(config, rng=None, dtype=np.float32):
+    """The classifier a run of Config ``config`` selects checkpoints of (weights from
+    ``rng``)."""
+    if config.method == "ice-firevnet":
+        return IceModel(3, depth=config.flow_depth, rng=rng, dtype=dtype)
+    return Classifier(rng=rng, dtype=dtype, features_at=config.pair_features)
 
 
 class SavedModel(NamedTuple):
     model: object               # in eval mode, on the CPU
     meta: dict                  # the record (module docstring)
+    config: Config              # the run's (epochs left at their default)
     inputs: Callable            # uint8 images (N, 3, H, W) -> the model's x (3, H, W, N)
 
-
-METHODS = ("baseline", "ifm", "ice-firevnet")
 
 
 def check_record(meta):
@@ -153,7 +153,8 @@ def damaged(path, why):
 
 
 def read_record(path, arrays):
-    """(state, record) of a loaded file: its own record, or its run folder's config.json."""
+    """(state, record, Config) of a loaded file: its own record, or its run folder's
+    config.json."""
     try:
         state, meta = split_record(arrays)
     except ValueError as err:                   # not JSON
@@ -162,9 +163,9 @@ def read_record(path, arrays):
         meta = record_from_config(path)
     try:
         check_record(meta)
-    except ValueError as err:
+        return state, meta, Config.from_json(meta["settings"])
+    except (ValueError, TypeError) as err:
         raise damaged(path, err) from None
-    return state, meta
 
 
 def record_from_config(path):
@@ -176,7 +177,7 @@ def record_from_config(path):
     try:
         with open(config_path, encoding="utf-8") as f:
             config = json.load(f)
-        settings = old_run_settings(config["settings"])
+        settings = Config.from_json(config["settings"]).to_json()
         data = config["data"]
         return {"format": 0, "method": settings["method"], "settings": settings,
                 "normalization": {"mean": data["mean"], "std": data["std"]}, "data": data,
@@ -203,8 +204,8 @@ def load(path, xp=np):
     if any(k.startswith("clf/") for k in arrays):
         raise SavedModelError(f"{path} is a training checkpoint; evaluate the selected models "
                               "best_digit.npz or best_texture.npz beside it")
-    state, meta = read_record(path, arrays)
-    model = build_model(meta["settings"], rng=np.random.default_rng(0))
+    state, meta, config = read_record(path, arrays)
+    model = build_model(config, rng=np.random.default_rng(0))
     model.to("gpu" if xp is not np else "cpu")
     try:
         load_state_into(model.state_dict(), state, path)
@@ -213,7 +214,7 @@ def load(path, xp=np):
     if meta["method"] == "ice-firevnet":
         model.mark_initialized()
     model.eval()
-    return SavedModel(model, meta, input_transform(meta, xp))
+    return SavedModel(model, meta, config, input_transform(meta, xp))
 
 
 def input_transform(meta, xp):

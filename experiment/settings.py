@@ -1,33 +1,29 @@
-"""Command-line settings of train.py: parsing, validation and their defaults.
+"""train.py's command line: its flags, checked, into a Command that holds the run's Config.
 
 Every flag is documented in ``--help`` and in README.md. The names --device,
 --ifm, --epochs, --seed, --textures, --mnist-dir, --out, --resume and
---limit-train are fixed (scripts rely on them).
+--limit-train are fixed (scripts rely on them). The defaults are Config's
+(experiment/config.py), read here; --optimizer and --lr left out take the
+method's.
 """
 import argparse
 import math
 import os
 import sys
+from dataclasses import dataclass, fields
+from typing import Optional
 
 from nn.cpu.parallel import available_cores
 
-PAIRS_DEFAULT = "1-2,2-3,3-4"
-ESTIMATORS = ("jsd", "dv", "infonce", "paper-eq4")
-FEATURE_POINTS = ("pre-pool", "post-pool")
-INITS = ("kaiming", "fan-in-uniform", "head-fan-in-uniform")
-TEXTURE_CROPS = ("inside", "wrap")
-COMPOSITES = ("white", "black", "contrast")
-METHODS = ("baseline", "ifm", "ice-firevnet")
-IFM_ONLY = ("lam", "lam_d", "samples", "estimator", "marginal", "upsample", "pairs", "pair_features")
-CLASSIFIER_ONLY = ("init",)             # the Table 1 classifier of baseline and ifm
-ICE_ONLY = ("flow_depth", "ice_beta", "ice_labels")
+from .config import (CLASSIFIER_ONLY, COMPOSITES, DATA_LOCATIONS, ESTIMATORS, FEATURE_POINTS,
+                     ICE_LABELS, ICE_ONLY, IFM_ONLY, INITS, MARGINALS, METHODS, OPTIMIZERS,
+                     TEXTURE_CROPS, UPSAMPLINGS, Config)
+
+DEFAULT = Config()
 # A flow step is ActNorm, channel reversal, then a coupling that changes the second half
 # of the channels; each split keeps the first half. With one step per level, what the
 # splits keep never went through a coupling: two steps per level is the least that mixes.
 MIN_FLOW_DEPTH = 2
-# Optimizer defaults per method: the Table 1 classifier's, and the authors' for iCE.
-OPTIMIZER_DEFAULTS = {"baseline": ("sgd", 0.01), "ifm": ("sgd", 0.01),
-                      "ice-firevnet": ("adamax", 1e-3)}
 
 
 def number_type(convert, accept, description):
@@ -137,8 +133,8 @@ def build_parser():
     g.add_argument("--allow-data-change", action="store_true",
                    help="with --resume: continue even though the data differ from those the "
                         "run started on (the change is recorded in config.json)")
-    g.add_argument("--epochs", type=positive_int, default=10, help="training epochs (default: 10)")
-    g.add_argument("--seed", type=non_negative_int, default=0,
+    g.add_argument("--epochs", type=positive_int, default=DEFAULT.epochs, help="training epochs (default: 10)")
+    g.add_argument("--seed", type=non_negative_int, default=DEFAULT.seed,
                    help="seed of weight init, shuffling and IFM sampling (default: 0)")
     g.add_argument("--quiet", action="store_true", help="no progress line")
     g.add_argument("--cpu-cores", type=positive_int, default=None,
@@ -157,18 +153,18 @@ def build_parser():
     g.add_argument("--cache-dir", default=None,
                    help="cache for downloads and built data (default: $IFM_CACHE_DIR, else "
                         "$XDG_CACHE_HOME/ifm, else ~/.cache/ifm)")
-    g.add_argument("--data-seed", type=non_negative_int, default=0,
+    g.add_argument("--data-seed", type=non_negative_int, default=DEFAULT.data_seed,
                    help="seed of the dataset build: split, texture choice and crops (default: 0); "
                         "kept apart from --seed so that seeds compare models on the same data")
     g.add_argument("--limit-train", type=positive_int, default=None,
                    help="train on the first N training images only (quick runs)")
     g.add_argument("--limit-eval", type=positive_int, default=None,
                    help="validate and test on the first N images only (quick runs)")
-    g.add_argument("--texture-crops", choices=TEXTURE_CROPS, default="inside",
+    g.add_argument("--texture-crops", choices=TEXTURE_CROPS, default=DEFAULT.texture_crops,
                    help="inside: each 32x32 background crop lies inside its texture image; "
                         "wrap: any offset, the texture repeated periodically past its edges "
                         "(default: inside)")
-    g.add_argument("--composite", choices=COMPOSITES, default="white",
+    g.add_argument("--composite", choices=COMPOSITES, default=DEFAULT.composite,
                    help="how the digit is drawn on its texture: white strokes, black strokes, "
                         "or contrast (per image, white on a crop darker than mid-grey, black "
                         "on a brighter one) (default: white; see docs/data.md)")
@@ -179,32 +175,32 @@ def build_parser():
                         "checkpoints")
 
     g = p.add_argument_group("optimization")
-    g.add_argument("--optimizer", choices=("sgd", "adam", "adamax"), default="sgd",
+    g.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                    help="sgd (with momentum), adam or adamax (default: sgd; adamax with "
                         "--method ice-firevnet, for the encoder and for D_nc, as the authors)")
-    g.add_argument("--lr", type=positive_float, default=0.01,
+    g.add_argument("--lr", type=positive_float, default=None,
                    help="learning rate (default: 0.01; 0.001 with --method ice-firevnet, whose "
                         "encoder follows the authors' schedule: x0.2 after epochs 61, 121, 161)")
-    g.add_argument("--momentum", type=momentum_arg, default=0.9,
+    g.add_argument("--momentum", type=momentum_arg, default=DEFAULT.momentum,
                    help="SGD momentum, in [0, 1) (default: 0.9)")
-    g.add_argument("--weight-decay", type=non_negative_float, default=0.0,
+    g.add_argument("--weight-decay", type=non_negative_float, default=DEFAULT.weight_decay,
                    help="L2 weight decay of sgd and adam (default: 0)")
-    g.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default: 128)")
-    g.add_argument("--init", choices=INITS, default="kaiming",
+    g.add_argument("--batch-size", type=positive_int, default=DEFAULT.batch_size, help="batch size (default: 128)")
+    g.add_argument("--init", choices=INITS, default=DEFAULT.init,
                    help="weight init: kaiming (normal, leaky-ReLU gain, zero biases), "
                         "fan-in-uniform (U(+-1/sqrt(fan_in)) for weights and biases of every "
                         "conv and linear layer, D's included), or head-fan-in-uniform (only "
                         "the FC head; default: kaiming); baseline and ifm only")
 
     g = p.add_argument_group("iCE fi-RevNet (--method ice-firevnet only)")
-    g.add_argument("--flow-depth", type=positive_int, default=16,
+    g.add_argument("--flow-depth", type=positive_int, default=DEFAULT.flow_depth,
                    help=f"flow steps per level, 3 levels, at least {MIN_FLOW_DEPTH} (with one, "
                         "each logit is an affine map of one input pixel; default: 16, the "
                         "authors')")
-    g.add_argument("--ice-beta", type=non_negative_float, default=0.05,
+    g.add_argument("--ice-beta", type=non_negative_float, default=DEFAULT.ice_beta,
                    help="weight beta of the nuisance term: L = bpd + CE(z_s) - beta * "
                         "CE(D_nc(z_n)) (default: 0.05, the authors')")
-    g.add_argument("--ice-labels", choices=("true", "shuffled"), default="true",
+    g.add_argument("--ice-labels", choices=ICE_LABELS, default=DEFAULT.ice_labels,
                    help="labels of the encoder's nuisance term: the true ones (the paper's "
                         "text) or a random permutation of them within the batch (the authors' "
                         "code; default: true)")
@@ -212,7 +208,7 @@ def build_parser():
     g = p.add_argument_group("IFM regularizer (--method ifm, or --ifm, only)")
     g.add_argument("--ifm", action="store_true",
                    help="add the IFM regularizer: L = L_clf - lambda * sum_l F_l")
-    g.add_argument("--lam", type=non_negative_float, default=30.0,
+    g.add_argument("--lam", type=non_negative_float, default=DEFAULT.lam,
                    help="IFM weight lambda (default: 30, chosen on validation digit accuracy; "
                         "the paper's Eq. 5 has no weight, i.e. lambda 1; see README 'Defaults')")
     g.add_argument("--lam-d", type=positive_float, default=None,
@@ -220,83 +216,57 @@ def build_parser():
                         "-lam_d * F_l (default: lam, so that D descends the CNN's L; 1: D "
                         "maximizes F_l at its own scale, which keeps a large lam finite; a "
                         "departure from the paper only where lam is not 1)")
-    g.add_argument("--samples", type=samples_arg, default=64,
+    g.add_argument("--samples", type=samples_arg, default=DEFAULT.samples,
                    help="K locations per image for joint pairs (and as many marginal pairs), "
                         "an integer or 'all' (default: 64)")
-    g.add_argument("--estimator", choices=ESTIMATORS, default="jsd",
+    g.add_argument("--estimator", choices=ESTIMATORS, default=DEFAULT.estimator,
                    help="MI estimator (default: jsd)")
-    g.add_argument("--marginal", choices=("image", "batch"), default="image",
+    g.add_argument("--marginal", choices=MARGINALS, default=DEFAULT.marginal,
                    help="marginal pairs drawn within one image or across the batch (default: image)")
-    g.add_argument("--upsample", choices=("nearest", "bilinear"), default="nearest",
+    g.add_argument("--upsample", choices=UPSAMPLINGS, default=DEFAULT.upsample,
                    help="how H_{l+1} is brought to H_l's size (default: nearest)")
-    g.add_argument("--pairs", type=pairs_arg, default=pairs_arg(PAIRS_DEFAULT),
-                   help=f"conv-block pairs (default: {PAIRS_DEFAULT})")
-    g.add_argument("--pair-features", choices=FEATURE_POINTS, default="pre-pool",
+    g.add_argument("--pairs", type=pairs_arg, default=DEFAULT.pairs,
+                   help=f"conv-block pairs (default: {settings_text(DEFAULT.pairs)})")
+    g.add_argument("--pair-features", choices=FEATURE_POINTS, default=DEFAULT.pair_features,
                    help="which H_l are paired: each block's output after LeakyReLU and before "
                         "pooling, or after pooling (default: pre-pool)")
     return p
 
 
-# Settings that define the experiment (saved in config.json; fixed on --resume).
-EXPERIMENT_KEYS = ("seed", "textures", "mnist_dir", "data_seed", "limit_train", "limit_eval",
-                   "texture_crops", "composite", "eval_every", "method", "optimizer", "lr", "momentum",
-                   "weight_decay", "batch_size", "init", "ifm", "lam", "lam_d", "samples", "estimator",
-                   "marginal", "upsample", "pairs", "pair_features", "flow_depth", "ice_beta",
-                   "ice_labels")
-# Values for settings that runs made before the setting existed did not save
-# (and "method", which old_run_settings derives from their "ifm").
-OLD_RUN_DEFAULTS = {"lam_d": None, "pair_features": "pre-pool", "init": "kaiming", "eval_every": None,
-                    "texture_crops": "inside", "composite": "white", "flow_depth": 16, "ice_beta": 0.05,
-                    "ice_labels": "true"}
-# Flags a resumed run may be given anew: --epochs only to add epochs, and the
-# data locations (their content is checked against the run's record).
-# Everything else, --device and --cpu-cores included (they change float
-# rounding), comes from the run's config.json.
-RESUMABLE_KEYS = ("epochs", "quiet", "allow_data_change", "mnist_dir", "textures", "cache_dir")
+@dataclass(frozen=True)
+class Command:
+    """One train.py command line: the run's Config and how to run it (``parse``)."""
+    config: Config
+    device: str = "cpu"
+    cpu_cores: Optional[int] = None     # None: all the cores this process may use
+    out: Optional[str] = None           # None: default_out(config)
+    resume: bool = False
+    restart: bool = False
+    allow_data_change: bool = False
+    quiet: bool = False
+    cache_dir: Optional[str] = None
+    typed: frozenset = frozenset()      # the flags typed, as Config's names (--ifm: method)
+    argv: tuple = ()                    # the words typed after the program
+
+    def locations(self):
+        """The data locations typed ({mnist_dir, textures, cache_dir}; None where not)."""
+        return {"mnist_dir": self.config.mnist_dir, "textures": self.config.textures,
+                "cache_dir": self.cache_dir}
+
+    def differences(self, run):
+        """{name: (the Config ``run``'s value, this command's)} where the two differ; a
+        data location counts only where this command types one."""
+        return {k: d for k, d in run.differences(self.config).items()
+                if k not in DATA_LOCATIONS or k in self.typed}
 
 
-def old_run_settings(settings):
-    """A saved run's settings with OLD_RUN_DEFAULTS filled in; "method" from its "ifm"."""
-    return {**OLD_RUN_DEFAULTS, "method": "ifm" if settings["ifm"] else "baseline", **settings}
-
-
-def settings_from_args(args):
-    """The run's settings (saved in config.json) from parsed flags."""
-    cfg = {k: getattr(args, k) for k in EXPERIMENT_KEYS}
-    cfg["pairs"] = [list(p) for p in cfg["pairs"]]
-    cfg["epochs"] = args.epochs
-    return cfg
-
-
-DATA_LOCATIONS = ("mnist_dir", "textures")
-
-
-def differences(settings, args):
-    """{key: (the run's value, the flags' value)} where a run's saved ``settings`` differ
-    from the settings of the parsed flags ``args``; a data location counts only where
-    the flags give one."""
-    run, wanted = old_run_settings(settings), settings_from_args(args)
-    return {k: (run.get(k), v) for k, v in wanted.items()
-            if run.get(k) != v and (k not in DATA_LOCATIONS or k in args.explicit)}
-
-
-def main_differences(settings):
-    """[(key, value)] of the settings where a run differs from its method's main
-    configuration (train.py's defaults for that method), in flag order; the seed and
-    the MNIST location are not differences."""
-    reference = settings_from_args(parse(["--method", settings["method"]]))
-    return [(k, settings.get(k)) for k in ("epochs", *EXPERIMENT_KEYS)
-            if k not in ("seed", "method", "ifm", "mnist_dir") and settings.get(k) != reference[k]]
-
-
-def default_out(args):
+def default_out(config):
     """runs/<method>-seed<S> for the method's main settings; a run that changes any (a
     quick try with fewer epochs, say) gets the changes in its name, e.g.
     runs/ifm-epochs2-limit-train2000-samples16-seed0, so that it never takes the folder
     of a main run."""
-    parts = [args.method] + [flag(k)[2:] + value_text(v)
-                             for k, v in main_differences(settings_from_args(args))]
-    return os.path.join("runs", "-".join(parts + [f"seed{args.seed}"]))
+    parts = [config.method] + [flag(k)[2:] + value_text(v) for k, v in config.main_differences()]
+    return os.path.join("runs", "-".join(parts + [f"seed{config.seed}"]))
 
 
 def settings_text(value):
@@ -313,6 +283,10 @@ def value_text(value):
     text = os.path.basename(os.path.normpath(str(value))) if isinstance(value, str) else f"{value:g}" \
         if isinstance(value, float) else str(value)
     return "".join(c if c.isalnum() or c in ".,-_" else "_" for c in text)
+
+
+def plural(n, noun):
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def flag(key):
@@ -341,10 +315,12 @@ def explicit_flags(parser, argv):
 
 
 def parse(argv=None):
+    """The Command of ``argv`` (default: sys.argv[1:]); a one-line error (exit status 2)
+    where the flags contradict each other."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    args.explicit = explicit_flags(parser, args.argv)
+    argv = tuple(sys.argv[1:] if argv is None else argv)
+    typed = explicit_flags(parser, argv)
     if args.out is not None and not args.out.strip():
         parser.error("--out '': give a folder for the run (or leave --out out for the "
                      "default, named after the run's settings)")
@@ -356,26 +332,28 @@ def parse(argv=None):
         parser.error("--allow-data-change only makes sense with --resume")
     if args.ifm and args.method not in (None, "ifm"):
         parser.error(f"--ifm means --method ifm; it clashes with --method {args.method}")
-    args.method = "ifm" if args.ifm else args.method or "baseline"
-    args.ifm = args.method == "ifm"
+    method = "ifm" if args.ifm else args.method or "baseline"
     only = ((IFM_ONLY, ("ifm",), "--ifm (--method ifm)"),
             (ICE_ONLY, ("ice-firevnet",), "--method ice-firevnet"),
             (CLASSIFIER_ONLY, ("baseline", "ifm"), "--method baseline or ifm"))
     for keys, methods, where in only:
-        given = sorted(k for k in keys if k in args.explicit)
-        if given and args.method not in methods:
+        given = sorted(k for k in keys if k in typed)
+        if given and method not in methods:
             parser.error(f"{flag_list(given)} only make sense with {where}, not with "
-                         f"--method {args.method}")
-    if args.method == "ice-firevnet" and args.flow_depth < MIN_FLOW_DEPTH:
+                         f"--method {method}")
+    if method == "ice-firevnet" and args.flow_depth < MIN_FLOW_DEPTH:
         parser.error(f"--flow-depth {args.flow_depth}: with one flow step per level the kept "
                      "half of the channels never passes through a coupling, so each logit "
                      "is an affine map (ActNorm, then the logits' batch norm) of a single "
                      "input pixel and the classifier cannot learn; the smallest depth that "
                      f"mixes is {MIN_FLOW_DEPTH}")
-    if args.method == "ice-firevnet":
-        optimizer, lr = OPTIMIZER_DEFAULTS[args.method]
-        args.optimizer = args.optimizer if "optimizer" in args.explicit else optimizer
-        args.lr = args.lr if "lr" in args.explicit else lr
-    if args.optimizer == "adamax" and args.weight_decay:
+    config = Config(**{f.name: getattr(args, f.name) for f in fields(Config)
+                       if f.name != "method"}, method=method)
+    if config.optimizer == "adamax" and config.weight_decay:
         parser.error("--weight-decay: adamax has no weight decay here; use sgd or adam")
-    return args
+    if "ifm" in typed:
+        typed = (typed - {"ifm"}) | {"method"}
+    return Command(config, device=args.device, cpu_cores=args.cpu_cores, out=args.out,
+                   resume=args.resume, restart=args.restart,
+                   allow_data_change=args.allow_data_change, quiet=args.quiet,
+                   cache_dir=args.cache_dir, typed=frozenset(typed), argv=argv)

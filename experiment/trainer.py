@@ -96,23 +96,23 @@ def accuracies(model, inputs, split, xp, progress=None):
     return float(digit_ok) / split.n, float(texture_ok) / split.n
 
 
-def build_optimizer(cfg, flat):
-    """The optimizer of cfg over ``flat``, a model's parameters moved into flat buffers
+def build_optimizer(config, flat):
+    """The optimizer of config over ``flat``, a model's parameters moved into flat buffers
     (nn.flat.move_into_flat_buffers)."""
-    if cfg["optimizer"] == "sgd":
-        return SGD(flat, lr=cfg["lr"], momentum=cfg["momentum"],
-                   weight_decay=cfg["weight_decay"])
-    if cfg["optimizer"] == "adamax":
-        return Adamax(flat, lr=cfg["lr"])
-    return Adam(flat, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    if config.optimizer == "sgd":
+        return SGD(flat, lr=config.lr, momentum=config.momentum,
+                   weight_decay=config.weight_decay)
+    if config.optimizer == "adamax":
+        return Adamax(flat, lr=config.lr)
+    return Adam(flat, lr=config.lr, weight_decay=config.weight_decay)
 
 
-def build_regularizer(cfg, channels, rng):
+def build_regularizer(config, channels, rng):
     from ifm import IFMRegularizer
-    return IFMRegularizer(channels=list(channels), pairs=[tuple(p) for p in cfg["pairs"]],
-                          lam=cfg["lam"], samples=cfg["samples"], estimator=cfg["estimator"],
-                          upsample=cfg["upsample"], marginal=cfg["marginal"], rng=rng,
-                          lam_d=cfg["lam_d"])
+    return IFMRegularizer(channels=list(channels), pairs=[tuple(p) for p in config.pairs],
+                          lam=config.lam, samples=config.samples, estimator=config.estimator,
+                          upsample=config.upsample, marginal=config.marginal, rng=rng,
+                          lam_d=config.lam_d)
 
 
 def reinitialize(init, model, regularizer, seed):
@@ -137,50 +137,50 @@ def reinitialize(init, model, regularizer, seed):
 class Trainer:
     """Owns the model, D, the optimizer and the data of one run on one device."""
 
-    def __init__(self, cfg, dataset, device):
-        self.cfg, self.device = cfg, device
+    def __init__(self, config, dataset, device):
+        self.config, self.device = config, device
         self.xp = xp_for(device)
-        self.build(dataset, np.random.default_rng([cfg["seed"], 0]))
+        self.build(dataset, np.random.default_rng([config.seed, 0]))
         self.load_splits(dataset)
 
     def build(self, dataset, init_rng):
         """The models and optimizers, weights drawn from ``init_rng``, on the device."""
-        cfg = self.cfg
-        self.model = Classifier(rng=init_rng, features_at=cfg["pair_features"])
-        self.regularizer = build_regularizer(cfg, self.model.channels, init_rng) \
-            if cfg["ifm"] else None
-        reinitialize(cfg["init"], self.model, self.regularizer, cfg["seed"])
+        config = self.config
+        self.model = Classifier(rng=init_rng, features_at=config.pair_features)
+        self.regularizer = build_regularizer(config, self.model.channels, init_rng) \
+            if config.ifm else None
+        reinitialize(config.init, self.model, self.regularizer, config.seed)
         parts = [("clf", self.model)]
         if self.regularizer is not None:
             parts.append(("ifm", self.regularizer))
         self.trainable = Container(parts)
         self.trainable.to(self.device)
-        self.optimizer = build_optimizer(cfg, move_into_flat_buffers(self.trainable))
-        self.term_names = [f"F_{a}_{b}" for a, b in cfg["pairs"]] if cfg["ifm"] else []
+        self.optimizer = build_optimizer(config, move_into_flat_buffers(self.trainable))
+        self.term_names = [f"F_{a}_{b}" for a, b in config.pairs] if config.ifm else []
         self.diagnostic_names = []      # the history columns of epoch_diagnostics
         self._epoch_positions = None    # (key, {step: [device PairPositions per pair]})
 
     def load_splits(self, dataset):
         """The train, val and test splits on the device (``limit_train``, ``limit_eval``)."""
-        cfg = self.cfg
+        config = self.config
         self.train_data = DeviceSplit(dataset.train, dataset.mean, dataset.std, self.xp,
-                                      cfg["limit_train"])
+                                      config.limit_train)
         self.val_data = DeviceSplit(dataset.val, dataset.mean, dataset.std, self.xp,
-                                    cfg["limit_eval"])
+                                    config.limit_eval)
         self.test_data = DeviceSplit(dataset.test, dataset.mean, dataset.std, self.xp,
-                                     cfg["limit_eval"])
+                                     config.limit_eval)
 
     # ------------------------------------------------------------------ steps
     def steps_per_epoch(self):
-        return -(-self.train_data.n // self.cfg["batch_size"])
+        return -(-self.train_data.n // self.config.batch_size)
 
     def epoch_order(self, epoch):
         """Device index array of the shuffled training set for ``epoch``."""
-        perm = np.random.default_rng([self.cfg["seed"], 1, epoch]).permutation(self.train_data.n)
+        perm = np.random.default_rng([self.config.seed, 1, epoch]).permutation(self.train_data.n)
         return self.xp.asarray(perm)
 
     def batch_index(self, order, step):
-        B = self.cfg["batch_size"]
+        B = self.config.batch_size
         index = order[step * B:(step + 1) * B]
         if index.shape[0] < 2:      # batch norm needs two samples: fold a lone one in
             index = order[-2:]
@@ -188,13 +188,13 @@ class Trainer:
 
     def batch_size_at(self, step):
         """The length of ``batch_index(order, step)``, without the order."""
-        B, n = self.cfg["batch_size"], self.train_data.n
+        B, n = self.config.batch_size, self.train_data.n
         size = len(range(n)[step * B:(step + 1) * B])
         return size if size >= 2 else min(2, n)
 
     def draw_ifm_positions(self, epoch, step, feature_shapes):
         """[host PairPositions per pair] of one step, from its generator [seed, 2, epoch, step]."""
-        rng = np.random.default_rng([self.cfg["seed"], 2, epoch, step])
+        rng = np.random.default_rng([self.config.seed, 2, epoch, step])
         return self.regularizer.draw(feature_shapes, rng)
 
     def ifm_positions(self, epoch, step, features):
@@ -281,23 +281,23 @@ class Trainer:
 
 
     def fit(self, folder, progress, best_states, model_record, quiet, interrupt, log=print):
-        """Train the epochs after ``progress`` up to cfg["epochs"]; returns "done" or
+        """Train the epochs after ``progress`` up to config.epochs; returns "done" or
         "interrupted".
 
         Each epoch: the steps (resumed mid-epoch from ``progress.partial``), a validation
-        at its end (and every cfg["eval_every"] steps), which keeps the best models
+        at its end (and every config.eval_every steps), which keeps the best models
         (``validate``); then a row of history.csv and a checkpoint. ``interrupt.requested``
         (SIGINT, SIGTERM) saves a checkpoint before the next step and stops. ``folder`` is
         the run folder, ``best_states`` the best models' states, ``model_record`` the
         record each saved model holds (saved_model.py).
         """
-        cfg, xp = self.cfg, self.xp
+        config, xp = self.config, self.xp
         history = [r for r in folder.read_history() if int(r["epoch"]) <= progress.epoch_done]
         columns = self.history_columns()
         steps = self.steps_per_epoch()
-        B = cfg["batch_size"]
-        every = cfg["eval_every"]
-        for epoch in range(progress.epoch_done + 1, cfg["epochs"] + 1):
+        B = config.batch_size
+        every = config.eval_every
+        for epoch in range(progress.epoch_done + 1, config.epochs + 1):
             accum = EpochAccumulator(xp, len(self.term_names))
             start_step, carried_seconds = 0, 0.0
             if progress.partial:
@@ -306,7 +306,7 @@ class Trainer:
                 carried_seconds = progress.partial["seconds"]
                 progress.partial = None
             order = self.epoch_order(epoch)
-            bar = EpochProgress(epoch, cfg["epochs"], steps, B, start_step, enabled=not quiet,
+            bar = EpochProgress(epoch, config.epochs, steps, B, start_step, enabled=not quiet,
                                 validation_seconds=progress.validation_seconds)
             t0 = time.perf_counter()
             for step in range(start_step, steps):
@@ -349,7 +349,7 @@ class Trainer:
             progress.wall_seconds += seconds
             folder.save_checkpoint(with_best(self.checkpoint_arrays(), best_states), progress)
             F_text = "".join(f" {n} {row[n]}" for n in self.term_names)
-            log(f"epoch {epoch}/{cfg['epochs']}: train loss {row['train_loss']} acc "
+            log(f"epoch {epoch}/{config.epochs}: train loss {row['train_loss']} acc "
                 f"{float(row['train_acc']):.4f}{F_text} | val digit {val_digit:.4f} texture "
                 f"{val_texture:.4f} | {format_seconds(seconds)}")
             if interrupt.requested:     # asked during the epoch's last step or its validation

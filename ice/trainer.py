@@ -58,13 +58,13 @@ class IceTrainer(Trainer):
     """Owns the encoder (flow + BN), D_nc, their Adamax optimizers and the data."""
 
     def build(self, dataset, init_rng):
-        cfg = self.cfg
+        config = self.config
         self.values = int(np.prod(dataset.train.images.shape[1:]))     # D = 3 H W
-        self.model = IceModel(dataset.train.images.shape[1], depth=cfg["flow_depth"],
+        self.model = IceModel(dataset.train.images.shape[1], depth=config.flow_depth,
                               rng=init_rng).to(self.device)
         self.critic = NuisanceClassifier(self.values, rng=init_rng).to(self.device)
-        self.optimizer = build_optimizer(cfg, move_into_flat_buffers(self.model))
-        self.critic_optimizer = build_optimizer(cfg, move_into_flat_buffers(self.critic))
+        self.optimizer = build_optimizer(config, move_into_flat_buffers(self.model))
+        self.critic_optimizer = build_optimizer(config, move_into_flat_buffers(self.critic))
         self.term_names = list(TERM_NAMES)
         self.diagnostic_names = list(GRADIENT_NORM_NAMES)
         self.initialized = False        # the flow's ActNorms
@@ -72,11 +72,11 @@ class IceTrainer(Trainer):
         self._permutations = None       # (epoch, {step: device permutation}) of --ice-labels
 
     def step_rng(self, k, epoch, step):
-        return np.random.default_rng([self.cfg["seed"], k, epoch, step])
+        return np.random.default_rng([self.config.seed, k, epoch, step])
 
     def train_step(self, index, epoch, step):
         """One step (ice/objective.py); returns device scalars (L, correct, terms, L)."""
-        cfg, split = self.cfg, self.train_data
+        config, split = self.config, self.train_data
         images = split.images[index]
         noise = self.uniform(draw_seed(self.step_rng(3, epoch, step)),
                              images.shape[1:] + images.shape[:1], self.xp)
@@ -92,9 +92,9 @@ class IceTrainer(Trainer):
                      INNER_STEPS)
         y_enc = self.encoder_labels(y, epoch, step)
         terms, upstream = ice_objective(self.model, self.critic, logits, y, y_enc,
-                                        cfg["ice_beta"], input_log_det(self.values))
+                                        config.ice_beta, input_log_det(self.values))
         ice_backward(self.model, self.critic, upstream)
-        self.optimizer.lr = encoder_lr(cfg["lr"], epoch)
+        self.optimizer.lr = encoder_lr(config.lr, epoch)
         self.optimizer.step()
         correct = (logits.argmax(axis=0) == y).sum()
         return terms.loss, correct, [terms.bpd, terms.ce_logits, terms.ce_nuisance], terms.loss
@@ -102,13 +102,13 @@ class IceTrainer(Trainer):
     def epoch_diagnostics(self, epoch):
         """{name: float} of GRADIENT_NORM_NAMES: each term's gradient norm at the flow's
         parameters on the first batch of the training set (module docstring)."""
-        cfg, split, xp = self.cfg, self.train_data, self.xp
-        index = xp.arange(min(cfg["batch_size"], split.n))
+        config, split, xp = self.config, self.train_data, self.xp
+        index = xp.arange(min(config.batch_size, split.n))
         images, y = split.images[index], split.digit[index]
-        rng = lambda k: np.random.default_rng([cfg["seed"], k, epoch])    # noqa: E731
+        rng = lambda k: np.random.default_rng([config.seed, k, epoch])    # noqa: E731
         x = dequantize(images, self.uniform(draw_seed(rng(7)),
                                             images.shape[1:] + images.shape[:1], xp))
-        y_enc = y if cfg["ice_labels"] == "true" else y[xp.asarray(rng(10).permutation(len(y)))]
+        y_enc = y if config.ice_labels == "true" else y[xp.asarray(rng(10).permutation(len(y)))]
         saved = {k: v.copy() for k, v in self.model.buffers.items()}
         flow_keys = [k for k in self.model.grads if k.startswith("flow.")]
         norms = []
@@ -117,7 +117,7 @@ class IceTrainer(Trainer):
             self.critic.set_dropout_rng(rng(9))
             logits = self.model.forward(x)
             _, upstream = ice_objective(self.model, self.critic, logits, y, y_enc,
-                                        cfg["ice_beta"], input_log_det(self.values))
+                                        config.ice_beta, input_log_det(self.values))
             dlogits, dcritic, dlogp = upstream     # the term's own upstream, the others zero
             only = [dlogp, dlogits, dcritic][term]
             ice_backward(self.model, self.critic,
@@ -136,7 +136,7 @@ class IceTrainer(Trainer):
         schedule's (a caller's own index) gets its own, drawn and uploaded on
         the spot from the same generator.
         """
-        if self.cfg["ice_labels"] == "true":
+        if self.config.ice_labels == "true":
             return y
         if self._permutations is None or self._permutations[0] != epoch:
             steps = range(self.steps_per_epoch())

@@ -18,6 +18,7 @@ import sys
 
 from experiment import report as table3
 from experiment.cli import quiet_on_closed_pipe
+from experiment.config import Config
 from experiment.runfolder import read_json, write_json, write_text_atomic
 
 
@@ -30,8 +31,9 @@ def mean_std(values):
 
 
 def load_reports(folders):
-    """(reports, settings, epochs, devices) of finished run folders."""
-    reports, settings, epochs, devices = [], [], set(), set()
+    """(reports, Configs (None without a config.json), epochs, devices) of finished run
+    folders."""
+    reports, configs, epochs, devices = [], [], set(), set()
     for folder in folders:
         path = os.path.join(folder, "report.json")
         if not os.path.exists(path):
@@ -40,11 +42,11 @@ def load_reports(folders):
         reports.append(read_json(path))
         config_path = os.path.join(folder, "config.json")
         config = read_json(config_path) if os.path.exists(config_path) else None
-        settings.append(None if config is None else config["settings"])
+        configs.append(None if config is None else Config.from_json(config["settings"]))
         if config is not None:
-            epochs.add(config["settings"]["epochs"])
+            epochs.add(configs[-1].epochs)
             devices.add(config.get("device", "?"))
-    return reports, settings, epochs, devices
+    return reports, configs, epochs, devices
 
 
 @quiet_on_closed_pipe
@@ -54,8 +56,8 @@ def main(argv=None):
     p.add_argument("--md", help="also write the markdown table here")
     p.add_argument("--json", help="also write the table as JSON here")
     args = p.parse_args(argv)
-    reports, settings, epochs, devices = load_reports(args.runs)
-    rows = table3.aggregate(reports, settings)
+    reports, configs, epochs, devices = load_reports(args.runs)
+    rows = table3.aggregate(reports, configs)
     markdown = table3.aggregate_markdown(rows)
     print(markdown, end="")
     if args.md:

@@ -13,6 +13,7 @@ pooled within-draw std), and where the paper's Ours_digit falls among them.
 import os
 import re
 
+from experiment.config import Config
 from experiment.report import PAPER_TABLE3
 from scripts.aggregate import mean_std
 
@@ -47,7 +48,7 @@ def draws(rows, configs, main_names):
         method, name = found
         config = configs[row["run"]]
         draw = out.setdefault(name, {"textures": texture_names(config),
-                                     "data_seed": config["settings"]["data_seed"]})
+                                     "data_seed": Config.from_json(config["settings"]).data_seed})
         cell = draw.setdefault(method, {"seeds": [], "test_digit": [], "epoch": [],
                                         "epochs_run": []})
         cell["seeds"].append(row["seed"])

@@ -23,7 +23,7 @@ from nn.backend import gpu_unavailable_reason
 from scripts.step_fingerprint import config, tiny_dataset
 
 RUNS = {"ifm": (Trainer, {"batch_size": 32, "samples": 64}),
-        "ice-firevnet": (IceTrainer, {"method": "ice-firevnet", "ifm": False,
+        "ice-firevnet": (IceTrainer, {"method": "ice-firevnet",
                                       "optimizer": "adamax", "lr": 1e-3, "batch_size": 32,
                                       "flow_depth": 2, "ice_beta": 0.05, "ice_labels": "true"})}
 

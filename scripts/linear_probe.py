@@ -51,10 +51,10 @@ import numpy as np
 
 import nn
 from experiment.classifier import Classifier
-from experiment.cli import quiet_on_closed_pipe
-from experiment.run import SOURCES, UsageError, data_sources, load_dataset
+from experiment.cli import UsageError, quiet_on_closed_pipe
+from experiment.config import Config
+from experiment.dataset import data_sources, load_dataset
 from experiment.saved_model import split_record
-from experiment.settings import OLD_RUN_DEFAULTS
 from experiment.trainer import DeviceSplit, Trainer
 from nn.fast.pooling import maxpool2x2_forward
 from nn.serialization import load_state_into
@@ -142,12 +142,14 @@ def load_checkpoint(model, path):
     return hashlib.sha256(raw).hexdigest()
 
 
-def probed_model(folder, which, cfg, ds, val):
-    """(Classifier with H_l read before pooling, sha256 of its checkpoint file or None)."""
+def probed_model(folder, which, config, ds, val):
+    """(Classifier with H_l read before pooling, sha256 of its checkpoint file or None);
+    ``config``: the run's Config."""
     model = Classifier(rng=np.random.default_rng(0))
     if which != "untrained":
         return model, load_checkpoint(model, os.path.join(folder, f"{which}.npz"))
-    load_state_into(model.state_dict(), Trainer(cfg, ds, "cpu").model.state_dict(), "untrained")
+    load_state_into(model.state_dict(), Trainer(config, ds, "cpu").model.state_dict(),
+                    "untrained")
     estimate_batchnorm_statistics(model, val)
     return model, None
 
@@ -157,13 +159,14 @@ def layer_name(layer):
 
 
 def probe_run(folder, which, fresh_head, locations):
-    """``locations``: the --mnist-dir / --textures / --cache-dir flags (train.py's rules)."""
+    """``locations``: the --mnist-dir / --textures / --cache-dir flags (None where not
+    given; dataset.data_sources)."""
     config = json.load(open(os.path.join(folder, "config.json")))
-    cfg = {**OLD_RUN_DEFAULTS, **config["settings"]}
-    ds = load_dataset(cfg, data_sources(locations, config))
+    run = Config.from_json(config["settings"])
+    ds = load_dataset(run, data_sources(locations, config))
     val = DeviceSplit(ds.val, ds.mean, ds.std, np)
     test = DeviceSplit(ds.test, ds.mean, ds.std, np)
-    model, sha256 = probed_model(folder, which, cfg, ds, val)
+    model, sha256 = probed_model(folder, which, run, ds, val)
     F_val, F_test = split_features(model, val), split_features(model, test)
     rows = []
     for layer, Xv, Xt in zip([*range(1, len(F_val)), "head_input"], F_val, F_test):
@@ -204,8 +207,7 @@ def main(argv=None):
     p.add_argument("--out", help="write the results as JSON here")
     args = p.parse_args(argv)
     try:
-        args.explicit = {k for k in SOURCES if getattr(args, k) is not None}
-        results = [probe_run(r, args.which, args.fresh_head, args) for r in args.runs]
+        results = [probe_run(r, args.which, args.fresh_head, vars(args)) for r in args.runs]
     except UsageError as err:
         print(f"linear_probe.py: {err}", file=sys.stderr)
         return 2

@@ -39,7 +39,8 @@ import sys
 from experiment.cli import quiet_on_closed_pipe
 from experiment.provenance import without_machine_paths
 from experiment.runfolder import read_json, write_json, write_text_atomic
-from experiment.settings import build_parser, differences, old_run_settings, parse
+from experiment.config import ICE_ONLY, IFM_ONLY, Config
+from experiment.settings import parse
 from scripts import aggregate, draw_table, texture_sets
 
 MAIN_RUN = re.compile(r"^(baseline|ifm|ice-cpu-k2)-seed\d+$")
@@ -57,21 +58,17 @@ SEED = re.compile(r"-seed(\d+)$")
 COMPARED = ("lam", "lam_d", "samples", "estimator", "marginal", "upsample", "pair_features", "textures",
             "texture_crops", "composite", "eval_every", "init", "optimizer", "lr", "momentum", "batch_size",
             "limit_train", "data_seed", "flow_depth", "ice_beta", "ice_labels")
-IFM_ONLY = ("lam", "lam_d", "samples", "estimator", "marginal", "upsample", "pair_features")
-ICE_ONLY = ("flow_depth", "ice_beta", "ice_labels")
-REFERENCE = {k: v for k, v in vars(build_parser().parse_args(["--ifm"])).items() if k in COMPARED}
+REFERENCE = Config(method="ifm")
 
 
-def changes(settings):
-    """Flags that set this run apart from the main IFM run, e.g. '--lam 10'."""
-    settings = old_run_settings(settings)
-    out = [] if settings["ifm"] else [settings["method"]]
-    own = () if settings["ifm"] else IFM_ONLY       # flags of another method are not shown
-    own += () if settings["method"] == "ice-firevnet" else ICE_ONLY
-    keys = [k for k in COMPARED if k not in own]
-    for k in keys:
-        if settings.get(k) != REFERENCE[k]:
-            out.append(f"--{k.replace('_', '-')} {settings.get(k)}")
+def changes(run):
+    """Flags that set this run (its Config) apart from the main IFM run, e.g. '--lam 10'."""
+    out = [] if run.ifm else [run.method]
+    own = () if run.ifm else IFM_ONLY       # flags of another method are not shown
+    own += () if run.method == "ice-firevnet" else ICE_ONLY
+    for k in COMPARED:
+        if k not in own and getattr(run, k) != getattr(REFERENCE, k):
+            out.append(f"--{k.replace('_', '-')} {getattr(run, k)}")
     return " ".join(out) or "(main IFM settings)"
 
 
@@ -80,9 +77,8 @@ def is_main_run(folder):
     match = MAIN_RUN.match(os.path.basename(os.path.normpath(folder)))
     if not match:
         return False
-    settings = read_json(os.path.join(folder, "config.json"))["settings"]
-    seed = str(settings["seed"])
-    diff = differences(settings, parse(MAIN_FLAGS[match.group(1)] + ["--seed", seed]))
+    run = Config.from_json(read_json(os.path.join(folder, "config.json"))["settings"])
+    diff = parse(MAIN_FLAGS[match.group(1)] + ["--seed", str(run.seed)]).differences(run)
     if diff:
         print(f"not in Table 3: {folder} is named as a main run but was made with other "
               f"settings ({', '.join(sorted(diff))})", file=sys.stderr)
@@ -94,13 +90,13 @@ def summarize(folder):
         read_json(os.path.join(folder, "report.json"))
     with open(os.path.join(folder, "history.csv"), newline="") as f:
         history = list(csv.DictReader(f))
-    settings = config["settings"]
+    run = Config.from_json(config["settings"])
     last = history[-1]
     return {
         "run": os.path.basename(os.path.normpath(folder)),
         "method": report["method"],
-        "seed": settings["seed"],
-        "changes": changes(settings),
+        "seed": run.seed,
+        "changes": changes(run),
         "epochs": len(history),
         "device": config.get("device"),
         "train_minutes": round(sum(float(r["seconds"]) for r in history) / 60, 1),
@@ -162,11 +158,11 @@ def pct(x):
 def summarize_diverged(folder):
     """{run, changes, epoch, step} of a run whose loss became NaN or inf (its train.log
     names the epoch and step; None where it does not)."""
-    settings = read_json(os.path.join(folder, "config.json"))["settings"]
+    run = Config.from_json(read_json(os.path.join(folder, "config.json"))["settings"])
     with open(os.path.join(folder, "train.log"), encoding="utf-8") as f:
         found = WHERE_DIVERGED.findall(f.read())
     epoch, step = (int(v) for v in found[-1]) if found else (None, None)
-    return {"run": os.path.basename(os.path.normpath(folder)), "changes": changes(settings),
+    return {"run": os.path.basename(os.path.normpath(folder)), "changes": changes(run),
             "epoch": epoch, "step": step}
 
 

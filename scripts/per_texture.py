@@ -34,8 +34,8 @@ import sys
 
 import numpy as np
 
-from experiment.cli import quiet_on_closed_pipe
-from experiment.evaluate import UsageError, load_split
+from experiment.cli import UsageError, quiet_on_closed_pipe
+from experiment.evaluate import load_split
 from experiment.provenance import without_machine_paths
 from experiment.runfolder import read_json
 from experiment.saved_model import SavedModelError, load
@@ -58,7 +58,7 @@ def per_texture(folder, args):
     """{run, method, draw, seed, textures, test_digit_acc, per_texture} of one run."""
     _, draw, seed = draw_of(folder)
     saved = load(os.path.join(folder, "best_digit.npz"))
-    settings, meta = saved.meta["settings"], saved.meta
+    meta = saved.meta
     split = load_split(saved, args, "test", np)
     predictions = np.concatenate([
         saved.model.forward(saved.inputs(split.images[lo:lo + 1000])).argmax(axis=0)
@@ -77,7 +77,7 @@ def per_texture(folder, args):
     method = meta["method"]                                # the record's, not the name's
     textures = meta["data"]["textures"]
     return {"run": os.path.basename(os.path.normpath(folder)), "method": method, "draw": draw,
-            "seed": seed, "data_seed": settings["data_seed"],
+            "seed": seed, "data_seed": saved.config.data_seed,
             "textures": [t.get("file") or t.get("pattern") for t in textures["textures"]],
             "texture_dir": textures.get("dir"), "test_digit_acc": float(correct.mean()),
             "test_texture_acc": float((predictions == split.texture).mean()),

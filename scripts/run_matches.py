@@ -11,8 +11,9 @@ they differ (each difference is printed on one line: "--epochs 2 (wanted 10)"),
 import sys
 
 from experiment.cli import quiet_on_closed_pipe
+from experiment.config import Config
 from experiment.runfolder import RunFolder, RunFolderError
-from experiment.settings import differences, flag, parse
+from experiment.settings import flag, parse
 
 
 @quiet_on_closed_pipe
@@ -27,7 +28,7 @@ def main(argv=None):
     except RunFolderError as err:
         print(f"run_matches: {err}", file=sys.stderr)
         return 2
-    diff = differences(saved["settings"], parse(argv[1:]))
+    diff = parse(argv[1:]).differences(Config.from_json(saved["settings"]))
     print("; ".join(f"{flag(k)} {run!r} (wanted {wanted!r})"
                     for k, (run, wanted) in diff.items()))
     return 1 if diff else 0

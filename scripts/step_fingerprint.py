@@ -19,10 +19,11 @@ from types import SimpleNamespace
 import numpy as np
 
 from experiment.cli import quiet_on_closed_pipe
+from experiment.config import Config
 from experiment.trainer import Trainer
 
 CONFIGS = {
-    "baseline": {"ifm": False},
+    "baseline": {"method": "baseline"},
     "ifm-nearest": {},
     "ifm-bilinear": {"upsample": "bilinear"},
     "ifm-batch-all": {"marginal": "batch", "samples": "all"},
@@ -40,20 +41,15 @@ def tiny_dataset(rng, n=48):
 
 
 def config(**changes):
-    """Trainer settings of a small IFM run (batch 16, K = 8), with ``changes``."""
-    cfg = {"seed": 5, "limit_train": None, "limit_eval": None, "optimizer": "sgd", "lr": 0.01,
-           "momentum": 0.9, "weight_decay": 0.0, "batch_size": 16, "ifm": True, "lam": 30.0,
-           "lam_d": None, "samples": 8, "estimator": "jsd", "marginal": "image", "upsample": "nearest",
-           "pairs": [[1, 2], [2, 3], [3, 4]], "pair_features": "pre-pool", "init": "kaiming",
-           "epochs": 1}
-    cfg.update(changes)
-    return cfg
+    """The Config of a small IFM run (batch 16, K = 8, train.py's other defaults), with
+    ``changes``."""
+    return Config(**{"seed": 5, "epochs": 1, "method": "ifm", "batch_size": 16, "samples": 8,
+                     **changes})
 
 
 def fingerprint(name, changes):
     """{key: float64 array} of one configuration's three steps."""
-    cfg = config(**changes)
-    trainer = Trainer(cfg, tiny_dataset(np.random.default_rng(0)), "cpu")
+    trainer = Trainer(config(**changes), tiny_dataset(np.random.default_rng(0)), "cpu")
     trainer.trainable.astype(np.float64)
     trainer.optimizer.reattach()
     split_inputs = trainer.train_data.inputs

@@ -31,7 +31,7 @@ import re
 from experiment.cli import quiet_on_closed_pipe
 from experiment.report import PAPER_TABLE3
 from experiment.runfolder import read_json, write_json, write_text_atomic
-from experiment.settings import main_differences, old_run_settings
+from experiment.config import Config
 from scripts.aggregate import mean_std
 
 DATA_KEYS = ("textures", "data_seed", "composite", "texture_crops", "mnist_dir")
@@ -46,9 +46,9 @@ EPOCHS_PART = re.compile(r"^e\d+$")
 
 def set_key(config):
     """(textures sha256, data seed, crops, composite) of a run's data record."""
-    data, settings = config["data"], old_run_settings(config["settings"])
+    data = config["data"]
     rendering = data.get("rendering", {})
-    return (data["textures"].get("sha256"), settings["data_seed"],
+    return (data["textures"].get("sha256"), Config.from_json(config["settings"]).data_seed,
             rendering.get("crops", "inside"), rendering.get("composite"))
 
 
@@ -59,12 +59,12 @@ def set_name(run):
     return "-".join(parts) or "shared"
 
 
-def in_a_set(settings):
-    """Whether a run (its settings with old runs' defaults filled in) has its method's
-    main settings apart from data and epochs."""
-    if settings["method"] not in ("baseline", "ifm"):
+def in_a_set(run):
+    """Whether a run (its Config) has its method's main settings apart from data and
+    epochs."""
+    if run.method not in ("baseline", "ifm"):
         return False
-    return all(k in DATA_KEYS + ("epochs",) for k, _ in main_differences(settings))
+    return all(k in DATA_KEYS + ("epochs",) for k, _ in run.main_differences())
 
 
 def texture_sets(folders):
@@ -72,22 +72,22 @@ def texture_sets(folders):
     sets, left_out = {}, []
     for folder in folders:
         config = read_json(os.path.join(folder, "config.json"))
-        settings = old_run_settings(config["settings"])
+        settings = Config.from_json(config["settings"])
         if not in_a_set(settings) or "textures" not in config.get("data", {}):
             continue
         run = os.path.basename(os.path.normpath(folder))
         report = read_json(os.path.join(folder, "report.json"))["rows"]["best_digit"]
         textures = config["data"]["textures"]["textures"]
         entry = sets.setdefault(set_key(config), {
-            "names": set(), "data_seed": settings["data_seed"],
+            "names": set(), "data_seed": settings.data_seed,
             "textures": [os.path.splitext(t.get("file") or t.get("pattern", "?"))[0]
                          for t in textures],
-            "composite": settings["composite"],
+            "composite": settings.composite,
             "runs": {}})
         entry["names"].add(set_name(run))
-        seeds = entry["runs"].setdefault(settings["method"], {})
-        seed = settings["seed"]
-        mine = {"run": run, "epochs": settings["epochs"], "epoch": report["epoch"],
+        seeds = entry["runs"].setdefault(settings.method, {})
+        seed = settings.seed
+        mine = {"run": run, "epochs": settings.epochs, "epoch": report["epoch"],
                 "test_digit": report["test_digit_acc"], "test_texture": report["test_texture_acc"],
                 "val_digit": report["val_digit_acc"]}
         kept = seeds.get(seed)

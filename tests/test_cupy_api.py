@@ -80,11 +80,11 @@ def recorded_calls():
     from ice.trainer import IceTrainer
     from experiment.trainer import Trainer
     from nn.serialization import state_to_numpy
-    variants = [({}, Trainer), ({"ifm": False}, Trainer), ({"upsample": "bilinear"}, Trainer),
+    variants = [({}, Trainer), ({"method": "baseline"}, Trainer), ({"upsample": "bilinear"}, Trainer),
                 ({"marginal": "batch", "samples": "all"}, Trainer),
                 ({"pair_features": "post-pool", "optimizer": "adam"}, Trainer),
                 *[({"estimator": e}, Trainer) for e in ("dv", "infonce", "paper-eq4")],
-                *[({"method": "ice-firevnet", "ifm": False, "optimizer": "adamax", "lr": 1e-3,
+                *[({"method": "ice-firevnet", "optimizer": "adamax", "lr": 1e-3,
                     "flow_depth": 2, "ice_beta": 0.05, "ice_labels": labels}, IceTrainer)
                   for labels in ("true", "shuffled")]]
     with cupy_standin.installed(), cupy_standin.counting() as counts:

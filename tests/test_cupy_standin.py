@@ -152,8 +152,7 @@ def test_one_training_step_reads_nothing_back(cp, method, capsys):
     """Steps 0 and 1 of a two-step epoch. Step 0 also draws the IFM pair positions
     of both steps and uploads them, one upload per pair; step 1 only slices them."""
     from experiment.trainer import Trainer
-    cfg = config(batch_size=128, samples=64, ifm=method == "ifm")
-    trainer = Trainer(cfg, tiny_dataset(np.random.default_rng(0), n=256), "gpu")
+    trainer = Trainer(config(batch_size=128, samples=64, method=method), tiny_dataset(np.random.default_rng(0), n=256), "gpu")
     order = trainer.epoch_order(1)
     counts = []
     for step in (0, 1):
@@ -183,9 +182,8 @@ def test_one_ice_step_reads_nothing_back_and_makes_no_generator(cp, labels, caps
     made at step 0 and reseeded after; shuffled labels upload an epoch's permutations at
     step 0."""
     from ice.trainer import IceTrainer
-    cfg = config(method="ice-firevnet", ifm=False, optimizer="adamax", lr=1e-3, batch_size=32,
-                 flow_depth=2, ice_beta=0.05, ice_labels=labels)
-    trainer = IceTrainer(cfg, tiny_dataset(np.random.default_rng(0), n=64), "gpu")
+    settings = config(method="ice-firevnet", batch_size=32, flow_depth=2, ice_labels=labels)
+    trainer = IceTrainer(settings, tiny_dataset(np.random.default_rng(0), n=64), "gpu")
     order = trainer.epoch_order(1)
     counts = []
     for step in (0, 1):

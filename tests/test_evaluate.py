@@ -17,6 +17,7 @@ from PIL import Image
 from experiment import evaluate as evaluate_module
 from experiment.evaluate import main as evaluate
 from experiment.runfolder import CHECKPOINT, CONFIG, RunFolder
+from experiment.config import Config
 from experiment.saved_model import META_KEY, build_model
 from nn.serialization import state_to_numpy
 
@@ -37,7 +38,8 @@ def run_folder(tmp_path):
     """A run folder holding best_digit.npz (an untrained classifier) and a config.json."""
     folder = RunFolder(tmp_path / "run")
     folder.create()
-    model = build_model(model_record()["settings"], rng=np.random.default_rng(0))
+    model = build_model(Config.from_json(model_record()["settings"]),
+                        rng=np.random.default_rng(0))
     folder.save_best("best_digit", state_to_numpy(model.state_dict()), model_record())
     folder.save_config({"settings": model_record()["settings"]})
     return Path(folder.path)

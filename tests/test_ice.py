@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from gradcheck import check_directional
 
+from experiment.config import Config
 from ice import objective
 from ice.trainer import IceTrainer, encoder_lr
 from nn.flat import move_into_flat_buffers
@@ -204,7 +205,7 @@ class FakeTrainer(IceTrainer):
     """Just what encoder_labels reads: 60 training images in batches of 30."""
 
     def __init__(self, labels):
-        self.cfg = {"seed": 4, "ice_labels": labels, "batch_size": 30}
+        self.config = Config(method="ice-firevnet", seed=4, ice_labels=labels, batch_size=30)
         self.train_data = SimpleNamespace(n=60)
         self.xp = np
         self._permutations = None
@@ -251,9 +252,8 @@ def test_encoder_lr_follows_the_authors_schedule():
 
 def test_epoch_diagnostics_measure_each_term_and_leave_training_as_it_was():
     from scripts.step_fingerprint import config, tiny_dataset
-    cfg = config(method="ice-firevnet", ifm=False, optimizer="adamax", lr=1e-3, batch_size=16,
-                 flow_depth=2, ice_beta=0.0, ice_labels="true")
-    measured, plain = (IceTrainer(cfg, tiny_dataset(np.random.default_rng(0)), "cpu")
+    settings = config(method="ice-firevnet", batch_size=16, flow_depth=2, ice_beta=0.0)
+    measured, plain = (IceTrainer(settings, tiny_dataset(np.random.default_rng(0)), "cpu")
                        for _ in range(2))
     for trainer in (measured, plain):
         trainer.train_step(trainer.batch_index(trainer.epoch_order(1), 0), 1, 0)

@@ -107,7 +107,7 @@ def test_an_old_run_folder_without_method_resumes(tmp_path, train):
 
 
 def test_old_settings_get_their_method_from_ifm():
-    from experiment.settings import old_run_settings
-    assert old_run_settings({"ifm": True})["method"] == "ifm"
-    assert old_run_settings({"ifm": False})["method"] == "baseline"
-    assert old_run_settings({"ifm": False, "method": "ice-firevnet"})["method"] == "ice-firevnet"
+    from experiment.config import Config
+    assert Config.from_json({"ifm": True}).method == "ifm"
+    assert Config.from_json({"ifm": False}).method == "baseline"
+    assert Config.from_json({"ifm": False, "method": "ice-firevnet"}).method == "ice-firevnet"

@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 
 from experiment.classifier import Classifier
+from experiment.config import Config
 from experiment.trainer import build_regularizer, reinitialize
 from nn.init import fan_in_uniform_
 
-CFG = {"pairs": [[1, 2], [2, 3]], "lam": 30.0, "lam_d": None, "samples": 8, "estimator": "jsd",
-       "upsample": "nearest", "marginal": "image"}
+CFG = Config(method="ifm", pairs=((1, 2), (2, 3)), samples=8)
 
 
 def built(init, seed=5):

@@ -13,7 +13,7 @@ import pytest
 
 from data import load_shifted_mnist
 from experiment.classifier import Classifier
-from experiment.settings import settings_from_args
+from experiment.config import Config
 from experiment.settings import parse
 from experiment.trainer import DeviceSplit
 from fixtures_data import synthetic_mnist, write_mnist_dir
@@ -31,11 +31,11 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("probe")
     mnist = write_mnist_dir(root / "mnist", synthetic_mnist(n_train=250, n_test=100))
     cache = str(root / "cache")
-    args = parse(["--mnist-dir", str(mnist), "--textures", "procedural", "--seed", str(SEED)])
+    args = ["--mnist-dir", str(mnist), "--textures", "procedural", "--seed", str(SEED)]
     folder = root / "baseline-seed3"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(
-        {"settings": settings_from_args(args), "method": "baseline"}))
+        {"settings": parse(args).config.to_json(), "method": "baseline"}))
     save_module(Classifier(rng=np.random.default_rng(5)), folder / "best_digit.npz")
     ds = load_shifted_mnist(mnist_dir=str(mnist), textures="procedural", cache_dir=cache)
     return str(folder), cache, ds
@@ -127,10 +127,9 @@ def test_the_untrained_control_is_the_seeds_init(run, tmp_path):
     assert first == probe(run, tmp_path, "--which", "untrained")
     assert first["checkpoint"] == "untrained" and first["checkpoint_sha256"] is None
     assert "fresh_head" not in first
-    cfg = {**linear_probe.OLD_RUN_DEFAULTS,
-           **json.load(open(os.path.join(folder, "config.json")))["settings"]}
+    config = Config.from_json(json.load(open(os.path.join(folder, "config.json")))["settings"])
     val = DeviceSplit(ds.val, ds.mean, ds.std, np)
-    model, sha256 = linear_probe.probed_model(folder, "untrained", cfg, ds, val)
+    model, sha256 = linear_probe.probed_model(folder, "untrained", config, ds, val)
     init = Classifier(rng=np.random.default_rng([SEED, 0]))
     for key, value in init.params.items():
         np.testing.assert_array_equal(model.params[key], value)

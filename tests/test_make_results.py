@@ -4,12 +4,13 @@ import json
 import numpy as np
 import pytest
 
-from experiment.settings import parse, settings_from_args
+from experiment.settings import parse
 from scripts import make_results, texture_sets
 
 
 def settings(*flags):
-    return settings_from_args(parse(list(flags)))
+    """config.json's "settings" of a run of train.py ``flags``."""
+    return parse(list(flags)).config.to_json()
 
 
 MAIN_IFM = settings("--epochs", "10", "--ifm")

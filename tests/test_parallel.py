@@ -248,7 +248,7 @@ def test_use_cores_rejects_zero():
         parallel.use_cores(0)
 
 
-@pytest.mark.parametrize("changes", [{}, {"ifm": False}, {"upsample": "bilinear"},
+@pytest.mark.parametrize("changes", [{}, {"method": "baseline"}, {"upsample": "bilinear"},
                                      {"pair_features": "post-pool", "samples": "all"}],
                          ids=["ifm", "baseline", "bilinear", "postpool-all"])
 def test_a_training_step_on_two_threads_matches_one(changes):
@@ -260,12 +260,12 @@ def test_a_training_step_on_two_threads_matches_one(changes):
     kink, and the gradients then differ by far more than the rounding:
     measured up to 4% in one of D's weights after one step.)
     """
-    cfg = config(**changes)
+    settings = config(**changes)
     dataset = tiny_dataset(np.random.default_rng(0))
     results = []
     for n in (1, 2):
         with parallel.using_cores(n):
-            trainer = Trainer(cfg, dataset, "cpu")
+            trainer = Trainer(settings, dataset, "cpu")
             trainer.trainable.astype(np.float64)
             trainer.optimizer.reattach()
             split_inputs = trainer.train_data.inputs

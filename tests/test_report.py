@@ -3,6 +3,7 @@ import json
 
 from scripts import aggregate
 from experiment import report
+from experiment.config import Config
 
 PAPER = [  # the paper's Table 3, test accuracy in %, as printed ("-": not given)
     ("Baseline_digit", "12.44", "95.07"),
@@ -88,7 +89,7 @@ def test_rows_name_their_configuration():
                 {"ifm": True, "epochs": 10, "lam": 1.0, "samples": 64}]
     reports = [fake_report("ice-firevnet", 0.3, 0.6), fake_report("ifm", 0.4, 0.6),
                fake_report("ifm", 0.5, 0.4)]
-    rows = report.aggregate(reports, settings)
+    rows = report.aggregate(reports, [Config.from_json(s) for s in settings])
     assert rows["iCE_fi-RevNet_digit"]["configuration"] == (
         "3 epochs, flow depth 1, beta 0.05, 16000 training images")
     assert rows["Ours_digit"]["configuration"] == (

@@ -25,14 +25,14 @@ def normwise_error(gpu_arrays, cpu_arrays):
                for k, a in cpu_arrays.items()) / scale
 
 
-@pytest.mark.parametrize("changes", [{}, {"ifm": False}, {"upsample": "bilinear"},
+@pytest.mark.parametrize("changes", [{}, {"method": "baseline"}, {"upsample": "bilinear"},
                                      {"marginal": "batch", "samples": "all"},
                                      {"pair_features": "post-pool", "optimizer": "adam"}],
                          ids=["ifm", "baseline", "bilinear", "batch-all", "postpool-adam"])
 def test_training_steps_agree(cupy, changes):
-    cfg = config(**changes)
+    settings = config(**changes)
     dataset = tiny_dataset(np.random.default_rng(0))
-    cpu, gpu = Trainer(cfg, dataset, "cpu"), Trainer(cfg, dataset, "gpu")
+    cpu, gpu = Trainer(settings, dataset, "cpu"), Trainer(settings, dataset, "gpu")
     order_cpu, order_gpu = cpu.epoch_order(1), gpu.epoch_order(1)
     for step in range(3):
         out_cpu = cpu.train_step(cpu.batch_index(order_cpu, step), 1, step)

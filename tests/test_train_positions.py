@@ -17,7 +17,7 @@ def trainer(n, **changes):
 
 
 def per_step_draw(t, epoch, step, shapes):
-    return t.regularizer.draw(shapes, np.random.default_rng([t.cfg["seed"], 2, epoch, step]))
+    return t.regularizer.draw(shapes, np.random.default_rng([t.config.seed, 2, epoch, step]))
 
 
 def assert_same_positions(got, expected):
