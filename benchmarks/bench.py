@@ -8,7 +8,7 @@ to Python: on the GPU the host's share), torch, and on the GPU torch_fp32
 difference of one step on CuPy against one on NumPy.
 
 Rows: train_step_baseline, train_step_ifm_k64, train_step_ifm_kall (the
-trainer's own step, experiment.trainer.Trainer.train_step: the batch's uint8
+trainer's own step, experiment.methods.ClassifierMethod.train_step: the batch's uint8
 images normalized, forward, backward and an SGD-momentum update of classifier
 and D; batch 128, float32, the data already on the device) and inference
 (eval-mode forward of the normalized batch). Each row is the median over
@@ -75,15 +75,15 @@ def ours(device, ifm, samples, batch):
     split = random_batch(batch, np.random.default_rng(0))
     dataset = SimpleNamespace(train=split, val=split, test=split, mean=MEAN, std=STD)
     trainer = Trainer(config, dataset, device)
-    index = trainer.batch_index(trainer.epoch_order(1), 0)
+    index = trainer.plan.batch_index(trainer.plan.epoch_order(1), 0)
 
     def train_step():
-        trainer.train_step(index, 1, 0)
+        trainer.method.train_step(index, 1, 0)
 
     def inference():
-        trainer.model.eval()
-        trainer.model.forward(trainer.train_data.inputs(index))
-        trainer.model.train()
+        trainer.method.model.eval()
+        trainer.method.model.forward(trainer.train_data.inputs(index))
+        trainer.method.model.train()
 
     return train_step, inference, trainer
 
@@ -92,9 +92,9 @@ def param_error(gpu_trainer, cpu_trainer):
     """max |p_gpu - p_cpu| / max |p_cpu| over all parameters, after one step on each."""
     from nn.backend import to_numpy
     for trainer in (gpu_trainer, cpu_trainer):
-        trainer.train_step(trainer.batch_index(trainer.epoch_order(1), 0), 1, 0)
-    cpu = {k: to_numpy(v).astype(np.float64) for k, v in cpu_trainer.trainable.params.items()}
-    gpu = {k: to_numpy(v).astype(np.float64) for k, v in gpu_trainer.trainable.params.items()}
+        trainer.method.train_step(trainer.plan.batch_index(trainer.plan.epoch_order(1), 0), 1, 0)
+    cpu, gpu = ({k: to_numpy(v).astype(np.float64) for k, v in t.method.trainable.params.items()}
+                for t in (cpu_trainer, gpu_trainer))
     scale = max(np.abs(v).max() for v in cpu.values())
     return max(np.abs(gpu[k] - cpu[k]).max() for k in cpu) / scale
 

@@ -1,7 +1,7 @@
-"""Benchmark: one iCE fi-RevNet training step (ice/trainer.py) per flow depth K.
+"""Benchmark: one iCE fi-RevNet training step (ice/method.py) per flow depth K.
 
 For each K it prints the median over --repeats timed steps (after --warmup
-untimed ones) of IceTrainer.train_step on random 3x32x32 images: flow
+untimed ones) of IceMethod.train_step on random 3x32x32 images: flow
 forward, D_nc's 5 inner steps, the objective, the flow's backward and both
 Adamax updates, float32; the time of an epoch is that times the steps of
 --train-images (48000, shiftedMNIST's training split) at --batch. Then, at
@@ -25,9 +25,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from ice.trainer import IceTrainer
 from experiment.cli import quiet_on_closed_pipe
 from experiment.config import Config
+from experiment.trainer import Trainer
 from nn.cpu.allocator import retain_freed_memory
 from nn.backend import gpu_unavailable_reason
 from nn.cpu.parallel import use_cores
@@ -58,17 +58,17 @@ def fake_dataset(n, rng):
 
 def trainer(depth, batch, keep_activations=False, device="cpu"):
     config = Config(method="ice-firevnet", flow_depth=depth, batch_size=batch)
-    t = IceTrainer(config, fake_dataset(4 * batch, np.random.default_rng(0)), device)
-    for layer in t.model.flow.layers:
+    t = Trainer(config, fake_dataset(4 * batch, np.random.default_rng(0)), device)
+    for layer in t.method.model.flow.layers:
         for part in getattr(layer, "layers", [layer]):
             part.keep_activations = keep_activations
     return t
 
 
 def steps(t, count, start=0):
-    order = t.epoch_order(1)
+    order = t.plan.epoch_order(1)
     for s in range(start, start + count):
-        out = t.train_step(t.batch_index(order, s % t.steps_per_epoch()), 1, s)
+        out = t.method.train_step(t.plan.batch_index(order, s % t.plan.steps_per_epoch), 1, s)
         float(out[0])       # wait for the result
 
 

@@ -120,10 +120,10 @@ def train(*flags):
     history = {"step": [], "val_digit": [], "val_texture": [], "F": [], "train_acc": []}
     start, step_count = time.perf_counter(), 0
     for epoch in range(1, TRAIN["epochs"] + 1):
-        order = trainer.epoch_order(epoch)
-        for step in range(trainer.steps_per_epoch()):
-            index = trainer.batch_index(order, step)
-            loss, correct, F, total = trainer.train_step(index, epoch, step)
+        order = trainer.plan.epoch_order(epoch)
+        for step in range(trainer.plan.steps_per_epoch):
+            index = trainer.plan.batch_index(order, step)
+            loss, correct, F, total = trainer.method.train_step(index, epoch, step)
             step_count += 1
             history["F"].append([float(f) for f in F])
             history["train_acc"].append(float(correct) / len(index))

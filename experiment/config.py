@@ -29,7 +29,8 @@ ICE_LABELS = ("true", "shuffled")
 OPTIMIZER_DEFAULTS = {"baseline": ("sgd", 0.01), "ifm": ("sgd", 0.01),
                       "ice-firevnet": ("adamax", 1e-3)}
 # The settings of one method only: given for another, train.py refuses them.
-IFM_ONLY = ("lam", "lam_d", "samples", "estimator", "marginal", "upsample", "pairs", "pair_features")
+IFM_ONLY = ("lam", "lam_d", "samples", "estimator", "marginal", "upsample", "pairs",
+            "pair_features")
 CLASSIFIER_ONLY = ("init",)             # the Table 1 classifier of baseline and ifm
 ICE_ONLY = ("flow_depth", "ice_beta", "ice_labels")
 DATA_LOCATIONS = ("mnist_dir", "textures")

@@ -1,12 +1,16 @@
-"""A run's dataset: where its files are read from, and shiftedMNIST built as its Config says.
+"""A run's dataset: where its files are read from, shiftedMNIST built as its Config says, and
+its splits on the device.
 
 train.py, evaluate.py and the scripts that rebuild a run's data all come
 through here, so that a run's data are found and built one way.
 """
+import numpy as np
+
 from data import (DataError, load_shifted_mnist, resolve_cache_dir, resolve_mnist_dir,
                   resolve_textures)
 
 from .cli import UsageError
+from .saved_model import normalization_arrays, normalize
 
 SOURCES = ("mnist_dir", "textures", "cache_dir")
 
@@ -37,3 +41,23 @@ def load_dataset(config, sources):
                                   crops=config.texture_crops, composite=config.composite)
     except DataError as err:
         raise UsageError(str(err))
+
+
+class DeviceSplit:
+    """One split on the device: uint8 images, labels, and the normalization."""
+
+    def __init__(self, split, mean, std, xp, limit=None):
+        n = len(split.digit) if limit is None else min(limit, len(split.digit))
+        self.n = n
+        self.images = xp.asarray(split.images[:n])
+        self.digit = xp.asarray(split.digit[:n].astype(np.int64))
+        self.texture = xp.asarray(split.texture[:n].astype(np.int64))
+        self.mean, self.inv_std = normalization_arrays(mean, std, xp)
+
+    def inputs(self, index):
+        """x = (image / 255 - mean) / std, float32 (3, H, W, B), for the rows in ``index``.
+
+        The one conversion from the (B, 3, H, W) images to the library's
+        batch-last layout (nn/layout.py) happens here, fused with the cast.
+        """
+        return normalize(self.images[index], self.mean, self.inv_std)

@@ -30,12 +30,12 @@ from nn.backend import gpu_unavailable_reason, to_numpy, xp_for
 from nn.cpu.parallel import use_cores
 
 from .cli import UsageError, quiet_on_closed_pipe
-from .dataset import data_sources, load_dataset
+from .dataset import DeviceSplit, data_sources, load_dataset
 from .provenance import data_changes
 from .runfolder import BEST, RunFolder
 from .saved_model import SavedModelError, load
 from .settings import Parser
-from .trainer import EVAL_BATCH, DeviceSplit, accuracies
+from .trainer import EVAL_BATCH, accuracies
 
 IMAGE_SIZE = 32
 IMAGE_BATCH = EVAL_BATCH    # --image files read and classified at a time

@@ -18,7 +18,6 @@ import sys
 
 import numpy as np
 
-from ice.trainer import IceTrainer
 from nn.backend import gpu_unavailable_reason
 from nn.cpu.allocator import retain_freed_memory
 from nn.cpu.parallel import available_cores, use_cores
@@ -107,10 +106,8 @@ def use_device(start, resuming):
 
 
 def build_trainer(folder, start, dataset):
-    """The Trainer of the run's method (IceTrainer for ice-firevnet), with the checkpoint it
-    resumes from loaded."""
-    kind = IceTrainer if start.config.method == "ice-firevnet" else Trainer
-    trainer = kind(start.config, dataset, start.device)
+    """The run's Trainer, with the checkpoint it resumes from loaded."""
+    trainer = Trainer(start.config, dataset, start.device)
     if start.arrays is not None:
         try:
             trainer.load_checkpoint_arrays(start.arrays)
@@ -128,7 +125,7 @@ def banner(folder, start, trainer, cpu_cores):
         start.saved is not None and start.arrays is None) else ""
     return (f"run folder {folder.path}: {start.config.method}, seed {start.config.seed}, "
             f"device {start.device}{cores}, {trainer.train_data.n} training images, "
-            f"{trainer.steps_per_epoch()} steps per epoch{fresh}")
+            f"{trainer.plan.steps_per_epoch} steps per epoch{fresh}")
 
 
 class InterruptFlag:
@@ -177,9 +174,9 @@ def interrupted(phase, folder):
 def final_report(trainer, folder, config, progress):
     """Evaluate both selected checkpoints on test; write report.json and report.md; the
     markdown."""
-    rows, steps = {}, trainer.steps_per_epoch()
+    rows, steps = {}, trainer.plan.steps_per_epoch
     for which in ("best_digit", "best_texture"):
-        load_state_into(trainer.model.state_dict(), folder.load_best(which),
+        load_state_into(trainer.method.model.state_dict(), folder.load_best(which),
                         folder.file(f"{which}.npz"))
         test_digit, test_texture = trainer.evaluate(trainer.test_data)
         best = progress.best[which]

@@ -368,7 +368,8 @@ class RunFolder:
         UsageError where the folder does not allow it (module docstring)."""
         if not command_line.resume:
             if self.holds_run() and not command_line.restart:
-                early = " (stopped before its first checkpoint)" if not self.exists(CHECKPOINT) else ""
+                early = (" (stopped before its first checkpoint)"
+                         if not self.exists(CHECKPOINT) else "")
                 raise UsageError(f"--out {self.path} already holds a run{early}; pass --resume "
                                  "to continue it, --restart to clear it and start a new run "
                                  "there with these flags, or choose another --out")

@@ -133,7 +133,8 @@ def build_parser():
     g.add_argument("--allow-data-change", action="store_true",
                    help="with --resume: continue even though the data differ from those the "
                         "run started on (the change is recorded in config.json)")
-    g.add_argument("--epochs", type=positive_int, default=DEFAULT.epochs, help="training epochs (default: 10)")
+    g.add_argument("--epochs", type=positive_int, default=DEFAULT.epochs,
+                   help="training epochs (default: 10)")
     g.add_argument("--seed", type=non_negative_int, default=DEFAULT.seed,
                    help="seed of weight init, shuffling and IFM sampling (default: 0)")
     g.add_argument("--quiet", action="store_true", help="no progress line")
@@ -185,7 +186,8 @@ def build_parser():
                    help="SGD momentum, in [0, 1) (default: 0.9)")
     g.add_argument("--weight-decay", type=non_negative_float, default=DEFAULT.weight_decay,
                    help="L2 weight decay of sgd and adam (default: 0)")
-    g.add_argument("--batch-size", type=positive_int, default=DEFAULT.batch_size, help="batch size (default: 128)")
+    g.add_argument("--batch-size", type=positive_int, default=DEFAULT.batch_size,
+                   help="batch size (default: 128)")
     g.add_argument("--init", choices=INITS, default=DEFAULT.init,
                    help="weight init: kaiming (normal, leaky-ReLU gain, zero biases), "
                         "fan-in-uniform (U(+-1/sqrt(fan_in)) for weights and biases of every "

@@ -16,16 +16,13 @@ import types
 
 import numpy as np
 
-from ice.trainer import IceTrainer
 from experiment.cli import quiet_on_closed_pipe
 from experiment.trainer import Trainer
 from nn.backend import gpu_unavailable_reason
 from scripts.step_fingerprint import config, tiny_dataset
 
-RUNS = {"ifm": (Trainer, {"batch_size": 32, "samples": 64}),
-        "ice-firevnet": (IceTrainer, {"method": "ice-firevnet",
-                                      "optimizer": "adamax", "lr": 1e-3, "batch_size": 32,
-                                      "flow_depth": 2, "ice_beta": 0.05, "ice_labels": "true"})}
+RUNS = {"ifm": {"batch_size": 32, "samples": 64},
+        "ice-firevnet": {"method": "ice-firevnet", "batch_size": 32, "flow_depth": 2}}
 
 
 def is_array(value):
@@ -56,10 +53,10 @@ def not_float32(root, name):
 
 
 def audit(method, device):
-    kind, changes = RUNS[method]
-    trainer = kind(config(**changes), tiny_dataset(np.random.default_rng(0), n=64), device)
-    order = trainer.epoch_order(1)
-    outputs = [trainer.train_step(trainer.batch_index(order, s), 1, s) for s in range(2)]
+    trainer = Trainer(config(**RUNS[method]), tiny_dataset(np.random.default_rng(0), n=64), device)
+    order = trainer.plan.epoch_order(1)
+    outputs = [trainer.method.train_step(trainer.plan.batch_index(order, s), 1, s)
+               for s in range(2)]
     return not_float32(trainer, "trainer") + not_float32(outputs, "outputs")
 
 

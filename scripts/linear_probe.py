@@ -53,9 +53,9 @@ import nn
 from experiment.classifier import Classifier
 from experiment.cli import UsageError, quiet_on_closed_pipe
 from experiment.config import Config
-from experiment.dataset import data_sources, load_dataset
+from experiment.dataset import DeviceSplit, data_sources, load_dataset
 from experiment.saved_model import split_record
-from experiment.trainer import DeviceSplit, Trainer
+from experiment.trainer import Trainer
 from nn.fast.pooling import maxpool2x2_forward
 from nn.serialization import load_state_into
 
@@ -148,7 +148,7 @@ def probed_model(folder, which, config, ds, val):
     model = Classifier(rng=np.random.default_rng(0))
     if which != "untrained":
         return model, load_checkpoint(model, os.path.join(folder, f"{which}.npz"))
-    load_state_into(model.state_dict(), Trainer(config, ds, "cpu").model.state_dict(),
+    load_state_into(model.state_dict(), Trainer(config, ds, "cpu").method.model.state_dict(),
                     "untrained")
     estimate_batchnorm_statistics(model, val)
     return model, None

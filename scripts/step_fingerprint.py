@@ -4,7 +4,7 @@
     python -m scripts.step_fingerprint --compare before.npz   # on the new code
 
 Four configurations (baseline; IFM with nearest and with bilinear upsampling;
-batch marginals with K = all), each three SGD steps of ``Trainer.train_step``
+batch marginals with K = all), each three SGD steps of the method's ``train_step``
 in float64 on a small random dataset. Recorded: the loss, every F and the total
 loss of each step, and every parameter of classifier and D after the last step.
 ``--compare`` prints the largest relative difference per configuration
@@ -50,18 +50,19 @@ def config(**changes):
 def fingerprint(name, changes):
     """{key: float64 array} of one configuration's three steps."""
     trainer = Trainer(config(**changes), tiny_dataset(np.random.default_rng(0)), "cpu")
-    trainer.trainable.astype(np.float64)
-    trainer.optimizer.reattach()
+    trainer.method.trainable.astype(np.float64)
+    trainer.method.optimizer.reattach()
     split_inputs = trainer.train_data.inputs
     trainer.train_data.inputs = lambda index: split_inputs(index).astype(np.float64)
-    order = trainer.epoch_order(1)
+    order = trainer.plan.epoch_order(1)
     record = {}
     for step in range(STEPS):
-        loss, _, F_values, total = trainer.train_step(trainer.batch_index(order, step), 1, step)
+        index = trainer.plan.batch_index(order, step)
+        loss, _, F_values, total = trainer.method.train_step(index, 1, step)
         record[f"{name}/step{step}/values"] = np.array([loss, *F_values, total], np.float64)
-    params = {f"clf.{k}": p for k, p in trainer.model.params.items()}
-    if trainer.regularizer is not None:     # each D_l under its own name
-        params.update({f"ifm.{k}": p for k, p in trainer.regularizer.params.items()})
+    params = {f"clf.{k}": p for k, p in trainer.method.model.params.items()}
+    if trainer.method.regularizer is not None:     # each D_l under its own name
+        params.update({f"ifm.{k}": p for k, p in trainer.method.regularizer.params.items()})
     for key, value in params.items():
         record[f"{name}/param/{key}"] = np.array(value, np.float64)
     return record

@@ -152,13 +152,14 @@ def test_one_training_step_reads_nothing_back(cp, method, capsys):
     """Steps 0 and 1 of a two-step epoch. Step 0 also draws the IFM pair positions
     of both steps and uploads them, one upload per pair; step 1 only slices them."""
     from experiment.trainer import Trainer
-    trainer = Trainer(config(batch_size=128, samples=64, method=method), tiny_dataset(np.random.default_rng(0), n=256), "gpu")
-    order = trainer.epoch_order(1)
+    trainer = Trainer(config(batch_size=128, samples=64, method=method),
+                      tiny_dataset(np.random.default_rng(0), n=256), "gpu")
+    order = trainer.plan.epoch_order(1)
     counts = []
     for step in (0, 1):
-        index = trainer.batch_index(order, step)
+        index = trainer.plan.batch_index(order, step)
         with cupy_standin.counting() as c:
-            loss, correct, F_values, total = trainer.train_step(index, 1, step)
+            loss, correct, F_values, total = trainer.method.train_step(index, 1, step)
         counts.append(c)
         with capsys.disabled():
             print(f"\n{method} train_step (step {step} of the epoch), K = 64, batch 128, "
@@ -181,15 +182,15 @@ def test_one_ice_step_reads_nothing_back_and_makes_no_generator(cp, labels, caps
     generators (one per SeededUniform: the noise, the couplings' and D_nc's dropout) are
     made at step 0 and reseeded after; shuffled labels upload an epoch's permutations at
     step 0."""
-    from ice.trainer import IceTrainer
+    from experiment.trainer import Trainer
     settings = config(method="ice-firevnet", batch_size=32, flow_depth=2, ice_labels=labels)
-    trainer = IceTrainer(settings, tiny_dataset(np.random.default_rng(0), n=64), "gpu")
-    order = trainer.epoch_order(1)
+    trainer = Trainer(settings, tiny_dataset(np.random.default_rng(0), n=64), "gpu")
+    order = trainer.plan.epoch_order(1)
     counts = []
     for step in (0, 1):
         with cupy_standin.counting() as c:
-            loss, correct, terms, total = trainer.train_step(trainer.batch_index(order, step),
-                                                             1, step)
+            index = trainer.plan.batch_index(order, step)
+            loss, correct, terms, total = trainer.method.train_step(index, 1, step)
         counts.append(c)
         assert c.host_reads == 0, f"the step read the device back: {dict(c.reads_by_name)}"
         assert c.float64_arrays == 0, c

@@ -3,6 +3,7 @@ finds none after real float32 steps of IFM and iCE on the CPU."""
 import numpy as np
 import pytest
 
+from experiment.methods import ClassifierMethod
 from scripts import float32_audit
 from scripts.float32_audit import not_float32
 
@@ -22,12 +23,12 @@ def test_float32_steps_leave_no_other_floating_array(monkeypatch):
     assert float32_audit.audit("ifm", "cpu") == []
     assert float32_audit.audit("ice-firevnet", "cpu") == []
     # and it would see one: a batch-norm buffer of the classifier in float64
-    original = float32_audit.Trainer.train_step
+    original = ClassifierMethod.train_step
 
     def step(self, index, epoch, s):
         self.model.blocks[0][1].buffers["running_var"] = np.ones(32)
         return original(self, index, epoch, s)
-    monkeypatch.setattr(float32_audit.Trainer, "train_step", step)
+    monkeypatch.setattr(ClassifierMethod, "train_step", step)
     found = float32_audit.audit("ifm", "cpu")
     assert found and all(dtype == "float64" for _, dtype in found)
 

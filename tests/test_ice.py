@@ -17,8 +17,11 @@ import pytest
 from gradcheck import check_directional
 
 from experiment.config import Config
+from experiment.trainer import Trainer
 from ice import objective
-from ice.trainer import IceTrainer, encoder_lr
+from ice.method import IceMethod, encoder_lr
+from nn.backend import xp_for
+from training import StepPlan
 from nn.flat import move_into_flat_buffers
 from nn.optim import Adamax
 
@@ -201,25 +204,23 @@ def test_inner_steps_fit_the_fixed_nuisance_and_leave_it_alone():
     np.testing.assert_array_equal(z_n, kept)
 
 
-class FakeTrainer(IceTrainer):
-    """Just what encoder_labels reads: 60 training images in batches of 30."""
-
-    def __init__(self, labels):
-        self.config = Config(method="ice-firevnet", seed=4, ice_labels=labels, batch_size=30)
-        self.train_data = SimpleNamespace(n=60)
-        self.xp = np
-        self._permutations = None
+def ice_method(labels, device="cpu"):
+    """An IceMethod of 60 training images (8x8) in batches of 30, for encoder_labels."""
+    config = Config(method="ice-firevnet", seed=4, ice_labels=labels, batch_size=30,
+                    flow_depth=2)
+    train = SimpleNamespace(images=np.zeros((60, 3, 8, 8), np.uint8))
+    return IceMethod(config, train, device, StepPlan(60, 30, 4, xp_for(device)))
 
 
 def test_encoder_labels_true_or_shuffled_per_step(rng):
     y = np.arange(10).repeat(3)
-    np.testing.assert_array_equal(FakeTrainer("true").encoder_labels(y, 1, 0), y)
-    shuffled = FakeTrainer("shuffled")
+    np.testing.assert_array_equal(ice_method("true").encoder_labels(y, 1, 0), y)
+    shuffled = ice_method("shuffled")
     a = shuffled.encoder_labels(y, 1, 0)
     assert sorted(a) == sorted(y) and np.any(a != y)
     np.testing.assert_array_equal(shuffled.encoder_labels(y, 1, 0), a)     # (seed, e, s) only
     assert np.any(shuffled.encoder_labels(y, 1, 1) != a)
-    np.testing.assert_array_equal(FakeTrainer("shuffled").encoder_labels(y, 1, 1),
+    np.testing.assert_array_equal(ice_method("shuffled").encoder_labels(y, 1, 1),
                                   shuffled.encoder_labels(y, 1, 1))
     odd = y[:7]                       # a batch the schedule does not have: drawn on the spot
     np.testing.assert_array_equal(shuffled.encoder_labels(odd, 1, 0),
@@ -232,17 +233,16 @@ def test_shuffled_labels_are_uploaded_once_per_epoch():
     import cupy_standin
     y = np.arange(10).repeat(3)
     with cupy_standin.installed() as cp:
-        trainer = FakeTrainer("shuffled")
-        trainer.xp = cp
+        method = ice_method("shuffled", "gpu")
         y_device = cp.asarray(y)
         with cupy_standin.counting() as first:
-            a = trainer.encoder_labels(y_device, 1, 0)
+            a = method.encoder_labels(y_device, 1, 0)
         with cupy_standin.counting() as later:
-            b = trainer.encoder_labels(y_device, 1, 1)
+            b = method.encoder_labels(y_device, 1, 1)
         assert (first.uploads, later.uploads) == (1, 0)
         assert first.host_reads == later.host_reads == 0
-        np.testing.assert_array_equal(cp.asnumpy(a), FakeTrainer("shuffled").encoder_labels(y, 1, 0))
-        np.testing.assert_array_equal(cp.asnumpy(b), FakeTrainer("shuffled").encoder_labels(y, 1, 1))
+        np.testing.assert_array_equal(cp.asnumpy(a), ice_method("shuffled").encoder_labels(y, 1, 0))
+        np.testing.assert_array_equal(cp.asnumpy(b), ice_method("shuffled").encoder_labels(y, 1, 1))
 
 
 def test_encoder_lr_follows_the_authors_schedule():
@@ -253,15 +253,15 @@ def test_encoder_lr_follows_the_authors_schedule():
 def test_epoch_diagnostics_measure_each_term_and_leave_training_as_it_was():
     from scripts.step_fingerprint import config, tiny_dataset
     settings = config(method="ice-firevnet", batch_size=16, flow_depth=2, ice_beta=0.0)
-    measured, plain = (IceTrainer(settings, tiny_dataset(np.random.default_rng(0)), "cpu")
+    measured, plain = (Trainer(settings, tiny_dataset(np.random.default_rng(0)), "cpu")
                        for _ in range(2))
     for trainer in (measured, plain):
-        trainer.train_step(trainer.batch_index(trainer.epoch_order(1), 0), 1, 0)
-    norms = measured.epoch_diagnostics(1)
+        trainer.method.train_step(trainer.plan.batch_index(trainer.plan.epoch_order(1), 0), 1, 0)
+    norms = measured.method.epoch_diagnostics(1)
     assert list(norms) == ["grad_nll", "grad_ce_logits", "grad_nuisance"]
     assert norms["grad_nll"] > 0 and norms["grad_ce_logits"] > 0
     assert norms["grad_nuisance"] == 0                          # beta = 0: the term is off
     for trainer in (measured, plain):
-        trainer.train_step(trainer.batch_index(trainer.epoch_order(1), 1), 1, 1)
-    for key, value in plain.model.state_dict().items():
-        np.testing.assert_array_equal(measured.model.state_dict()[key], value, err_msg=key)
+        trainer.method.train_step(trainer.plan.batch_index(trainer.plan.epoch_order(1), 1), 1, 1)
+    for key, value in plain.method.model.state_dict().items():
+        np.testing.assert_array_equal(measured.method.model.state_dict()[key], value, err_msg=key)

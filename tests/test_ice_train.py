@@ -14,7 +14,7 @@ import pytest
 from test_train_run_folder import (assert_same_state, one_line_error, sources,  # noqa: F401
                                    textures, train)
 
-from ice import trainer as ice_trainer
+from ice.method import IceMethod
 from experiment.run import main
 
 ICE = ["--method", "ice-firevnet", "--flow-depth", "2", "--limit-train", "96",
@@ -23,18 +23,18 @@ ICE = ["--method", "ice-firevnet", "--flow-depth", "2", "--limit-train", "96",
 
 def test_an_ice_run_writes_its_rows_and_replays_after_an_interrupt(tmp_path, train,
                                                                      monkeypatch, capsys):
-    original = ice_trainer.IceTrainer.train_step
+    original = IceMethod.train_step
 
     def step(self, index, epoch, s):
         if (epoch, s) == (1, 0):
             os.kill(os.getpid(), signal.SIGINT)     # finish this step, save, stop mid-epoch
         return original(self, index, epoch, s)
 
-    monkeypatch.setattr(ice_trainer.IceTrainer, "train_step", step)
+    monkeypatch.setattr(IceMethod, "train_step", step)
     assert train(tmp_path / "cut", *ICE, "--epochs", "1") == 130
     progress = json.loads(str(np.load(tmp_path / "cut" / "checkpoint.npz")["progress_json"]))
     assert progress["partial"]["next_step"] == 1
-    monkeypatch.setattr(ice_trainer.IceTrainer, "train_step", original)
+    monkeypatch.setattr(IceMethod, "train_step", original)
     assert train.resume(tmp_path / "cut") == 0
     assert train(tmp_path / "straight", *ICE, "--epochs", "1") == 0
     assert_same_state(tmp_path / "straight" / "checkpoint.npz", tmp_path / "cut" / "checkpoint.npz")

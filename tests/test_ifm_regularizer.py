@@ -250,11 +250,11 @@ def test_checkpoints_of_older_formats_load(form):
     cfg = config(batch_size=8, samples=4)
     dataset = tiny_dataset(np.random.default_rng(0), n=16)
     trained = Trainer(cfg, dataset, "cpu")
-    order = trained.epoch_order(1)
-    trained.train_step(trained.batch_index(order, 0), 1, 0)      # momentum now nonzero
+    order = trained.plan.epoch_order(1)
+    trained.method.train_step(trained.plan.batch_index(order, 0), 1, 0)     # momentum now nonzero
     arrays = {k: np.array(v) for k, v in trained.checkpoint_arrays().items()}
     assert "ifm/D23.3.W" in arrays and "opt/velocity/ifm.D34.7.gamma" in arrays
-    old = old_formats(trained.regularizer, arrays)[form]
+    old = old_formats(trained.method.regularizer, arrays)[form]
     assert not any("D12" in k or "D23" in k or "D34" in k for k in old)
     assert ("ifm/D.3.W" in old) == (form == "stacked")
     fresh = Trainer(cfg, dataset, "cpu")

@@ -2,9 +2,12 @@
 module comes back to itself through its imports (no circles).
 
     nn                                  the layer library
-    ifm, ice            -> nn           the IFM regularizer; iCE fi-RevNet as a method
+    training            -> nn           the method interface (Method, StepPlan, DrawnAhead)
+    ifm                 -> nn           the IFM regularizer
+    ice                 -> nn, training iCE fi-RevNet, and it as a training method
     data                                shiftedMNIST (imports none of the others)
-    experiment          -> all above    the harness: settings, the loop, run folders
+    experiment          -> all above    the harness: settings, the loop, run folders, and
+                                        baseline and IFM as training methods
 
 Every import counts, those inside functions too. Command modules (a ``main`` run by
 ``python -m``) sit above the libraries wherever their file lies: data/figure.py imports
@@ -14,8 +17,9 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BELOW = {"nn": set(), "data": set(), "ifm": {"nn"}, "ice": {"nn"},
-         "experiment": {"nn", "ifm", "ice", "data"}}
+BELOW = {"nn": set(), "data": set(), "training": {"nn"}, "ifm": {"nn"},
+         "ice": {"nn", "training"}, "experiment": {"nn", "training", "ifm", "ice", "data"}}
+COMMANDS = {"data.figure"}
 
 
 def module_name(path):
@@ -56,6 +60,13 @@ def imports(name, path, modules):
 def graph():
     modules = library_modules()
     return {name: imports(name, path, modules) for name, path in modules.items()}
+
+
+def test_packages_import_only_the_packages_below_them():
+    upward = [f"{m} -> {t}" for m, targets in graph().items() if m not in COMMANDS
+              for t in targets
+              if t.split(".")[0] not in BELOW[m.split(".")[0]] | {m.split(".")[0]}]
+    assert not upward
 
 
 def test_no_module_imports_itself_back():

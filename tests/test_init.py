@@ -4,7 +4,7 @@ import pytest
 
 from experiment.classifier import Classifier
 from experiment.config import Config
-from experiment.trainer import build_regularizer, reinitialize
+from experiment.methods import build_regularizer, reinitialize
 from nn.init import fan_in_uniform_
 
 CFG = Config(method="ifm", pairs=((1, 2), (2, 3)), samples=8)

@@ -15,7 +15,7 @@ from data import load_shifted_mnist
 from experiment.classifier import Classifier
 from experiment.config import Config
 from experiment.settings import parse
-from experiment.trainer import DeviceSplit
+from experiment.dataset import DeviceSplit
 from fixtures_data import synthetic_mnist, write_mnist_dir
 from nn.cpu import openblas
 from nn.serialization import save_module

@@ -6,30 +6,25 @@ import numpy as np
 import pytest
 
 from experiment import memory
-from ice.trainer import IceTrainer
 from experiment.config import Config
 from experiment.trainer import Trainer
 from scripts.step_fingerprint import config, tiny_dataset
 
-CASES = {"baseline": (Trainer, {"method": "baseline"}),
-         "ifm-k64": (Trainer, {"samples": 64, "method": "ifm"}),
-         "ifm-all-post-pool": (Trainer, {"samples": "all", "pair_features": "post-pool",
-                                         "method": "ifm"}),
-         "ice": (IceTrainer, {"method": "ice-firevnet", "optimizer": "adamax",
-                              "lr": 1e-3, "flow_depth": 2, "ice_beta": 0.05,
-                              "ice_labels": "true"})}
+CASES = {"baseline": {"method": "baseline"},
+         "ifm-k64": {"samples": 64, "method": "ifm"},
+         "ifm-all-post-pool": {"samples": "all", "pair_features": "post-pool", "method": "ifm"},
+         "ice": {"method": "ice-firevnet", "flow_depth": 2}}
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_the_estimate_holds_the_measured_peak(case):
-    kind, changes = CASES[case]
-    settings = config(batch_size=24, **changes)
-    trainer = kind(settings, tiny_dataset(np.random.default_rng(0), n=48), "cpu")
-    order = trainer.epoch_order(1)
-    trainer.train_step(trainer.batch_index(order, 0), 1, 0)     # buffers of the first step
+    settings = config(batch_size=24, **CASES[case])
+    trainer = Trainer(settings, tiny_dataset(np.random.default_rng(0), n=48), "cpu")
+    order = trainer.plan.epoch_order(1)
+    trainer.method.train_step(trainer.plan.batch_index(order, 0), 1, 0)  # the first step's buffers
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    trainer.train_step(trainer.batch_index(order, 1), 1, 1)
+    trainer.method.train_step(trainer.plan.batch_index(order, 1), 1, 1)
     peak = tracemalloc.get_traced_memory()[1] - base
     tracemalloc.stop()
     estimate = memory.step_bytes(settings)

@@ -16,6 +16,7 @@ from PIL import Image
 from test_train_run_folder import sources, textures, train  # noqa: F401 (fixtures)
 
 from experiment import run as run_module
+from experiment.methods import ClassifierMethod
 from experiment.evaluate import main as evaluate
 from experiment.run import main
 from experiment.runfolder import take_lock
@@ -270,14 +271,14 @@ def test_a_refused_new_run_leaves_no_folder_behind(tmp_path, capsys):
 
 
 def test_sigterm_exits_143_after_saving(tmp_path, train, monkeypatch, capsys):  # noqa: F811
-    original = run_module.Trainer.train_step
+    original = ClassifierMethod.train_step
 
     def step(self, index, e, s):
         if (e, s) == (1, 0):
             os.kill(os.getpid(), signal.SIGTERM)
         return original(self, index, e, s)
 
-    monkeypatch.setattr(run_module.Trainer, "train_step", step)
+    monkeypatch.setattr(ClassifierMethod, "train_step", step)
     assert train(tmp_path / "r", "--epochs", "2") == 143
     assert (tmp_path / "r" / "checkpoint.npz").exists()
 

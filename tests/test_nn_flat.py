@@ -238,7 +238,7 @@ def test_fan_in_uniform_reinit_writes_into_the_buffers(rng):
 
 def test_the_trainer_updates_through_attached_views():
     trainer = Trainer(config(), tiny_dataset(np.random.default_rng(0), n=32), "cpu")
-    trainer.train_step(trainer.batch_index(trainer.epoch_order(1), 0), 1, 0)
-    assert_attached(trainer.trainable, trainer.optimizer)
-    (P,) = trainer.optimizer.flat.P
-    assert P.size == sum(p.size for p in trainer.trainable.params.values())
+    trainer.method.train_step(trainer.plan.batch_index(trainer.plan.epoch_order(1), 0), 1, 0)
+    assert_attached(trainer.method.trainable, trainer.method.optimizer)
+    (P,) = trainer.method.optimizer.flat.P
+    assert P.size == sum(p.size for p in trainer.method.trainable.params.values())

@@ -1,4 +1,4 @@
-"""`pip install .`: the wheel holds the five library packages and the train entry point."""
+"""`pip install .`: the wheel holds the six library packages and the train entry point."""
 import shutil
 import subprocess
 import sys
@@ -22,7 +22,8 @@ def test_the_wheel_holds_the_library_and_nothing_else(tmp_path):
     (wheel,) = tmp_path.glob("ifm_numpy-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     tops = {name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")}
-    assert tops == {"nn", "ifm", "ice", "data", "experiment"}
-    assert {"experiment/run.py", "nn/conv.py", "nn/cpu/parallel.py", "ice/trainer.py"} <= set(names)
+    assert tops == {"nn", "training", "ifm", "ice", "data", "experiment"}
+    assert {"experiment/run.py", "nn/conv.py", "nn/cpu/parallel.py", "ice/method.py",
+            "training/method.py"} <= set(names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "ifm-train = experiment.run:main" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -266,13 +266,13 @@ def test_a_training_step_on_two_threads_matches_one(changes):
     for n in (1, 2):
         with parallel.using_cores(n):
             trainer = Trainer(settings, dataset, "cpu")
-            trainer.trainable.astype(np.float64)
-            trainer.optimizer.reattach()
+            trainer.method.trainable.astype(np.float64)
+            trainer.method.optimizer.reattach()
             split_inputs = trainer.train_data.inputs
             trainer.train_data.inputs = lambda index: split_inputs(index).astype(np.float64)
-            loss, _, F, _ = trainer.train_step(trainer.batch_index(trainer.epoch_order(1), 0),
-                                               1, 0)
-            params = {k: nn.to_numpy(v) for k, v in trainer.trainable.params.items()}
+            index = trainer.plan.batch_index(trainer.plan.epoch_order(1), 0)
+            loss, _, F, _ = trainer.method.train_step(index, 1, 0)
+            params = {k: nn.to_numpy(v) for k, v in trainer.method.trainable.params.items()}
         results.append((float(loss), [float(f) for f in F], params))
     (loss_1, F_1, params_1), (loss_2, F_2, params_2) = results
     assert loss_2 == pytest.approx(loss_1, rel=1e-12)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from scripts import aggregate
-from experiment import run as run_module
+from experiment.methods import ClassifierMethod
 from experiment.run import main
 
 MNIST = os.environ.get("IFM_MNIST_DIR")
@@ -86,16 +86,16 @@ def test_resume_reaches_the_same_parameters(tmp_path, cache_dir, monkeypatch, si
     # A real Ctrl-C (SIGINT) or SIGTERM during step 1 of epoch 2: the step
     # finishes, the run saves a checkpoint before step 2 and exits with 128 + the signal's
     # number: 130 for SIGINT, 143 for SIGTERM.
-    original = run_module.Trainer.train_step
+    original = ClassifierMethod.train_step
 
     def interrupting_step(self, index, epoch, step):
         if epoch == 2 and step == 1:
             os.kill(os.getpid(), signum)
         return original(self, index, epoch, step)
 
-    monkeypatch.setattr(run_module.Trainer, "train_step", interrupting_step)
+    monkeypatch.setattr(ClassifierMethod, "train_step", interrupting_step)
     assert train(tmp_path / "cut", cache_dir, "--epochs", "2", *extra) == 128 + signum
-    monkeypatch.setattr(run_module.Trainer, "train_step", original)
+    monkeypatch.setattr(ClassifierMethod, "train_step", original)
     assert main(["--out", str(tmp_path / "cut"), "--resume", "--cache-dir", cache_dir,
                  "--quiet"]) == 0
     a = read_state(tmp_path / "straight" / "checkpoint.npz")
@@ -266,12 +266,14 @@ def test_aggregate_names_a_folder_without_report(tmp_path):
 
 def test_accumulator_names_the_first_non_finite_step():
     from experiment.trainer import EpochAccumulator, NonFiniteLoss
+    from training import StepResult
     acc = EpochAccumulator(np, 1)
     for step, total in enumerate([1.0, 2.0, np.nan, np.inf, 3.0]):
-        acc.add(step, 4, np.float32(0.5), np.int64(3), [np.float64(-0.1)], np.float32(total))
+        acc.add(step, 4, StepResult(np.float32(0.5), np.int64(3), [np.float64(-0.1)],
+                                    np.float32(total)))
     with pytest.raises(NonFiniteLoss, match="epoch 7, step 3$"):
         acc.check_finite(7)
     clean = EpochAccumulator(np, 0)
-    clean.add(0, 4, np.float32(0.5), np.int64(3), [], np.float32(1.0))
+    clean.add(0, 4, StepResult(np.float32(0.5), np.int64(3), [], np.float32(1.0)))
     clean.check_finite(1)
     assert clean.mean_loss() == pytest.approx(0.5)

@@ -1,4 +1,4 @@
-"""NumPy/CuPy parity of the whole training step: Trainer.train_step on both devices.
+"""NumPy/CuPy parity of the whole training step: the method's train_step on both devices.
 
 Same configuration, same initial weights (from the seed), same data, same IFM
 sampling (drawn on the host from the seed): after each of three steps the
@@ -33,10 +33,10 @@ def test_training_steps_agree(cupy, changes):
     settings = config(**changes)
     dataset = tiny_dataset(np.random.default_rng(0))
     cpu, gpu = Trainer(settings, dataset, "cpu"), Trainer(settings, dataset, "gpu")
-    order_cpu, order_gpu = cpu.epoch_order(1), gpu.epoch_order(1)
+    order_cpu, order_gpu = cpu.plan.epoch_order(1), gpu.plan.epoch_order(1)
     for step in range(3):
-        out_cpu = cpu.train_step(cpu.batch_index(order_cpu, step), 1, step)
-        out_gpu = gpu.train_step(gpu.batch_index(order_gpu, step), 1, step)
+        out_cpu = cpu.method.train_step(cpu.plan.batch_index(order_cpu, step), 1, step)
+        out_gpu = gpu.method.train_step(gpu.plan.batch_index(order_gpu, step), 1, step)
         loss_cpu, correct_cpu, F_cpu, total_cpu = out_cpu
         loss_gpu, correct_gpu, F_gpu, total_gpu = out_gpu
         assert isinstance(loss_gpu, cupy.ndarray), "the loss stays on the device"
@@ -45,6 +45,6 @@ def test_training_steps_agree(cupy, changes):
         assert int(correct_gpu) == int(correct_cpu)
         for f_gpu, f_cpu in zip(F_gpu, F_cpu):
             assert abs(float(f_gpu) - float(f_cpu)) <= TOL
-        params_cpu = {k: nn.to_numpy(v) for k, v in cpu.trainable.params.items()}
-        error = normwise_error(gpu.trainable.params, params_cpu)
+        params_cpu = {k: nn.to_numpy(v) for k, v in cpu.method.trainable.params.items()}
+        error = normwise_error(gpu.method.trainable.params, params_cpu)
         assert error < TOL, f"step {step}: parameters differ by {error:.2e} (normwise)"

@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from experiment import run as run_module
+from experiment.methods import ClassifierMethod
 from experiment.run import main
 from fixtures_data import synthetic_mnist, write_mnist_dir
 
@@ -75,15 +76,15 @@ class Killed(Exception):
 
 
 def kill_at(monkeypatch, at_epoch, at_step):
-    original = run_module.Trainer.train_step
+    original = ClassifierMethod.train_step
 
     def step(self, index, epoch, step):
         if (epoch, step) == (at_epoch, at_step):
             raise Killed
         return original(self, index, epoch, step)
 
-    monkeypatch.setattr(run_module.Trainer, "train_step", step)
-    return lambda: monkeypatch.setattr(run_module.Trainer, "train_step", original)
+    monkeypatch.setattr(ClassifierMethod, "train_step", step)
+    return lambda: monkeypatch.setattr(ClassifierMethod, "train_step", original)
 
 
 def one_line_error(capsys, code_words):
@@ -165,13 +166,13 @@ def test_a_nan_stop_in_epoch_1_says_no_checkpoint_was_written(tmp_path, train, c
 
 
 def test_a_nan_stop_after_a_checkpoint_says_it_is_kept(tmp_path, train, monkeypatch, capsys):
-    original = run_module.Trainer.train_step
+    original = ClassifierMethod.train_step
 
     def step(self, index, epoch, step):
-        loss, correct, F, total = original(self, index, epoch, step)
-        return loss, correct, F, (total * np.nan if epoch == 2 else total)
+        result = original(self, index, epoch, step)
+        return result._replace(total=result.total * np.nan) if epoch == 2 else result
 
-    monkeypatch.setattr(run_module.Trainer, "train_step", step)
+    monkeypatch.setattr(ClassifierMethod, "train_step", step)
     assert train(tmp_path / "r", "--epochs", "2") == 3
     one_line_error(capsys, ["epoch 2, step 1", "last checkpoint before it is kept"])
 
@@ -181,7 +182,7 @@ def test_a_nan_stop_after_a_checkpoint_says_it_is_kept(tmp_path, train, monkeypa
 @pytest.mark.parametrize("epoch", [1, 2])
 def test_a_second_interrupt_stops_at_once_without_a_traceback(tmp_path, train, monkeypatch,
                                                              capsys, epoch):
-    original = run_module.Trainer.train_step
+    original = ClassifierMethod.train_step
 
     def step(self, index, e, s):
         if (e, s) == (epoch, 1):
@@ -189,11 +190,11 @@ def test_a_second_interrupt_stops_at_once_without_a_traceback(tmp_path, train, m
             os.kill(os.getpid(), signal.SIGINT)
         return original(self, index, e, s)
 
-    monkeypatch.setattr(run_module.Trainer, "train_step", step)
+    monkeypatch.setattr(ClassifierMethod, "train_step", step)
     assert train(tmp_path / "r", "--epochs", "2") == 130
     line = one_line_error(capsys, ["second interrupt", "--resume"])
     assert ("intact" in line) == (epoch == 2)
-    monkeypatch.setattr(run_module.Trainer, "train_step", original)
+    monkeypatch.setattr(ClassifierMethod, "train_step", original)
     assert not list((tmp_path / "r").glob("*.tmp-*"))
     assert train.resume(tmp_path / "r") == 0
     assert train(tmp_path / "straight", "--epochs", "2") == 0
@@ -293,14 +294,14 @@ def test_a_read_only_out_folder_is_a_clear_error(tmp_path, train, read_only, cap
 
 def test_a_read_only_file_system_mid_run_is_a_clear_error(tmp_path, train, read_only,
                                                         monkeypatch, capsys):
-    original = run_module.Trainer.train_step
+    original = ClassifierMethod.train_step
 
     def step(self, index, epoch, step):
         if (epoch, step) == (1, 1):
             read_only(tmp_path / "r")
         return original(self, index, epoch, step)
 
-    monkeypatch.setattr(run_module.Trainer, "train_step", step)
+    monkeypatch.setattr(ClassifierMethod, "train_step", step)
     assert train(tmp_path / "r", "--epochs", "1") == 2
     one_line_error(capsys, ["Read-only file system"])
 
@@ -466,14 +467,14 @@ def test_an_interrupt_during_the_report_says_training_is_complete(tmp_path, trai
 
 def test_an_interrupt_in_an_epochs_last_step_stops_after_that_epoch(tmp_path, train,
                                                                    monkeypatch, capsys):
-    original = run_module.Trainer.train_step
+    original = ClassifierMethod.train_step
 
     def step(self, index, epoch, s):
         if (epoch, s) == (1, 1):                    # the last of 2 steps
             os.kill(os.getpid(), signal.SIGINT)
         return original(self, index, epoch, s)
 
-    monkeypatch.setattr(run_module.Trainer, "train_step", step)
+    monkeypatch.setattr(ClassifierMethod, "train_step", step)
     assert train(tmp_path / "r", "--epochs", "2") == 130
     assert "end of epoch 1" in capsys.readouterr().err
     progress = json.loads(str(np.load(tmp_path / "r" / "checkpoint.npz")["progress_json"]))

@@ -1,7 +1,9 @@
-"""The training loop of iCE fi-RevNet (ice/objective.py), with Trainer's interface.
+"""iCE fi-RevNet (ice/objective.py) as a training method (training.Method).
 
-experiment/run.py drives it as it drives Trainer: the same epochs, shuffles
-(Trainer.epoch_order), NaN guard, validation, best checkpoints and report.
+The loop of experiment/trainer.py trains it as it trains baseline and IFM:
+the same epochs, shuffles (training.StepPlan), NaN guard, validation, best
+checkpoints and report. A checkpoint holds "clf" (the encoder), "nc" (D_nc),
+"opt" and "opt_nc".
 
 Randomness comes from the seed and the position in training only: weights
 from [seed, 0] (the flow's, then D_nc's), and in step s of epoch e the
@@ -11,9 +13,9 @@ dequantization noise from [seed, 3, e, s], the couplings' dropout from
 [seed, 6, e, s]. For the noise and the masks the host draws only seeds; the
 arrays are drawn on the device (nn.random.SeededUniform: one generator per
 use, reseeded), so nothing is uploaded or read back. The label permutations
-of a whole epoch are drawn on the host and uploaded once, at its first
-step (a permutation on the device would sort, and CuPy's sort waits for
-the device). The flow's
+of the rest of an epoch are drawn on the host and uploaded once, at the
+epoch's first step (training.DrawnAhead; a permutation on the device would
+sort, and CuPy's sort waits for the device). The flow's
 ActNorms are initialized from the first training batch (dropout off); a
 loaded checkpoint marks them initialized instead, so a resumed run replays
 an uninterrupted one exactly.
@@ -35,10 +37,10 @@ goes on exactly as without it.
 """
 import numpy as np
 
-from experiment.trainer import Trainer, build_optimizer
 from nn.dropout import draw_seed
 from nn.flat import move_into_flat_buffers
 from nn.random import SeededUniform
+from training import DrawnAhead, Method, StepResult, build_optimizer, upload_joined
 
 from .objective import (IceModel, NuisanceClassifier, dequantize, fit_nuisance, ice_backward,
                         ice_objective, input_log_det)
@@ -54,29 +56,32 @@ def encoder_lr(lr, epoch):
     return lr * 0.2 ** sum(epoch > m for m in LR_DROPS)
 
 
-class IceTrainer(Trainer):
-    """Owns the encoder (flow + BN), D_nc, their Adamax optimizers and the data."""
+class IceMethod(Method):
+    """The encoder (flow + BN), D_nc and their optimizers (Adamax by default)."""
+    term_names = TERM_NAMES
+    diagnostic_names = GRADIENT_NORM_NAMES
 
-    def build(self, dataset, init_rng):
-        config = self.config
-        self.values = int(np.prod(dataset.train.images.shape[1:]))     # D = 3 H W
-        self.model = IceModel(dataset.train.images.shape[1], depth=config.flow_depth,
-                              rng=init_rng).to(self.device)
-        self.critic = NuisanceClassifier(self.values, rng=init_rng).to(self.device)
+    def __init__(self, config, train, device, plan):
+        super().__init__(config, train, device, plan)
+        init_rng = self.init_rng()
+        self.values = int(np.prod(train.images.shape[1:]))     # D = 3 H W
+        self.model = IceModel(train.images.shape[1], depth=config.flow_depth,
+                              rng=init_rng).to(device)
+        self.critic = NuisanceClassifier(self.values, rng=init_rng).to(device)
         self.optimizer = build_optimizer(config, move_into_flat_buffers(self.model))
         self.critic_optimizer = build_optimizer(config, move_into_flat_buffers(self.critic))
-        self.term_names = list(TERM_NAMES)
-        self.diagnostic_names = list(GRADIENT_NORM_NAMES)
         self.initialized = False        # the flow's ActNorms
         self.uniform = SeededUniform()  # the dequantization noise
-        self._permutations = None       # (epoch, {step: device permutation}) of --ice-labels
+        self.permutations = DrawnAhead(plan, plan.steps_per_epoch,
+                                       lambda perms: upload_joined(perms, self.xp))
 
     def step_rng(self, k, epoch, step):
         return np.random.default_rng([self.config.seed, k, epoch, step])
 
     def train_step(self, index, epoch, step):
-        """One step (ice/objective.py); returns device scalars (L, correct, terms, L)."""
-        config, split = self.config, self.train_data
+        """One step (ice/objective.py); StepResult(L, correct, [bpd, CE(logits), CE(D_nc)],
+        L) of device scalars."""
+        config, split = self.config, self.train
         images = split.images[index]
         noise = self.uniform(draw_seed(self.step_rng(3, epoch, step)),
                              images.shape[1:] + images.shape[:1], self.xp)
@@ -97,12 +102,13 @@ class IceTrainer(Trainer):
         self.optimizer.lr = encoder_lr(config.lr, epoch)
         self.optimizer.step()
         correct = (logits.argmax(axis=0) == y).sum()
-        return terms.loss, correct, [terms.bpd, terms.ce_logits, terms.ce_nuisance], terms.loss
+        return StepResult(terms.loss, correct, [terms.bpd, terms.ce_logits, terms.ce_nuisance],
+                          terms.loss)
 
     def epoch_diagnostics(self, epoch):
         """{name: float} of GRADIENT_NORM_NAMES: each term's gradient norm at the flow's
         parameters on the first batch of the training set (module docstring)."""
-        config, split, xp = self.config, self.train_data, self.xp
+        config, split, xp = self.config, self.train, self.xp
         index = xp.arange(min(config.batch_size, split.n))
         images, y = split.images[index], split.digit[index]
         rng = lambda k: np.random.default_rng([config.seed, k, epoch])    # noqa: E731
@@ -129,27 +135,12 @@ class IceTrainer(Trainer):
 
     def encoder_labels(self, y, epoch, step):
         """y_enc: y, or y[perm] (--ice-labels shuffled), perm a permutation of the batch
-        from the step's generator [seed, 6, epoch, step].
-
-        The permutations of every step of the epoch are drawn at its first call
-        and uploaded in one copy; a batch whose size differs from the
-        schedule's (a caller's own index) gets its own, drawn and uploaded on
-        the spot from the same generator.
-        """
+        from the step's generator [seed, 6, epoch, step] (those of the rest of the epoch
+        drawn and uploaded together, training.DrawnAhead)."""
         if self.config.ice_labels == "true":
             return y
-        if self._permutations is None or self._permutations[0] != epoch:
-            steps = range(self.steps_per_epoch())
-            host = [self.step_rng(6, epoch, t).permutation(self.batch_size_at(t))
-                    for t in steps]
-            offsets = np.cumsum([0] + [len(p) for p in host])
-            device = self.xp.asarray(np.concatenate(host))
-            self._permutations = (epoch, {t: device[a:b] for t, a, b in
-                                          zip(steps, offsets[:-1], offsets[1:])})
-        perm = self._permutations[1].get(step)
-        if perm is None or perm.shape[0] != y.shape[0]:
-            perm = self.xp.asarray(self.step_rng(6, epoch, step).permutation(y.shape[0]))
-        return y[perm]
+        draw = lambda t, n: self.step_rng(6, epoch, t).permutation(n)     # noqa: E731
+        return y[self.permutations(epoch, step, y.shape[0], draw)]
 
     def eval_inputs(self, split, index):
         """x of the bin centres (u = 1/2), the mean of the training inputs."""
@@ -161,7 +152,8 @@ class IceTrainer(Trainer):
     def optimizers(self):
         return {"opt": self.optimizer, "opt_nc": self.critic_optimizer}
 
-    def load_checkpoint_arrays(self, arrays):
-        super().load_checkpoint_arrays(arrays)
+    def load_checkpoint(self, groups):
+        """As Method's; the loaded ActNorms count as initialized."""
+        super().load_checkpoint(groups)
         self.model.mark_initialized()
         self.initialized = True
