@@ -16,7 +16,7 @@ layer without building U or z), each tested equal to the reading path.
 from .discriminator import Discriminator
 from .estimators import ESTIMATORS, DVMovingAverage, Estimator, jsd_divergence
 from .regularizer import IFMRegularizer
-from .sampling import PairPositions, upload_positions
+from .sampling import PairPositions
 
 __all__ = ["IFMRegularizer", "Discriminator", "ESTIMATORS", "Estimator", "DVMovingAverage",
-           "PairPositions", "upload_positions", "jsd_divergence"]
+           "PairPositions", "jsd_divergence"]

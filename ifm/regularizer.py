@@ -18,7 +18,7 @@ Pair l has its discriminator D_l (ifm/discriminator.py: the pair layer, the
 rest of Table 2 and the estimator), keyed "D12", "D23", "D34": its parameters
 are "D12.0.W", "D12.1.gamma", ... Forward draws each pair's positions
 (ifm/sampling.py) from ``rng``, or takes them ready (``positions``, e.g. drawn
-ahead with ``draw`` and moved to the device with sampling.upload_positions),
+ahead with ``draw`` and moved to the device by the trainer's method),
 and returns F_l = D_l(H_l, H_{l+1}). Backward seeds every D_l with
 dL/dF_l = -lambda, the derivative of Eq. (5), and sums each map's pieces:
 

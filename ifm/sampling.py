@@ -7,8 +7,8 @@ vectorized, so the same generator state gives the same pairs (a gradient
 check replays a forward exactly). Index arrays stay on the host here: the
 draws give a PairIndex (images and locations), ``pair_positions`` turns it into
 the columns the pair layer reads (PairPositions), and those move to the device
-with one ``xp.asarray`` per forward, or those of many steps at once
-(``upload_positions``, the trainer).
+with one ``xp.asarray`` per forward, or those of many steps at once (the
+trainer's method, experiment/methods.py, with training.upload_joined).
 
 Joint pairs (samples from P, the joint of H_l and H_{l+1} vectors):
     K = min(samples, h*w) locations per image, drawn WITHOUT replacement
@@ -172,21 +172,3 @@ def pair_positions(index, low_shape, high_shape, upsample):
         read = coarse_locations(index.high_s, w, h // high_shape[1]) * N + index.high_n
     return PairPositions(np.stack([index.low_s * N + index.low_n, up, read]), index.n_joint,
                          index.groups)
-
-
-def upload_positions(steps, xp):
-    """The positions of many steps of one layer pair, moved to the device in ONE ``xp.asarray``.
-
-    ``steps``: host PairPositions of steps 0..T-1 (columns (3, S_t) each). The
-    columns are joined into one (3, sum_t S_t) int32 array (every value is
-    below N*h*w < 2^31) and uploaded; step t gets the view [:, o_t:o_t + S_t].
-    Returns the device PairPositions, in order.
-    """
-    sizes = [p.columns.shape[1] for p in steps]
-    host = np.empty((3, sum(sizes)), dtype=np.int32)
-    offsets = np.cumsum([0] + sizes)
-    for p, lo, hi in zip(steps, offsets[:-1], offsets[1:]):
-        host[:, lo:hi] = p.columns
-    device = xp.asarray(host)
-    return [p._replace(columns=device[:, lo:hi])
-            for p, lo, hi in zip(steps, offsets[:-1], offsets[1:])]
