@@ -610,7 +610,7 @@ if plt:
 # %% [markdown]
 # **What the full runs found.** `results/` holds every run behind
 # `results/RESULTS.md`; the numbers below are read from its files
-# (`table3.json`, `draws.json`, the run reports), not written into this page.
+# (`table3.json`, `texture_sets.json`), not written into this page.
 # The results read by regime: how texture-bound the baseline is on a set of
 # textures decides how much digit IFM can recover.
 
@@ -625,23 +625,22 @@ print(f"shared texture set ({ifm_row['runs']} seeds, {ifm_row['configuration']})
       f"± {ifm_row['test_digit_std']:.1%} of test digits (paper "
       f"{paper['Ours_digit']['digit']}%; baseline {base['test_digit_acc']:.1%})")
 
-draws = {k: v for k, v in json.loads((results / "draws.json").read_text())["draws"].items()
-         if k != "shared"}
-reports = [report for name in draws
-           for report in (results / "runs").glob(f"baseline-{name}-seed*/report.json")]
-bound = [json.loads(r.read_text())["rows"]["best_digit"]["test_texture_acc"] for r in reports]
-ifm_digit = [v["ifm"]["mean"] for v in draws.values()]
-epochs = sorted({e for v in draws.values() for e in v["ifm"]["epochs_run"]})
-print(f"{len(draws)} other draws of ten textures: the baseline is {min(bound):.0%}-"
-      f"{max(bound):.0%} texture-bound, as the paper's; IFM ({'/'.join(map(str, epochs))} "
-      f"epochs) reads {min(ifm_digit):.1%}-{max(ifm_digit):.1%} of test digits")
-gains = [v["gain"] for v in draws.values()]
-print(f"IFM over the baseline on each of these draws: +{100 * min(gains):.1f} to "
-      f"+{100 * max(gains):.1f} points of test digit accuracy")
-print(f"short of the paper's Ours_digit: "
-      f"{paper['Ours_digit']['digit'] - 100 * ifm_row['test_digit_acc']:.1f} points on the "
-      f"shared set, {paper['Ours_digit']['digit'] - 100 * max(ifm_digit):.1f}-"
-      f"{paper['Ours_digit']['digit'] - 100 * min(ifm_digit):.1f} on the other draws")
+sets = json.loads((results / "texture_sets.json").read_text())
+with_both = {n: v for n, v in sets["sets"].items() if "baseline" in v and "ifm" in v}
+for regime, label in ((True, "in the paper's regime"), (False, "with a weaker shortcut")):
+    names = sorted((n for n, v in with_both.items() if v["paper_regime"] is regime),
+                   key=lambda n: -with_both[n]["baseline"]["test_texture"][0])
+    print(f"{len(names)} texture sets {label}:")
+    for n in names:
+        v = with_both[n]
+        print(f"  {n:<12} baseline {v['baseline']['test_texture'][0]:.1%} texture / "
+              f"{v['baseline']['test_digit'][0]:.1%} digit; IFM reads "
+              f"{v['ifm']['test_digit'][0]:.1%} of digits ({len(v['ifm']['seeds'])} seed(s))")
+summary = sets["across"]
+print(f"over the {summary['sets']} sets: r(baseline texture, Ours_digit) = {summary['r']:.2f}; "
+      f"the line through them gives {summary['ours_digit_at_paper_baseline']:.1%} at the "
+      f"paper's baseline ({paper['Baseline_digit']['texture']}% texture); the paper reports "
+      f"{paper['Ours_digit']['digit']}%")
 
 # %% [markdown]
 # So IFM moves the classifier from the texture toward the digit on every set

@@ -19,8 +19,6 @@ committed files; --out results updates them. Writes, into --out:
   its -seed<N>), one row per group: seeds, epochs, and mean ± std over seeds
   of the validation digit accuracy that selected the _digit checkpoint and of
   the test accuracies of both checkpoints;
-- draws.md, draws.json (where runs named <method>-draw<N>-seed<S> are
-  there): the _digit rows per texture draw, as draw_table.py computes them;
 - texture_sets.md, texture_sets.json: the _digit rows per texture set (the
   data a run trained on), with how texture-bound each set's baseline is, as
   texture_sets.py computes them;
@@ -41,7 +39,7 @@ from experiment.provenance import without_machine_paths
 from experiment.runfolder import read_json, write_json, write_text_atomic
 from experiment.config import ICE_ONLY, IFM_ONLY, Config
 from experiment.settings import parse
-from scripts import aggregate, draw_table, texture_sets
+from scripts import aggregate, texture_sets
 
 MAIN_RUN = re.compile(r"^(baseline|ifm|ice-cpu-k2)-seed\d+$")
 # The train.py flags of each main group (scripts/reproduce.sh main, more-seeds, ice-cpu).
@@ -221,14 +219,6 @@ def main(argv=None):
     stopped = [summarize_diverged(f) for f in diverged]
     write_text_atomic(os.path.join(args.out, "runs.md"), runs_markdown(rows, stopped))
     write_json(os.path.join(args.out, "runs.json"), {"runs": rows, "diverged": stopped})
-    configs = {os.path.basename(os.path.normpath(f)): read_json(os.path.join(f, "config.json"))
-               for f in finished}
-    per_draw = draw_table.draws(rows, configs, main_names)
-    if any(name != "shared" for name in per_draw):
-        summary = draw_table.across(per_draw)
-        write_text_atomic(os.path.join(args.out, "draws.md"),
-                          draw_table.markdown(per_draw, summary))
-        write_json(os.path.join(args.out, "draws.json"), {"draws": per_draw, "across": summary})
     sets, left_out = texture_sets.texture_sets(finished)
     if sets:
         summary = texture_sets.across(sets)
