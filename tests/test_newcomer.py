@@ -5,6 +5,7 @@ The data are the synthetic MNIST and texture folder of test_train_run_folder.py.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_train_run_folder import sources, textures, train  # noqa: F401 (fixtures)
+from test_train_run_folder import trainer, write_textures
 
 from experiment import run as run_module
 from experiment.methods import ClassifierMethod
@@ -24,11 +26,21 @@ from experiment.runfolder import take_lock
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, sources):         # noqa: F811
+    """A finished two-epoch IFM run (K = 8), trained once for the module, with its own
+    textures and cache (which its config.json names). Tests read it through ``finished``."""
+    root = tmp_path_factory.mktemp("finished")
+    train = trainer(sources[0], write_textures(root / "textures"), root / "cache")
+    assert train(root / "run", "--ifm", "--samples", "8", "--epochs", "2") == 0
+    return root / "run"
+
+
 @pytest.fixture
-def finished(tmp_path, train):                       # noqa: F811
-    """A finished two-epoch IFM run (K = 8) and its folder."""
-    assert train(tmp_path / "run", "--ifm", "--samples", "8", "--epochs", "2") == 0
-    return tmp_path / "run"
+def finished(finished_run, tmp_path):
+    """A copy of the module's finished run in tmp_path / "run": the test may change,
+    move or delete it."""
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))
 
 
 # --- evaluate.py ------------------------------------------------------------------------------
@@ -198,7 +210,8 @@ def test_a_second_process_is_refused_naming_the_holder(tmp_path, train, capsys):
     assert "is in use by another run (process 4242 on elsewhere" in err
     assert not (tmp_path / "r" / "config.json").exists()
     lock.release()
-    assert train(tmp_path / "r") == 0
+    # one epoch: a run of any length takes and releases the lock the same way
+    assert train(tmp_path / "r", "--epochs", "1") == 0
     assert not (tmp_path / "r" / "run.lock").exists()
 
 
@@ -206,7 +219,7 @@ def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path, train):  # noq
     # the kernel dropped the dead process's flock; its file, still naming it, stays behind
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "run.lock").write_text(json.dumps({"pid": 999999, "host": "x"}))
-    assert train(tmp_path / "r") == 0
+    assert train(tmp_path / "r", "--epochs", "1") == 0      # one epoch: any run takes the lock
 
 
 def test_a_lock_is_held_by_another_process_too(tmp_path):

@@ -30,20 +30,18 @@ def sources(tmp_path_factory):
     return mnist, root
 
 
-@pytest.fixture
-def textures(tmp_path):
-    """A texture folder of its own for each test (some tests change a texture)."""
-    folder = tmp_path / "textures"
+def write_textures(folder):
+    """A new folder of ten plain-coloured 48 x 40 textures."""
     folder.mkdir()
     for i in range(10):
         Image.new("RGB", (48, 40), COLOURS[i]).save(folder / f"{i}.png")
     return folder
 
 
-@pytest.fixture
-def train(sources, textures, tmp_path):
-    mnist, _ = sources
-    cache = str(tmp_path / "cache")
+def trainer(mnist, textures, cache):
+    """``run(out, *extra)``: train.py's main on these data with the QUICK settings;
+    ``run.resume(out, *extra)`` resumes the run in ``out``. Both return the exit code."""
+    cache = str(cache)
 
     def run(out, *extra):
         return main(["--out", str(out), "--cache-dir", cache, "--mnist-dir", str(mnist),
@@ -54,6 +52,19 @@ def train(sources, textures, tmp_path):
 
     run.resume = resume
     return run
+
+
+@pytest.fixture
+def textures(tmp_path):
+    """A texture folder of its own for each test (some tests change a texture)."""
+    return write_textures(tmp_path / "textures")
+
+
+@pytest.fixture
+def train(sources, textures, tmp_path):
+    """``trainer`` on the module's synthetic MNIST, the test's textures and a cache of its own."""
+    mnist, _ = sources
+    return trainer(mnist, textures, tmp_path / "cache")
 
 
 def read_state(path):
