@@ -6,7 +6,6 @@ Any test marked ``gpu`` skips the same way, whatever fixtures it uses.
 """
 import os
 import sys
-from concurrent.futures import Future
 
 import numpy as np
 import pytest
@@ -87,6 +86,21 @@ def restore_cores():
         parallel.use_cores(before)
 
 
+class Done:
+    """A task's outcome, as the Future of a pool that has run it: ``result()`` returns its
+    value or raises its exception (all nn.cpu.parallel asks of a Future; a real Future
+    takes a lock and a Condition for each of the many tiny tasks of a split run)."""
+    __slots__ = ("value", "error")
+
+    def __init__(self, value=None, error=None):
+        self.value, self.error = value, error
+
+    def result(self):
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 class InlineExecutor:
     """Stands in for nn.cpu.parallel's thread pool: runs each task at once, in this thread."""
 
@@ -95,12 +109,10 @@ class InlineExecutor:
 
     def submit(self, fn, *args):
         self.tasks += 1
-        future = Future()
         try:
-            future.set_result(fn(*args))
+            return Done(value=fn(*args))
         except BaseException as err:  # handed to the caller, as a pool would
-            future.set_exception(err)
-        return future
+            return Done(error=err)
 
 
 def pytest_configure(config):
