@@ -119,16 +119,22 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "no_split: the code under test never reaches nn.cpu.parallel's split paths "
                    "(run_in_blocks, matmul), so cores_mode runs it serially only")
+    config.addinivalue_line(
+        "markers", "split_covered_by(where): cores_mode runs the test serially only: the "
+                   "split runs of the tests named by `where` reach every call site and branch "
+                   "of nn.cpu.parallel that its split run would, so that run repeats theirs")
 
 
 def pytest_collection_modifyitems(config, items):
     """Drop the split reruns that cannot fail: tests marked ``no_split``, and CuPy
-    instances (CuPy arrays always take nn.cpu.parallel's one-call path)."""
+    instances (CuPy arrays always take nn.cpu.parallel's one-call path); and those that
+    repeat other tests' split runs: tests marked ``split_covered_by``."""
     keep, drop = [], []
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         split = params.get("cores_mode") == "split"
-        never = item.get_closest_marker("no_split") is not None or params.get("xp") == "cupy"
+        never = (item.get_closest_marker("no_split") is not None or params.get("xp") == "cupy"
+                 or item.get_closest_marker("split_covered_by") is not None)
         (drop if split and never else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
@@ -146,7 +152,9 @@ def cores_mode(request, monkeypatch):
     slower); tests/test_parallel.py runs the ops on real threads.
 
     A split run must reach a split path (it fails otherwise): a test whose
-    code never does is marked ``no_split`` and runs serially only.
+    code never does is marked ``no_split`` and runs serially only. A test whose
+    split run would only repeat the split paths of others is marked
+    ``split_covered_by`` (naming them) and runs serially only too.
     """
     from nn.cpu import parallel
     if request.param == "serial":

@@ -13,7 +13,8 @@ from gradcheck import check_directional, check_gradients, upstream
 
 from ifm import IFMRegularizer
 
-# Every test runs twice: serial, and with every op split into blocks (conftest.py).
+# Every test runs twice: serial, and with every op split into blocks (conftest.py), but for
+# those marked split_covered_by, whose split runs repeated the blocked paths of others.
 pytestmark = pytest.mark.usefixtures("cores_mode")
 
 SEED = 123
@@ -98,10 +99,15 @@ def test_block_gradients(rng, estimator, upsample, marginal, samples, stacked):
         assert has_repeats(p.columns[0, p.n_joint:])
 
 
+@pytest.mark.split_covered_by("test_block_gradients[split-*]")
 @pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
 @pytest.mark.parametrize("estimator", ["jsd", "dv"])
 def test_block_gradients_non_square_odd(rng, estimator, upsample):
-    """h x w = 6 x 4 with H_{l+1} 3 x 2: odd coarse height, non-square grid."""
+    """h x w = 6 x 4 with H_{l+1} 3 x 2: odd coarse height, non-square grid.
+
+    Serial only: its split runs reached no call site or branch of nn.cpu.parallel that
+    test_block_gradients[split-*] does not (with nearest upsampling some products split
+    into equal bands, where those tests split them unevenly)."""
     block = one_pair(samples=5, estimator=estimator, upsample=upsample,
                      rng=np.random.default_rng(1), hidden=SMALL, dtype=np.float64)
     h_low, h_high = maps(N=3, h=6, w=4, seed=2)
@@ -144,13 +150,20 @@ def test_backward_scales_linearly_with_dF():
         np.testing.assert_allclose(g, -2.5 * g_one[k], rtol=1e-12, atol=1e-13)
 
 
+@pytest.mark.split_covered_by("test_block_gradients[split-*], "
+                              "test_block_gradients_table2_widths[split]")
 @pytest.mark.parametrize("samples, runs", [(3, 1), ("all", 3)])
 def test_regularizer_gradients_of_the_loss_term(samples, runs):
     """dL/dH and D's grads for L = -lam * sum_l F_l over pairs (1,2), (2,3), (3,4);
     H_2 and H_3 each belong to two pairs, so their gradients are sums. L is a
     scalar whose upstream gradient is 1 (it is the loss); every element is compared.
     K = 3 puts the three critics in one stacked run; K = all gives each pair its own
-    row count, so each runs alone."""
+    row count, so each runs alone.
+
+    Serial only: its split runs reached no call site or branch of nn.cpu.parallel that
+    the one-pair checks' split runs do not (the 8 x 8 maps' products split along the
+    shared dimension as with the Table 2 widths). The regularizer still runs split in
+    test_regularizer_leaves_unpaired_features_alone[split]."""
     lam = 1.7
     channels = [3, 4, 5, 2]
     reg = IFMRegularizer(channels, lam=lam, samples=samples, rng=np.random.default_rng(0),
