@@ -33,7 +33,10 @@ class Server:
         handler = functools.partial(Handler, directory=str(root))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        # close() waits for serve_forever to see the shutdown flag: poll it every 10 ms
+        # (the default, 0.5 s, made each test's teardown wait half a second)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.01,),
+                                       daemon=True)
         self.thread.start()
 
     def close(self):
