@@ -5,7 +5,6 @@ The data are the synthetic MNIST and texture folder of test_train_run_folder.py.
 """
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_train_run_folder import sources, textures, train  # noqa: F401 (fixtures)
-from test_train_run_folder import trainer, write_textures
+from test_train_run_folder import copy_run, train_once
 
 from experiment import run as run_module
 from experiment.methods import ClassifierMethod
@@ -30,17 +29,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def finished_run(tmp_path_factory, sources):         # noqa: F811
     """A finished two-epoch IFM run (K = 8), trained once for the module, with its own
     textures and cache (which its config.json names). Tests read it through ``finished``."""
-    root = tmp_path_factory.mktemp("finished")
-    train = trainer(sources[0], write_textures(root / "textures"), root / "cache")
-    assert train(root / "run", "--ifm", "--samples", "8", "--epochs", "2") == 0
-    return root / "run"
+    folder, _ = train_once(tmp_path_factory, sources, "--ifm", "--samples", "8", "--epochs", "2")
+    return folder
 
 
 @pytest.fixture
 def finished(finished_run, tmp_path):
     """A copy of the module's finished run in tmp_path / "run": the test may change,
     move or delete it."""
-    return Path(shutil.copytree(finished_run, tmp_path / "run"))
+    return copy_run(finished_run, tmp_path / "run")
 
 
 # --- evaluate.py ------------------------------------------------------------------------------

@@ -7,8 +7,10 @@ and a folder of ten textures, so these tests need no downloads.
 """
 import json
 import os
+import shutil
 import signal
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,6 +67,44 @@ def train(sources, textures, tmp_path):
     """``trainer`` on the module's synthetic MNIST, the test's textures and a cache of its own."""
     mnist, _ = sources
     return trainer(mnist, textures, tmp_path / "cache")
+
+
+def train_once(tmp_path_factory, sources, *flags):
+    """(folder, train): a finished run with these flags (and QUICK) in a new folder, and the
+    ``trainer`` that made it, on textures of the same colours as ``textures`` and a cache of
+    its own, which the run's config.json names. For module-scoped fixtures whose tests read
+    the run, or change a copy of it (``copy_run``) and resume that with ``train.resume``."""
+    root = tmp_path_factory.mktemp("run")
+    train = trainer(sources[0], write_textures(root / "textures"), root / "cache")
+    assert train(root / "run", *flags) == 0
+    return root / "run", train
+
+
+def copy_run(run, folder):
+    """A copy of the run folder ``run`` at ``folder``, for a test to change, move or delete."""
+    return Path(shutil.copytree(run, folder))
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory, sources):
+    """``train_once`` of a one-epoch baseline run, for the module; tests take ``one_epoch``."""
+    return train_once(tmp_path_factory, sources, "--epochs", "1")
+
+
+@pytest.fixture
+def one_epoch(one_epoch_run, tmp_path):
+    """(folder, train): tmp_path / "r", a copy of the module's one-epoch run for the test to
+    change, and the trainer that made the run, whose ``train.resume(folder)`` resumes the
+    copy from the data, textures and cache that its config.json names, as it would the run."""
+    run, train = one_epoch_run
+    return copy_run(run, tmp_path / "r"), train
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, sources):
+    """An uninterrupted two-epoch baseline run, for interrupted ones to match (read only)."""
+    folder, _ = train_once(tmp_path_factory, sources, "--epochs", "2")
+    return folder
 
 
 def read_state(path):
@@ -134,8 +174,7 @@ def test_help_names_every_cache_default(capsys):
 # --- dead-end folders -------------------------------------------------------------------------
 
 def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_beginning(
-        tmp_path, train, monkeypatch, capsys):
-    assert train(tmp_path / "straight", "--epochs", "2") == 0
+        tmp_path, train, straight, monkeypatch, capsys):
     restore = kill_at(monkeypatch, 1, 1)
     with pytest.raises(Killed):
         train(tmp_path / "cut", "--epochs", "2")
@@ -147,8 +186,7 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_the_beginning(
     one_line_error(capsys, ["stopped before its first checkpoint", "--resume", "--restart"])
     assert train.resume(tmp_path / "cut") == 0
     assert "from the beginning" in capsys.readouterr().err
-    assert_same_state(tmp_path / "straight" / "checkpoint.npz",
-                      tmp_path / "cut" / "checkpoint.npz")
+    assert_same_state(straight / "checkpoint.npz", tmp_path / "cut" / "checkpoint.npz")
     config = json.loads((tmp_path / "cut" / "config.json").read_text())
     assert [r["from"] for r in config["resumed"]] == ["the beginning (no checkpoint)"]
 
@@ -191,8 +229,8 @@ def test_a_nan_stop_after_a_checkpoint_says_it_is_kept(tmp_path, train, monkeypa
 # --- interrupts -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("epoch", [1, 2])
-def test_a_second_interrupt_stops_at_once_without_a_traceback(tmp_path, train, monkeypatch,
-                                                             capsys, epoch):
+def test_a_second_interrupt_stops_at_once_without_a_traceback(tmp_path, train, straight,
+                                                             monkeypatch, capsys, epoch):
     original = ClassifierMethod.train_step
 
     def step(self, index, e, s):
@@ -208,8 +246,7 @@ def test_a_second_interrupt_stops_at_once_without_a_traceback(tmp_path, train, m
     monkeypatch.setattr(ClassifierMethod, "train_step", original)
     assert not list((tmp_path / "r").glob("*.tmp-*"))
     assert train.resume(tmp_path / "r") == 0
-    assert train(tmp_path / "straight", "--epochs", "2") == 0
-    assert_same_state(tmp_path / "straight" / "checkpoint.npz", tmp_path / "r" / "checkpoint.npz")
+    assert_same_state(straight / "checkpoint.npz", tmp_path / "r" / "checkpoint.npz")
 
 
 # --- damaged checkpoints, and refused resumes change nothing ----------------------------------
@@ -229,10 +266,8 @@ DAMAGE = {
 
 
 @pytest.mark.parametrize("damage", DAMAGE)
-def test_a_damaged_checkpoint_is_a_clear_error_and_changes_nothing(tmp_path, train, capsys,
-                                                                    damage):
-    folder = tmp_path / "r"
-    assert train(folder, "--epochs", "1") == 0
+def test_a_damaged_checkpoint_is_a_clear_error_and_changes_nothing(one_epoch, capsys, damage):
+    folder, train = one_epoch
     DAMAGE[damage](folder / "checkpoint.npz")
     before = (folder / "config.json").read_bytes()
     assert train.resume(folder, "--epochs", "2") == 2
@@ -243,9 +278,8 @@ def test_a_damaged_checkpoint_is_a_clear_error_and_changes_nothing(tmp_path, tra
     assert (folder / "config.json").read_bytes() == before
 
 
-def test_a_damaged_config_is_a_clear_error(tmp_path, train, capsys):
-    folder = tmp_path / "r"
-    assert train(folder, "--epochs", "1") == 0
+def test_a_damaged_config_is_a_clear_error(one_epoch, capsys):
+    folder, train = one_epoch
     (folder / "config.json").write_text("{not json")
     assert train.resume(folder) == 2
     one_line_error(capsys, ["config.json", "--restart"])
@@ -329,9 +363,9 @@ def test_a_read_only_cache_with_nothing_local_is_a_clear_error(tmp_path, texture
 
 # --- what a run records -----------------------------------------------------------------------
 
-def test_a_one_epoch_report_says_epoch(tmp_path, train):
-    assert train(tmp_path / "r", "--epochs", "1") == 0
-    report = (tmp_path / "r" / "report.md").read_text()
+def test_a_one_epoch_report_says_epoch(one_epoch):
+    folder, _ = one_epoch
+    report = (folder / "report.md").read_text()
     assert "1 epoch," in report and "1 epochs" not in report
 
 
@@ -366,9 +400,8 @@ def test_wrapped_texture_crops_are_recorded(tmp_path, train):
 
 # --- what a resume may change, and where its data come from ------------------------------------
 
-def test_resume_refuses_flags_the_run_left_unset(tmp_path, train, capsys):
-    folder = tmp_path / "r"
-    assert train(folder, "--epochs", "1") == 0
+def test_resume_refuses_flags_the_run_left_unset(one_epoch, capsys):
+    folder, train = one_epoch
     for flags, words in ((["--eval-every", "2"], "--eval-every 2 (the run has None)"),
                          (["--limit-train", "64"], "--limit-train 64 (the run has 128)")):
         assert train.resume(folder, "--epochs", "2", *flags) == 2
@@ -402,12 +435,11 @@ def test_a_run_from_environment_variables_resumes_without_them(tmp_path, sources
     assert config["resumed"][-1]["sources_before"]["textures"] == str(textures)
 
 
-def test_a_gpu_run_without_a_gpu_says_where_it_can_continue(tmp_path, train, capsys):
+def test_a_gpu_run_without_a_gpu_says_where_it_can_continue(one_epoch, capsys):
     from nn import backend
     if backend.gpu_available():
         pytest.skip("a GPU is present")
-    folder = tmp_path / "r"
-    assert train(folder, "--epochs", "1") == 0
+    folder, train = one_epoch
     config = json.loads((folder / "config.json").read_text())
     config["device"] = "gpu"
     (folder / "config.json").write_text(json.dumps(config))
@@ -447,9 +479,8 @@ def set_progress(**values):
     (lambda a: [a.pop(k) for k in list(a) if k.startswith("opt/")], "optimizer state: missing"),
     (lambda a: a.update({"opt/bogus/x": np.zeros(1)}), "unexpected"),
 ], ids=["progress-5", "epoch-x", "best-null", "partial", "no-optimizer", "extra-entry"])
-def test_a_checkpoint_of_the_wrong_form_is_refused(tmp_path, train, capsys, change, words):
-    folder = tmp_path / "r"
-    assert train(folder, "--epochs", "1") == 0
+def test_a_checkpoint_of_the_wrong_form_is_refused(one_epoch, capsys, change, words):
+    folder, train = one_epoch
     rewrite_checkpoint(folder / "checkpoint.npz", change)
     before = (folder / "config.json").read_bytes()
     assert train.resume(folder, "--epochs", "2") == 2
@@ -492,9 +523,8 @@ def test_an_interrupt_in_an_epochs_last_step_stops_after_that_epoch(tmp_path, tr
     assert progress["epoch_done"] == 1 and progress["partial"] is None
 
 
-def test_a_resume_that_adds_epochs_removes_the_old_report(tmp_path, train, monkeypatch):
-    folder = tmp_path / "r"
-    assert train(folder, "--epochs", "1") == 0
+def test_a_resume_that_adds_epochs_removes_the_old_report(one_epoch, monkeypatch):
+    folder, train = one_epoch
     restore = kill_at(monkeypatch, 2, 1)
     with pytest.raises(Killed):
         train.resume(folder, "--epochs", "3")
@@ -518,10 +548,8 @@ def test_a_resume_restores_the_best_models_its_checkpoint_knows(tmp_path, train,
         np.testing.assert_array_equal(restored[k], kept[k], err_msg=k)
 
 
-def test_an_interrupted_checkpoint_write_leaves_the_old_one_whole(tmp_path, train, monkeypatch,
-                                                                 capsys):
-    folder = tmp_path / "r"
-    assert train(folder, "--epochs", "1") == 0
+def test_an_interrupted_checkpoint_write_leaves_the_old_one_whole(one_epoch, monkeypatch, capsys):
+    folder, train = one_epoch
     before = (folder / "checkpoint.npz").read_bytes()
     import nn.serialization
 
