@@ -6,7 +6,9 @@ IFM_MNIST_DIR and IFM_TEXTURES (CI sets both); without them they skip.
 import csv
 import json
 import os
+import shutil
 import signal
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -38,6 +40,33 @@ def train(out, cache_dir, *extra):
 def read_state(path):
     with np.load(path, allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
+
+
+RESUMED = ["--epochs", "2", "--ifm", "--samples", "8", "--seed", "3"]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, cache_dir):
+    """The uninterrupted run (RESUMED) that each interrupted and resumed one must match;
+    trained once for the module, read only."""
+    folder = tmp_path_factory.mktemp("straight") / "run"
+    assert train(folder, cache_dir, *RESUMED) == 0
+    return folder
+
+
+@pytest.fixture(scope="module")
+def one_epoch_run(tmp_path_factory, cache_dir):
+    """A one-epoch baseline run, trained once for the module; tests take ``one_epoch``."""
+    folder = tmp_path_factory.mktemp("one_epoch") / "run"
+    assert train(folder, cache_dir, "--epochs", "1") == 0
+    return folder
+
+
+@pytest.fixture
+def one_epoch(one_epoch_run, tmp_path):
+    """tmp_path / "r": a copy of the module's one-epoch run, for the test to change; the
+    run ``train(tmp_path / "r", cache_dir, "--epochs", "1")`` makes (same data and cache)."""
+    return Path(shutil.copytree(one_epoch_run, tmp_path / "r"))
 
 
 @needs_data
@@ -80,9 +109,7 @@ def test_smoke_run_writes_the_run_folder(tmp_path, cache_dir, method, capsys):
 
 @needs_data
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_resume_reaches_the_same_parameters(tmp_path, cache_dir, monkeypatch, signum):
-    extra = ["--ifm", "--samples", "8", "--seed", "3"]
-    assert train(tmp_path / "straight", cache_dir, "--epochs", "2", *extra) == 0
+def test_resume_reaches_the_same_parameters(tmp_path, cache_dir, straight, monkeypatch, signum):
     # A real Ctrl-C (SIGINT) or SIGTERM during step 1 of epoch 2: the step
     # finishes, the run saves a checkpoint before step 2 and exits with 128 + the signal's
     # number: 130 for SIGINT, 143 for SIGTERM.
@@ -94,30 +121,29 @@ def test_resume_reaches_the_same_parameters(tmp_path, cache_dir, monkeypatch, si
         return original(self, index, epoch, step)
 
     monkeypatch.setattr(ClassifierMethod, "train_step", interrupting_step)
-    assert train(tmp_path / "cut", cache_dir, "--epochs", "2", *extra) == 128 + signum
+    assert train(tmp_path / "cut", cache_dir, *RESUMED) == 128 + signum
     monkeypatch.setattr(ClassifierMethod, "train_step", original)
     assert main(["--out", str(tmp_path / "cut"), "--resume", "--cache-dir", cache_dir,
                  "--quiet"]) == 0
-    a = read_state(tmp_path / "straight" / "checkpoint.npz")
+    a = read_state(straight / "checkpoint.npz")
     b = read_state(tmp_path / "cut" / "checkpoint.npz")
     a.pop("progress_json"), b.pop("progress_json")
     assert set(a) == set(b)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
-    ra = json.loads((tmp_path / "straight" / "report.json").read_text())
+    ra = json.loads((straight / "report.json").read_text())
     rb = json.loads((tmp_path / "cut" / "report.json").read_text())
     assert ra == rb
 
 
 @needs_data
-def test_resume_can_extend_epochs_and_refuses_changed_settings(tmp_path, cache_dir, capsys):
-    assert train(tmp_path / "r", cache_dir, "--epochs", "1") == 0
-    assert main(["--out", str(tmp_path / "r"), "--resume", "--lr", "0.5",
+def test_resume_can_extend_epochs_and_refuses_changed_settings(one_epoch, cache_dir, capsys):
+    assert main(["--out", str(one_epoch), "--resume", "--lr", "0.5",
                  "--cache-dir", cache_dir]) == 2
     assert "--lr" in capsys.readouterr().err
-    assert main(["--out", str(tmp_path / "r"), "--resume", "--epochs", "2", "--quiet",
+    assert main(["--out", str(one_epoch), "--resume", "--epochs", "2", "--quiet",
                  "--cache-dir", cache_dir]) == 0
-    with open(tmp_path / "r" / "history.csv") as f:
+    with open(one_epoch / "history.csv") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2]
 
 
@@ -139,9 +165,8 @@ def test_post_pool_pairing_runs_and_old_runs_resume_as_pre_pool(tmp_path, cache_
 
 
 @needs_data
-def test_existing_run_folder_is_not_overwritten(tmp_path, cache_dir, capsys):
-    assert train(tmp_path / "r", cache_dir, "--epochs", "1") == 0
-    assert train(tmp_path / "r", cache_dir, "--epochs", "1") == 2
+def test_existing_run_folder_is_not_overwritten(one_epoch, cache_dir, capsys):
+    assert train(one_epoch, cache_dir, "--epochs", "1") == 2
     assert "--resume" in capsys.readouterr().err
 
 
