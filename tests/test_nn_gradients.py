@@ -19,15 +19,26 @@ from nn import losses, upsample
 from nn.fast import linear as fast_linear
 
 # Every test runs twice: serial, and with every op split into blocks (conftest.py), except
-# those marked no_split (upsampling, the loss and flatten never call nn.cpu.parallel).
+# those marked no_split (upsampling, the loss and flatten never call nn.cpu.parallel) and
+# the larger conv kernels, marked split_covered_by (below).
 pytestmark = pytest.mark.usefixtures("cores_mode")
+
+# The split runs of the 3 x 3 and 5 x 5 kernels reached no call site or branch of
+# nn.cpu.parallel, and no line of the blocks it runs (im2col's bands of output rows,
+# col2im's blocks of channels), that those of the 1 x 1 and 2 x 2 kernels (every padding
+# and stride) and the other split runs of this file do not; they run serially only.
+LARGER_KERNEL = pytest.mark.split_covered_by(
+    "test_conv2d_gradients[split-fast-1-*], test_conv2d_gradients[split-fast-2-*], "
+    "test_conv2d_gradients_random_direction_larger_shape[split-fast], "
+    "test_module_gradients[split-*], test_network_gradients[split-*]")
 
 
 # ---- pure functions ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("padding", [0, 1, 2])
-@pytest.mark.parametrize("k", [1, 2, 3, 5])
+@pytest.mark.parametrize("k", [1, 2, pytest.param(3, marks=LARGER_KERNEL),
+                               pytest.param(5, marks=LARGER_KERNEL)])
 def test_conv2d_gradients(rng, ops, k, padding, stride):
     x = rng.standard_normal((3, 7, 5, 2))          # C = 3, odd non-square H x W, N = 2
     W = rng.standard_normal((5, 3, k, k))           # O = 5
