@@ -17,8 +17,9 @@ from test_train_run_folder import (assert_same_state, one_line_error, sources,  
 from ice.method import IceMethod
 from experiment.run import main
 
-ICE = ["--method", "ice-firevnet", "--flow-depth", "2", "--limit-train", "96",
-       "--batch-size", "32", "--limit-eval", "50"]        # 3 steps per epoch
+# 3 steps per epoch, of 16 images (a step runs the same code at any batch size)
+ICE = ["--method", "ice-firevnet", "--flow-depth", "2", "--limit-train", "48",
+       "--batch-size", "16", "--limit-eval", "50"]
 
 
 def test_an_ice_run_writes_its_rows_and_replays_after_an_interrupt(tmp_path, train,
