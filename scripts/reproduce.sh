@@ -129,8 +129,8 @@ for change in "lam1:--lam 1" "lam100:--lam 100" "lam300:--lam 300" "lam300-lamd1
 done
 # Two settings of the search at three seeds and 2 epochs: the DV estimator (second
 # on validation digit, 24.2) and the default (lambda 30, JSD: 23.6). K = all was
-# first (24.6, within a seed's spread of both) but costs about 6x an epoch at K = 64
-# on the CPU, so its seeds are left to a GPU. With the baseline's seed 2 on draw 5
+# first (24.6, within a seed's spread of both) but its step costs about 4x K = 64's
+# (benchmarks.bench) on the CPU, so its seeds are left to a GPU. With the baseline's seed 2 on draw 5
 # (seeds 0-1 are in the draws group).
 regime_seed_runs=()
 for seed in 0 1 2; do
