@@ -23,7 +23,9 @@ TEXTURES = os.environ.get("IFM_TEXTURES")
 needs_data = pytest.mark.skipif(not (MNIST and TEXTURES),
                                 reason="set IFM_MNIST_DIR and IFM_TEXTURES to run end-to-end tests")
 
-QUICK = ["--limit-train", "256", "--limit-eval", "200", "--batch-size", "64", "--quiet"]
+# 4 steps per epoch of 32 images, 100 images to evaluate: small batches and evaluations
+# run the same code as large ones
+QUICK = ["--limit-train", "128", "--limit-eval", "100", "--batch-size", "32", "--quiet"]
 
 
 @pytest.fixture(scope="module")
