@@ -169,7 +169,7 @@ def test_report_names_the_settings_that_differ_from_the_main_ones(finished):
     line = next(l for l in report.splitlines() if l.startswith("Settings that differ"))
     assert line.startswith("Settings that differ from the main configuration of the method: "
                            "--textures ")             # the fixture's folder, given as a flag
-    assert line.endswith(", --limit-train 128, --limit-eval 100, --batch-size 64, --samples 8.")
+    assert line.endswith(", --limit-train 64, --limit-eval 100, --batch-size 32, --samples 8.")
 
 
 # --- inputs refused in one line, or handled ---------------------------------------------------

@@ -21,7 +21,9 @@ from experiment.methods import ClassifierMethod
 from experiment.run import main
 from fixtures_data import synthetic_mnist, write_mnist_dir
 
-QUICK = ["--limit-train", "128", "--limit-eval", "100", "--batch-size", "64", "--quiet"]
+# 2 steps per epoch of 32 images, 100 images to evaluate (a small batch runs the same code
+# as a large one)
+QUICK = ["--limit-train", "64", "--limit-eval", "100", "--batch-size", "32", "--quiet"]
 COLOURS = [(25 * i, 255 - 20 * i, (77 * i) % 256) for i in range(11)]
 
 
@@ -403,7 +405,7 @@ def test_wrapped_texture_crops_are_recorded(tmp_path, train):
 def test_resume_refuses_flags_the_run_left_unset(one_epoch, capsys):
     folder, train = one_epoch
     for flags, words in ((["--eval-every", "2"], "--eval-every 2 (the run has None)"),
-                         (["--limit-train", "64"], "--limit-train 64 (the run has 128)")):
+                         (["--limit-train", "32"], "--limit-train 32 (the run has 64)")):
         assert train.resume(folder, "--epochs", "2", *flags) == 2
         one_line_error(capsys, [words])
 
