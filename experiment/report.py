@@ -84,9 +84,10 @@ def run_table_markdown(report):
 
 def configuration(config):
     """A run's Config as a Table 3 row shows it: epochs, and what sets its method apart."""
-    parts = [f"{config.epochs} epochs"]
+    parts = [f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}"]
     if config.method == "ifm":
-        parts.append(f"lambda {config.lam:g}, K {config.samples}")
+        parts.append(f"lambda {config.lam:g}, K {config.samples}"
+                     + (f", {config.estimator.upper()}" if config.estimator != "jsd" else ""))
     elif config.method == "ice-firevnet":
         parts.append(f"flow depth {config.flow_depth}, beta {config.ice_beta:g}")
     if config.limit_train:

@@ -86,14 +86,16 @@ def test_rows_name_their_configuration():
     settings = [{"method": "ice-firevnet", "epochs": 3, "flow_depth": 1, "ice_beta": 0.05,
                  "limit_train": 16000},
                 {"ifm": True, "epochs": 10, "lam": 30.0, "samples": 64},     # an old run
-                {"ifm": True, "epochs": 10, "lam": 1.0, "samples": 64}]
+                {"ifm": True, "epochs": 10, "lam": 1.0, "samples": 64},
+                {"ifm": True, "epochs": 1, "lam": 30.0, "samples": 64, "estimator": "dv"}]
     reports = [fake_report("ice-firevnet", 0.3, 0.6), fake_report("ifm", 0.4, 0.6),
-               fake_report("ifm", 0.5, 0.4)]
+               fake_report("ifm", 0.5, 0.4), fake_report("ifm", 0.3, 0.5)]
     rows = report.aggregate(reports, [Config.from_json(s) for s in settings])
     assert rows["iCE_fi-RevNet_digit"]["configuration"] == (
         "3 epochs, flow depth 1, beta 0.05, 16000 training images")
-    assert rows["Ours_digit"]["configuration"] == (
-        "10 epochs, lambda 1, K 64; 10 epochs, lambda 30, K 64")    # mixed: both named
+    assert rows["Ours_digit"]["configuration"] == (     # mixed: each named; the estimator
+        "1 epoch, lambda 30, K 64, DV; 10 epochs, lambda 1, K 64; "   # where it is not JSD
+        "10 epochs, lambda 30, K 64")
 
 
 def test_aggregate_py_prints_and_writes_the_paper_rows(tmp_path, capsys):
