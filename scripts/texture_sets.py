@@ -215,7 +215,7 @@ def draw_figure(sets, summary, path):
     ax.set_title("IFM against the strength of the texture shortcut\n(labels: set "
                  "(IFM seeds/baseline seeds); orange: another digit composite)", fontsize=8)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
 
