@@ -84,7 +84,7 @@ def test_controls_build_their_texture_folders_once(tmp_path):
     assert listed("controls", runs, **env) == lines
     assert (runs / "textures-shift1" / "05_brick.png").read_bytes() == bytes([4])
     assert len(listed("regime-search", runs, **env)) == 16
-    assert len(listed("regime-seeds", runs, **env)) == 6
+    assert len(listed("regime-seeds", runs, **env)) == 8
     assert len(listed("composite", runs, **env)) == 8
 
 
