@@ -133,9 +133,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
         split = params.get("cores_mode") == "split"
-        never = (item.get_closest_marker("no_split") is not None or params.get("xp") == "cupy"
-                 or item.get_closest_marker("split_covered_by") is not None)
-        (drop if split and never else keep).append(item)
+        serial_only = (item.get_closest_marker("no_split") is not None
+                       or item.get_closest_marker("split_covered_by") is not None
+                       or params.get("xp") == "cupy")
+        (drop if split and serial_only else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
