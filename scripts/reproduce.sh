@@ -73,7 +73,7 @@ gap_runs=(
   "baseline-wrap-seed2      --epochs 4 --seed 2 --texture-crops wrap"
   "ifm-wrap-seed1           --epochs 4 --seed 1 --ifm --texture-crops wrap"
 )
-# Round three: the gap groups that the RESULTS.md reading rests on, to three
+# The gap groups that the RESULTS.md reading rests on, to three
 # seeds, and the two weak candidates together (do they add up?).
 gap_seed_runs=(
   "ifm-wrap-seed2           --epochs 4 --seed 2 --ifm --texture-crops wrap"
@@ -97,7 +97,7 @@ for seed in 0 1; do
     )
   done
 done
-# Round four (issue 31): is the shared set's 45.4 fragile? IFM seed 0, one epoch
+# Is the shared set's 45.4 fragile? IFM seed 0, one epoch
 # (epoch-1 validation digit is within a point of the best), at the current code;
 # the baselines 2 epochs. @POOL_ORDER is the shared set's ten files under their
 # pool names (sorted, they take other ids); @SHIFT1 the same files with every id
